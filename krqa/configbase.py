@@ -1,0 +1,11 @@
+"""Base class for config sections: unknown keys are rejected and every field must carry a description."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Section(BaseModel):
+    """A YAML config section. ``extra='forbid'`` turns a typo into an error that names the key's path."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())

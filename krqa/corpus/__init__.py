@@ -1,0 +1,1 @@
+"""Dump readers (MediaWiki XML, Namuwiki JSON, JSONL, SQuAD), markup cleaning and Kiwi chunking."""

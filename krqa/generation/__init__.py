@@ -1,0 +1,1 @@
+"""Model loading, generators (transformers, vLLM) and competition predictions."""

@@ -1,0 +1,42 @@
+"""Config for the base model and for generation."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from krqa.configbase import Section
+
+
+class ModelConfig(Section):
+    base: str = Field("tiny-random", description="Base LM: a local path, a hub id, 'gguf:gemma3-270m' (the embedded demo model) or 'tiny-random' (built offline for tests).")
+    adapter: str | None = Field(None, description="LoRA adapter directory used by predict/serve.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype; 'auto' is bf16 on GPUs that support it, float32 on CPU.")
+    device: str = Field("auto", description="auto, cpu, cuda, cuda:0 …")
+    trust_remote_code: bool = Field(False, description="Passed to transformers.")
+    cache_dir: str = Field("~/.cache/krqa/models", description="Where prepared local models (GGUF conversion, tiny-random) are kept.")
+
+
+class MaxNewTokens(Section):
+    선다형: int = Field(8, ge=1, description="Token limit for 선다형 answers.")
+    단답형: int = Field(24, ge=1, description="Token limit for 단답형 answers.")
+    서술형: int = Field(512, ge=1, description="Token limit for 서술형 answers.")
+
+
+class GenerationConfig(Section):
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine.")
+    batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
+    max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens, description="Per-type generation limits.")
+    do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
+    temperature: float = Field(0.7, gt=0, description="Sampling temperature (only with do_sample).")
+    top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling (only with do_sample).")
+    repetition_penalty: float = Field(1.05, ge=1, description="Penalty against loops in long answers.")
+    desc_max_chars: int = Field(600, ge=50, description="서술형 answers are cut at a sentence boundary below this length.")
+    vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM GPU memory share.")
+    vllm_max_model_len: int = Field(4096, ge=256, description="vLLM context length.")
+
+
+class PredictConfig(Section):
+    rag: bool = Field(True, description="Prepend retrieved contexts.")
+    progress_every: int = Field(1, ge=1, description="Append finished batches to the progress file every N batches.")

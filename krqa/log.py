@@ -1,0 +1,26 @@
+"""Logging to stderr so stdout stays clean for ``--json`` output."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_FORMAT = "%(asctime)s %(levelname).1s %(name)s: %(message)s"
+
+
+def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    root.addHandler(handler)
+    root.setLevel(level)
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def progress_disabled() -> bool:
+    """Progress bars stay on unless logging is quieted, so scripts can silence everything with --quiet."""
+    return logging.getLogger().level > logging.INFO

@@ -1,0 +1,1 @@
+"""Competition data, prompts, answer post-processing and the official metrics."""

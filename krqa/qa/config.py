@@ -1,0 +1,35 @@
+"""Config for prompts and for official scoring."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from krqa.configbase import Section
+
+DEFAULT_SYSTEM = (
+    "당신은 한국의 문화, 역사, 지리, 사회, 예술에 정통한 전문가입니다. "
+    "질문에 정확하고 간결하게 한국어로 답하세요."
+)
+DEFAULT_INSTRUCTIONS = {
+    "선다형": "다음 질문에 대해 보기 중 정답의 번호 하나만 숫자로 답하세요.",
+    "단답형": "다음 질문에 대해 조사나 마침표 없이 몇 단어로 된 짧은 정답만 답하세요.",
+    "서술형": "다음 질문에 대해 300~500자 정도의 한 문단으로 서술하세요. 목록, 한자, 마크업은 쓰지 마세요.",
+}
+
+
+class PromptConfig(Section):
+    system: str = Field(DEFAULT_SYSTEM, description="System prompt about Korean culture.")
+    instructions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS), description="Per-question-type instruction (keys 선다형, 단답형, 서술형).")
+    context_header: str = Field("[참고 문서]", description="Heading put above the retrieved passages.")
+    use_chat_template: Literal["auto", "yes", "no"] = Field("auto", description="Use the tokenizer's chat template when it has one ('auto'), always, or never.")
+    max_prompt_tokens: int = Field(2048, ge=64, description="Token budget of the whole prompt; passages are cut to fit, never the question.")
+    max_passage_chars: int = Field(600, ge=50, description="Each passage is cut to this many characters before the token budget applies.")
+
+
+class EvaluateConfig(Section):
+    rouge_tokenizer: Literal["auto", "mecab", "kiwi"] = Field("auto", description="Morpheme tokenizer for ROUGE-1 (official: Mecab; 'auto' uses mecab-ko when installed, else Kiwi).")
+    bertscore_model: str = Field("bert-base-multilingual-cased", description="Model id or path for BERTScore F1.")
+    bleurt_model: str = Field("lucadiliello/BLEURT-20", description="BLEURT-20 checkpoint (bleurt-pytorch) id or path.")
+    batch_size: int = Field(16, ge=1, description="Pairs per BERTScore/BLEURT batch.")

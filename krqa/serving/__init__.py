@@ -1,0 +1,1 @@
+"""The FastAPI service (POST /answer, /search) with micro-batched generation."""
