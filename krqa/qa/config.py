@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -33,3 +33,8 @@ class EvaluateConfig(Section):
     bertscore_model: str = Field("bert-base-multilingual-cased", description="Model id or path for BERTScore F1.")
     bleurt_model: str = Field("lucadiliello/BLEURT-20", description="BLEURT-20 checkpoint (bleurt-pytorch) id or path.")
     batch_size: int = Field(16, ge=1, description="Pairs per BERTScore/BLEURT batch.")
+    bertscore_layer: int = Field(9, ge=1, description="Hidden layer whose token embeddings BERTScore matches (9 is bert-score's default for bert-base-multilingual-cased).")
+    bertscore_baseline_f: Optional[float] = Field(None, lt=1.0, description="Rescale BERTScore F1 as (F-b)/(1-b) with this baseline b; the official scorer uses none.")
+    bleurt_max_length: int = Field(512, ge=8, description="Token limit of a (reference, candidate) pair for BLEURT.")
+    model_metrics: bool = Field(True, description="Run BERTScore and BLEURT; when false they are reported as skipped and the official final as unavailable.")
+    device: str = Field("auto", description="Torch device for BERTScore/BLEURT ('auto' = cuda when available, else cpu).")

@@ -1,0 +1,297 @@
+"""Model-based 서술형 metrics: BERTScore F1 and BLEURT, loaded only from local files.
+
+Both are written against plain PyTorch + transformers instead of the ``bert-score`` / ``bleurt-pytorch``
+packages: bleurt-pytorch 0.0.1 (the PyPI release) does not import under transformers 5, and owning the few
+lines of BERTScore lets the tests pin its maths with tiny random models. The checkpoints are the same
+(``bert-base-multilingual-cased`` layer 9, ``lucadiliello/BLEURT-20``), so scores match the official ones.
+
+A model that cannot be found offline raises :class:`MetricUnavailable` with the reason; the aggregator
+reports it instead of a number, never as 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from krqa.log import progress_disabled
+
+log = logging.getLogger(__name__)
+
+
+class MetricUnavailable(Exception):
+    """A model metric that cannot run here; ``str()`` is the one-line reason shown to the user."""
+
+
+def resolve_model_dir(name_or_path: str, base_dir: str | os.PathLike[str] | None = None) -> Path:
+    """A local directory, or a hub id already in the Hugging Face cache; nothing is downloaded."""
+    candidate = Path(os.path.expanduser(name_or_path))
+    if not candidate.is_absolute() and base_dir is not None and (Path(base_dir) / candidate).exists():
+        candidate = Path(base_dir) / candidate
+    if candidate.is_dir():
+        return candidate
+    looks_like_path = candidate.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
+    if looks_like_path:
+        raise MetricUnavailable(f"model directory {name_or_path} not found")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name_or_path, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        raise MetricUnavailable(
+            f"{name_or_path} is not in the Hugging Face cache and downloads are off; fetch it once "
+            f"(`hf download {name_or_path}`) or point the config at a local copy"
+        ) from None
+
+
+def _device(name: str) -> Any:
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _progress(total: int, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="pair", disable=progress_disabled(), leave=False)
+
+
+class BertScorer:
+    """BERTScore F1 as bert-score computes it by default: greedy cosine matching of layer-``layer`` token
+    embeddings, [CLS]/[SEP] excluded, every other token weighted 1 (no idf), optional baseline rescale."""
+
+    def __init__(self, model: str, layer: int, base_dir: str | os.PathLike[str] | None = None,
+                 device: str = "auto", baseline_f: float | None = None, batch_size: int = 16) -> None:
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        path = resolve_model_dir(model, base_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            self.model = AutoModel.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise MetricUnavailable(f"cannot load {model} from {path}: {str(exc).splitlines()[0]}") from None
+        n_layers = getattr(self.model.config, "num_hidden_layers", None)
+        if n_layers is not None and not 1 <= layer <= n_layers:
+            raise MetricUnavailable(f"layer {layer} asked for, but {model} has {n_layers} layers")
+        self.name, self.layer, self.baseline_f, self.batch_size = model, layer, baseline_f, batch_size
+        self.device = _device(device)
+        self.model.to(self.device).eval()
+        self._torch = torch
+
+    def _embed(self, texts: Sequence[str]) -> tuple[Any, Any]:
+        torch = self._torch
+        enc = self.tokenizer(
+            [t.strip() for t in texts], padding=True, truncation=True, return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        special = enc.pop("special_tokens_mask")
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        with torch.inference_mode():
+            hidden = self.model(**enc, output_hidden_states=True).hidden_states[self.layer]
+        weights = enc["attention_mask"].float() * (1 - special.to(self.device).float())
+        return torch.nn.functional.normalize(hidden.float(), dim=-1), weights
+
+    def score(self, preds: Sequence[str], golds: Sequence[str]) -> list[float]:
+        """Per-pair F1; a side with no tokens scores 0, as bert-score does for empty sentences."""
+        torch = self._torch
+        out: list[float] = []
+        with _progress(len(preds), "BERTScore") as bar:
+            for start in range(0, len(preds), self.batch_size):
+                p_emb, p_w = self._embed(preds[start:start + self.batch_size])
+                g_emb, g_w = self._embed(golds[start:start + self.batch_size])
+                sim = torch.bmm(p_emb, g_emb.transpose(1, 2))
+                sim = sim.masked_fill(p_w.unsqueeze(2) == 0, -2.0).masked_fill(g_w.unsqueeze(1) == 0, -2.0)
+                p_sum, g_sum = p_w.sum(1), g_w.sum(1)
+                precision = (sim.max(dim=2).values * p_w).sum(1) / p_sum.clamp(min=1)
+                recall = (sim.max(dim=1).values * g_w).sum(1) / g_sum.clamp(min=1)
+                f1 = 2 * precision * recall / (precision + recall)
+                f1 = torch.where((p_sum == 0) | (g_sum == 0) | (precision + recall == 0), torch.zeros_like(f1), f1)
+                if self.baseline_f is not None:
+                    f1 = (f1 - self.baseline_f) / (1 - self.baseline_f)
+                out.extend(f1.cpu().tolist())
+                bar.update(len(p_sum))
+        return out
+
+
+def _bleurt_module(config: dict[str, Any]) -> Any:
+    """BLEURT = BERT encoder (+ an embedding-to-hidden projection in BLEURT-20) + tanh pooler + linear head.
+    Parameter names follow the bleurt-pytorch checkpoints so their state dicts load unchanged."""
+    import torch
+    from torch import nn
+    from transformers.activations import ACT2FN
+
+    hidden = config["hidden_size"]
+    emb_size = config.get("embedding_size") or hidden
+    heads = config["num_attention_heads"]
+    eps = config.get("layer_norm_eps", 1e-12)
+    act = ACT2FN[config.get("hidden_act", "gelu")]
+
+    class Embeddings(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.word_embeddings = nn.Embedding(config["vocab_size"], emb_size, padding_idx=config.get("pad_token_id", 0))
+            self.position_embeddings = nn.Embedding(config["max_position_embeddings"], emb_size)
+            self.token_type_embeddings = nn.Embedding(config.get("type_vocab_size", 2), emb_size)
+            self.LayerNorm = nn.LayerNorm(emb_size, eps=eps)
+
+        def forward(self, input_ids: Any, token_type_ids: Any) -> Any:
+            positions = torch.arange(input_ids.shape[1], device=input_ids.device).unsqueeze(0)
+            x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids) + self.position_embeddings(positions)
+            return self.LayerNorm(x)
+
+    class Dense(nn.Module):
+        def __init__(self, d_in: int, d_out: int, norm: bool) -> None:
+            super().__init__()
+            self.dense = nn.Linear(d_in, d_out)
+            if norm:
+                self.LayerNorm = nn.LayerNorm(d_out, eps=eps)
+
+    class SelfAttention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.query, self.key, self.value = (nn.Linear(hidden, hidden) for _ in range(3))
+
+    class Attention(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.self = SelfAttention()
+            self.output = Dense(hidden, hidden, norm=True)
+
+    class Layer(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attention = Attention()
+            self.intermediate = Dense(hidden, config["intermediate_size"], norm=False)
+            self.output = Dense(config["intermediate_size"], hidden, norm=True)
+
+        def forward(self, x: Any, mask: Any) -> Any:
+            b, n, _ = x.shape
+            sa = self.attention.self
+
+            def split(t: Any) -> Any:
+                return t.view(b, n, heads, hidden // heads).transpose(1, 2)
+
+            ctx = nn.functional.scaled_dot_product_attention(split(sa.query(x)), split(sa.key(x)), split(sa.value(x)), attn_mask=mask)
+            ctx = ctx.transpose(1, 2).reshape(b, n, hidden)
+            out = self.attention.output
+            x = out.LayerNorm(out.dense(ctx) + x)
+            ff = self.output
+            return ff.LayerNorm(ff.dense(act(self.intermediate.dense(x))) + x)
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = nn.ModuleList(Layer() for _ in range(config["num_hidden_layers"]))
+            if config.get("embedding_size") is not None:
+                self.embedding_projection = nn.Linear(emb_size, hidden)
+
+    class Backbone(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embeddings = Embeddings()
+            self.encoder = Encoder()
+            self.pooler = Dense(hidden, hidden, norm=False)
+
+    class Bleurt(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bleurt = Backbone()
+            self.classifier = nn.Linear(hidden, config.get("num_labels", 1))
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            x = self.bleurt.embeddings(input_ids, token_type_ids)
+            if hasattr(self.bleurt.encoder, "embedding_projection"):
+                x = self.bleurt.encoder.embedding_projection(x)
+            mask = attention_mask[:, None, None, :].bool()
+            for layer in self.bleurt.encoder.layer:
+                x = layer(x, mask)
+            pooled = torch.tanh(self.bleurt.pooler.dense(x[:, 0]))
+            return self.classifier(pooled)[:, 0]
+
+    return Bleurt()
+
+
+def _load_state_dict(path: Path) -> dict[str, Any]:
+    if (path / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(path / "model.safetensors"))
+    if (path / "pytorch_model.bin").is_file():
+        import torch
+
+        return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise MetricUnavailable(f"{path}: no model.safetensors or pytorch_model.bin")
+
+
+def _bleurt_tokenizer(path: Path) -> Any:
+    """BLEURT-20 ships a SentencePiece ``spm.model`` (BERT-style specials); older BLEURTs a WordPiece vocab."""
+    tok_cfg_file = path / "tokenizer_config.json"
+    tok_cfg = json.loads(tok_cfg_file.read_text(encoding="utf-8")) if tok_cfg_file.is_file() else {}
+    if (path / "spm.model").is_file():
+        from transformers import DebertaV2Tokenizer
+
+        return DebertaV2Tokenizer(
+            vocab_file=str(path / "spm.model"), do_lower_case=bool(tok_cfg.get("do_lower_case", False)),
+            bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]",
+            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
+        )
+    if (path / "vocab.txt").is_file():
+        from transformers import BertTokenizer
+
+        return BertTokenizer(vocab_file=str(path / "vocab.txt"), do_lower_case=bool(tok_cfg.get("do_lower_case", True)))
+    raise MetricUnavailable(f"{path}: no spm.model or vocab.txt for the BLEURT tokenizer")
+
+
+class BleurtScorer:
+    """BLEURT regression score of (reference, candidate) pairs, the reference first as in BLEURT itself."""
+
+    def __init__(self, model: str, base_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+                 batch_size: int = 16, max_length: int = 512) -> None:
+        import torch
+
+        path = resolve_model_dir(model, base_dir)
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise MetricUnavailable(f"{path}: config.json missing")
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        if config.get("model_type") != "bleurt":
+            raise MetricUnavailable(f"{path}: model_type is {config.get('model_type')!r}, not a BLEURT checkpoint")
+        self.tokenizer = _bleurt_tokenizer(path)
+        self.model = _bleurt_module(config)
+        state = {k: v for k, v in _load_state_dict(path).items() if not k.endswith("position_ids")}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise MetricUnavailable(f"{path}: weights do not fit BLEURT (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        self.name, self.batch_size = model, batch_size
+        self.max_length = min(max_length, config["max_position_embeddings"])
+        self.device = _device(device)
+        self.model.to(self.device).eval()
+        self._torch = torch
+
+    def score(self, preds: Sequence[str], golds: Sequence[str]) -> list[float]:
+        out: list[float] = []
+        with _progress(len(preds), "BLEURT") as bar:
+            for start in range(0, len(preds), self.batch_size):
+                refs = list(golds[start:start + self.batch_size])
+                cands = list(preds[start:start + self.batch_size])
+                enc = self.tokenizer(refs, cands, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+                if "token_type_ids" not in enc:
+                    enc["token_type_ids"] = self._torch.zeros_like(enc["input_ids"])
+                with self._torch.inference_mode():
+                    scores = self.model(
+                        enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device), enc["token_type_ids"].to(self.device)
+                    )
+                out.extend(float(s) for s in scores.float().cpu())
+                bar.update(len(refs))
+        if any(math.isnan(s) for s in out):
+            raise MetricUnavailable(f"{self.name}: produced NaN scores")
+        return out
