@@ -276,3 +276,26 @@ def test_score_with_tiny_models_gives_official_final(tiny_bert_dir: Path, tmp_pa
     assert desc["desc_mean"] == pytest.approx((desc["rouge1"] + desc["bertscore"] + desc["bleurt"]) / 3)
     assert report["final"] == pytest.approx((1.0 + 1.0 + desc["desc_mean"]) / 3)
     assert report["comparable_with_leaderboard"]
+
+
+def test_bleurt_sentencepiece_pair_encoding(tmp_path: Path) -> None:
+    import sentencepiece
+
+    from krqa.qa.metrics.models import _bleurt_tokenizer
+
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(["세종대왕은 훈민정음을 창제하였다", "한국의 전통 문화"] * 20), encoding="utf-8")
+    sentencepiece.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(tmp_path / "spm"), vocab_size=40, hard_vocab_limit=False, user_defined_symbols=["[CLS]", "[SEP]"],
+        pad_id=0, pad_piece="[PAD]", unk_id=1, unk_piece="[UNK]", bos_id=-1, eos_id=-1, minloglevel=2,
+    )
+    encode = _bleurt_tokenizer(tmp_path)
+    enc = encode(["세종대왕", "한국의 전통 문화"], ["전통", "세종"], 64)
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(tmp_path / "spm.model"))
+    first = [sp.id_to_piece(int(i)) for i in enc["input_ids"][0] if int(i) != 0]
+    assert first == ["[CLS]", *sp.encode("세종대왕", out_type=str), "[SEP]", *sp.encode("전통", out_type=str), "[SEP]"]
+    assert "[UNK]" not in first
+    short = encode(["세종대왕은 훈민정음을"], ["전통"], 8)["token_type_ids"][0].tolist()
+    assert len(short) == 8 and short.count(1) == len(sp.encode("전통")) + 1  # longest-first: the long side is cut
+    assert enc["token_type_ids"][0].tolist()[: len(first)] == [0] * (len(sp.encode("세종대왕")) + 2) + [1] * (len(sp.encode("전통")) + 1)
+    assert int(enc["attention_mask"][0].sum()) == len(first)

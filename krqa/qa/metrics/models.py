@@ -232,22 +232,57 @@ def _load_state_dict(path: Path) -> dict[str, Any]:
     raise MetricUnavailable(f"{path}: no model.safetensors or pytorch_model.bin")
 
 
-def _bleurt_tokenizer(path: Path) -> Any:
-    """BLEURT-20 ships a SentencePiece ``spm.model`` (BERT-style specials); older BLEURTs a WordPiece vocab."""
-    tok_cfg_file = path / "tokenizer_config.json"
-    tok_cfg = json.loads(tok_cfg_file.read_text(encoding="utf-8")) if tok_cfg_file.is_file() else {}
-    if (path / "spm.model").is_file():
-        from transformers import DebertaV2Tokenizer
+class _SentencePiecePairs:
+    """BERT-style pair encoding over a SentencePiece model: ``[CLS] ref [SEP] cand [SEP]``, segment ids 0/1,
+    longest-first truncation. transformers 5's DebertaV2Tokenizer (what bleurt-pytorch subclasses) no longer
+    reads a bare ``spm.model`` faithfully, so the few rules are applied here directly on SentencePiece."""
 
-        return DebertaV2Tokenizer(
-            vocab_file=str(path / "spm.model"), do_lower_case=bool(tok_cfg.get("do_lower_case", False)),
-            bos_token="[CLS]", eos_token="[SEP]", unk_token="[UNK]", sep_token="[SEP]",
-            pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]",
-        )
-    if (path / "vocab.txt").is_file():
+    def __init__(self, model_file: Path) -> None:
+        import sentencepiece
+
+        self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
+        ids = {name: self.sp.piece_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]")}
+        if any(self.sp.id_to_piece(i) != name for name, i in ids.items()):
+            raise MetricUnavailable(f"{model_file}: SentencePiece model lacks the [CLS]/[SEP]/[PAD] pieces BLEURT needs")
+        self.cls, self.sep, self.pad = ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]
+
+    def __call__(self, refs: list[str], cands: list[str], max_length: int) -> dict[str, Any]:
+        import torch
+
+        rows = []
+        for a, b in zip(self.sp.encode(refs), self.sp.encode(cands)):
+            a, b = list(a), list(b)
+            while len(a) + len(b) > max_length - 3:
+                (a if len(a) >= len(b) else b).pop()
+            rows.append(([self.cls, *a, self.sep, *b, self.sep], [0] * (len(a) + 2) + [1] * (len(b) + 1)))
+        width = max(len(ids) for ids, _ in rows)
+        return {
+            "input_ids": torch.tensor([ids + [self.pad] * (width - len(ids)) for ids, _ in rows]),
+            "token_type_ids": torch.tensor([seg + [0] * (width - len(seg)) for _, seg in rows]),
+            "attention_mask": torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows]),
+        }
+
+
+class _WordPiecePairs:
+    """The original BLEURT checkpoints (bleurt-base/large/tiny) use a BERT WordPiece vocabulary."""
+
+    def __init__(self, vocab_file: Path, lower: bool) -> None:
         from transformers import BertTokenizer
 
-        return BertTokenizer(vocab_file=str(path / "vocab.txt"), do_lower_case=bool(tok_cfg.get("do_lower_case", True)))
+        self.tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=lower)
+
+    def __call__(self, refs: list[str], cands: list[str], max_length: int) -> dict[str, Any]:
+        return dict(self.tokenizer(refs, cands, padding=True, truncation=True, max_length=max_length, return_tensors="pt"))
+
+
+def _bleurt_tokenizer(path: Path) -> _SentencePiecePairs | _WordPiecePairs:
+    """BLEURT-20 ships a SentencePiece ``spm.model``; older BLEURTs a WordPiece ``vocab.txt``."""
+    if (path / "spm.model").is_file():
+        return _SentencePiecePairs(path / "spm.model")
+    if (path / "vocab.txt").is_file():
+        tok_cfg_file = path / "tokenizer_config.json"
+        tok_cfg = json.loads(tok_cfg_file.read_text(encoding="utf-8")) if tok_cfg_file.is_file() else {}
+        return _WordPiecePairs(path / "vocab.txt", bool(tok_cfg.get("do_lower_case", True)))
     raise MetricUnavailable(f"{path}: no spm.model or vocab.txt for the BLEURT tokenizer")
 
 
@@ -283,9 +318,7 @@ class BleurtScorer:
             for start in range(0, len(preds), self.batch_size):
                 refs = list(golds[start:start + self.batch_size])
                 cands = list(preds[start:start + self.batch_size])
-                enc = self.tokenizer(refs, cands, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
-                if "token_type_ids" not in enc:
-                    enc["token_type_ids"] = self._torch.zeros_like(enc["input_ids"])
+                enc = self.tokenizer(refs, cands, self.max_length)
                 with self._torch.inference_mode():
                     scores = self.model(
                         enc["input_ids"].to(self.device), enc["attention_mask"].to(self.device), enc["token_type_ids"].to(self.device)
