@@ -1,11 +1,45 @@
-"""``krqa train``: Two-stage LoRA training (issue 6)."""
+"""``krqa train``: two-stage LoRA training (stage 1 SFT, stage 2 on retrieved contexts with --rag)."""
 
 from __future__ import annotations
 
-from krqa.cli.common import ConfigOpt, SetOpt
-from krqa.errors import NotImplementedYet
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 
-def train(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Two-stage LoRA training (issue 6)."""
-    raise NotImplementedYet("krqa train: not implemented yet")
+def train(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    json_out: JsonOpt = False,
+    rag: Annotated[bool, typer.Option("--rag", help="Also run stage 2 on retrieved contexts (needs the index: krqa build-index).")] = False,
+    stage: Annotated[str, typer.Option("--stage", help="Which stage(s): 1, 2 (needs a finished stage 1 in the run directory) or all.")] = "all",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint; finished stages are kept.")] = False,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: train.output_dir).", show_default=False)] = None,
+) -> None:
+    """Train LoRA adapters: stage 1 on the train set (+ external sets), stage 2 (--rag) on RAFT-mixed retrieved contexts.
+
+    Multi-GPU: accelerate launch --config_file configs/accelerate/ddp.yaml -m krqa train --config … [--rag]
+    """
+    from krqa.training.trainer import train as run_training
+
+    cfg = get_config(config, overrides, **{"train.output_dir": str(output) if output else None})
+    summary = run_training(cfg, rag=rag or stage == "2", stage=stage, resume=resume, config_path=str(config) if config else None)  # type: ignore[arg-type]
+    if json_out:
+        print_json(summary)
+        return
+    for name, rec in summary["stages"].items():
+        if rec["skipped"]:
+            sys.stderr.write(f"{name}: already finished, kept {rec['adapter']}\n")
+            continue
+        dev = f", best dev loss {rec['best_dev_loss']:.4f} (epoch {rec['best_epoch']})" if rec.get("best_dev_loss") is not None else ""
+        typer.echo(
+            f"{name}: {rec['steps']} steps in {rec['time_s']:.0f}s, train loss {rec['first_train_loss']:.4f} -> {rec['last_train_loss']:.4f}{dev}\n"
+            f"  adapter: {rec['adapter']}" + (f" (load onto base {rec['base_for_adapter']})" if rec.get("base_for_adapter") else "")
+        )
+    if summary.get("loss_curve"):
+        typer.echo(f"loss curve: {summary['loss_curve']}")
+    typer.echo(f"metrics: {summary.get('metrics')}")

@@ -13,6 +13,7 @@ class ExternalSet(Section):
     kind: Literal["nikl", "click", "squad"] = Field(description="Converter: NIKL-format JSON, CLIcK directory/file, or SQuAD/KorQuAD JSON.")
     path: str = Field(description="File or directory.")
     limit: int | None = Field(None, ge=1, description="Use at most this many items (seeded sample).")
+    use_context: bool = Field(True, description="Show the item's own passage (CLIcK paragraph, SQuAD context paragraph) in its stage-1 prompt.")
 
 
 class LoraConfig(Section):
@@ -48,6 +49,7 @@ class TrainConfig(Section):
     stage1: StageConfig = Field(default_factory=StageConfig, description="Task/knowledge SFT without contexts.")
     stage2: StageConfig = Field(default_factory=StageConfig, description="Retrieval-grounded SFT.")
     stage2_init: Literal["continue", "merge"] = Field("continue", description="Stage 2 continues the stage-1 adapter, or merges it and adds a new one.")
+    stage2_external: bool = Field(False, description="Also train stage 2 on the external sets (with retrieved contexts in place of their own passages); off: stage 2 uses the NIKL train questions only.")
     raft: RaftConfig = Field(default_factory=RaftConfig, description="Context mixing for stage 2.")
     batch_size: int = Field(4, ge=1, description="Per-device batch size.")
     grad_accum: int = Field(4, ge=1, description="Gradient accumulation steps.")
@@ -62,3 +64,5 @@ class TrainConfig(Section):
     eval_generate: bool = Field(False, description="Also generate dev answers each epoch and score them.")
     logging_steps: int = Field(5, ge=1, description="Log train loss every N steps.")
     seed: int = Field(42, description="Seed for data order, RAFT mixing and initialisation.")
+    save_total_limit: int = Field(2, ge=1, description="Checkpoints kept per stage for --resume (the best one is always kept).")
+    eval_generate_max_items: int = Field(64, ge=1, description="Dev items answered and scored per epoch when eval_generate is on.")

@@ -1,0 +1,44 @@
+"""``loss_curve.png``: train loss per logged step and dev loss per epoch, stage 2 drawn after stage 1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from krqa.fsutil import atomic_path
+
+_COLORS = {"stage1": "tab:blue", "stage2": "tab:orange"}
+
+
+def plot_loss_curve(metrics: dict[str, Any], out: Path) -> Path | None:
+    """One axis over the global step of the whole run, so the stage-2 start is visible as a jump in context."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [s for s in ("stage1", "stage2") if metrics.get(s, {}).get("train_loss")]
+    if not stages:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
+    offset = 0
+    for stage in stages:
+        rec = metrics[stage]
+        train = rec["train_loss"]
+        ax.plot([offset + p["step"] for p in train], [p["loss"] for p in train], "-", color=_COLORS[stage], alpha=0.8, label=f"{stage} train")
+        dev = rec.get("dev_loss") or []
+        if dev:
+            ax.plot([offset + p["step"] for p in dev], [p["loss"] for p in dev], "o--", color=_COLORS[stage], markersize=5, label=f"{stage} dev (per epoch)")
+        if offset:
+            ax.axvline(offset, color="grey", linestyle=":", linewidth=1)
+        offset += int(rec.get("steps") or (train[-1]["step"] if train else 0))
+    ax.set_xlabel("optimizer step (stage 2 continues after stage 1)")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title("krqa train")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    with atomic_path(out, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return out
