@@ -145,6 +145,8 @@ def plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: bool 
         if not _stage_examples(train_sources, tc.short_answer_alternatives):
             raise InputError(f"{train_file}: no stage-2 training examples after filtering ({len(train_sources)} items, none with a usable answer)")
         _check_index(cfg, config_path)
+        if tc.stage2_init == "merge" and tc.qlora:
+            raise InputError("train.stage2_init=merge cannot merge into a 4-bit QLoRA base; use stage2_init=continue")
         if "stage1" not in stages and not (run.adapter("stage1") / "adapter_config.json").is_file():
             raise InputError(f"{run.adapter('stage1')}: stage-1 adapter not found; run stage 1 first (krqa train --stage 1) or use --stage all")
     if resume:
@@ -179,6 +181,8 @@ def _training_args(cfg: KrqaConfig, stage: str, out_dir: Path, precision: str, h
 
     tc = cfg.train
     sc = tc.stage1 if stage == "stage1" else tc.stage2
+    # transformers 5 renamed gradient_checkpointing to activation_checkpointing; 4.x only knows the old name
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
     scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
     return TrainingArguments(
         output_dir=str(out_dir),
@@ -194,8 +198,7 @@ def _training_args(cfg: KrqaConfig, stage: str, out_dir: Path, precision: str, h
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        gradient_checkpointing=tc.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if tc.gradient_checkpointing else None,
+        **{ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None},
         eval_strategy="epoch" if has_dev else "no",
         save_strategy="epoch",
         save_total_limit=tc.save_total_limit,
@@ -353,12 +356,14 @@ def _unique_items(groups: list[list[QAItem]]) -> list[QAItem]:
     return list(seen.values())
 
 
-def _eval_callbacks(plan_: Plan, dev_contexts: dict[str, list[Any]] | None) -> list[Any]:
+def _eval_callbacks(plan_: Plan, dev_contexts: dict[str, list[Any]] | None, base: Path | None = None) -> list[Any]:
+    """Generation eval answers through predict's code path; ``base`` is the merged base of stage2_init=merge."""
     if not plan_.cfg.train.eval_generate or not plan_.dev_items:
         return []
     from krqa.training.evalgen import GenerateEvalCallback
 
-    return [GenerateEvalCallback(plan_.cfg, plan_.dev_items[: plan_.cfg.train.eval_generate_max_items], dev_contexts)]
+    cfg = plan_.cfg if base is None else plan_.cfg.model_copy(update={"model": plan_.cfg.model.model_copy(update={"base": str(base)})})
+    return [GenerateEvalCallback(cfg, plan_.dev_items[: plan_.cfg.train.eval_generate_max_items], dev_contexts)]
 
 
 def execute(plan_: Plan) -> dict[str, Any]:
@@ -426,9 +431,7 @@ def execute(plan_: Plan) -> dict[str, Any]:
             merged.config._name_or_path = str(run.merged_base())
             return lora.new_adapter(merged, tc.lora)
 
-        if tc.stage2_init == "merge" and tc.qlora:
-            raise InputError("train.stage2_init=merge cannot merge into a 4-bit QLoRA base; use stage2_init=continue")
-        record = _run_stage(plan_, "stage2", data, tokenizer, init_stage2, retrained, _eval_callbacks(plan_, dev_contexts))
+        record = _run_stage(plan_, "stage2", data, tokenizer, init_stage2, retrained, _eval_callbacks(plan_, dev_contexts, run.merged_base() if tc.stage2_init == "merge" else None))
         if state.is_main_process and tc.stage2_init == "merge" and not record.get("skipped"):
             lora.set_adapter_base(run.adapter("stage2"), str(run.merged_base()))
             record["base_for_adapter"] = str(run.merged_base())
