@@ -60,6 +60,7 @@ class TrainConfig(Section):
     precision: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="'auto': bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU.")
     gradient_checkpointing: bool = Field(False, description="Trade compute for activation memory.")
     packing: bool = Field(False, description="Pack several examples into one sequence.")
+    group_by_length: bool = Field(False, description="Batch examples of similar length together: less padding on sets that mix short and long answers.")
     early_stopping_patience: int = Field(2, ge=0, description="Epochs without dev-loss improvement before stopping (0 disables).")
     eval_generate: bool = Field(False, description="Also generate dev answers each epoch and score them.")
     logging_steps: int = Field(5, ge=1, description="Log train loss every N steps.")

@@ -214,7 +214,15 @@ def _training_args(cfg: KrqaConfig, stage: str, out_dir: Path, precision: str, h
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=progress_disabled(),
         dataloader_num_workers=0,
+        **_length_grouping(TrainingArguments, tc.group_by_length),
     )
+
+
+def _length_grouping(args_cls: Any, on: bool) -> dict[str, Any]:
+    """transformers 5 spells it train_sampling_strategy='group_by_length', 4.x group_by_length=True."""
+    if "train_sampling_strategy" in args_cls.__dataclass_fields__:
+        return {"train_sampling_strategy": "group_by_length" if on else "random"}
+    return {"group_by_length": on}
 
 
 @dataclass
