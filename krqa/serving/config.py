@@ -22,3 +22,6 @@ class ServeConfig(Section):
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request deadline before 504.")
     max_question_chars: int = Field(2000, ge=10, description="Longest accepted question.")
     max_batch_items: int = Field(32, ge=1, description="Most items in one /answer/batch call.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest accepted request body; bigger bodies get 413 before they are parsed.")
+    search_workers: int = Field(2, ge=1, description="Threads serving retrieval-only /search requests, separate from the generation thread.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 503 (queue full or still loading).")

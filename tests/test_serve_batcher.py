@@ -1,0 +1,152 @@
+"""The micro-batcher on its own: merging, grouping by settings, queue bound, timeouts and failures."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Hashable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from krqa.serving.batcher import MicroBatcher, QueueFull
+
+
+class Recorder:
+    """A batch function that records the batches it saw; ``gate`` holds it until released."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.calls: list[tuple[list[str], Hashable]] = []
+        self.delay = delay
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, payloads: list[str], key: Hashable) -> list[str]:
+        self.gate.wait(10)
+        time.sleep(self.delay)
+        self.calls.append((list(payloads), key))
+        return [f"{p}:{key}" for p in payloads]
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+async def _with_batcher(fn, body, **kw):
+    pool = ThreadPoolExecutor(1)
+    batcher = MicroBatcher(fn, pool, **{"max_batch": 8, "max_wait_ms": 50.0, "queue_size": 16, **kw})
+    batcher.start()
+    try:
+        return await body(batcher)
+    finally:
+        await batcher.stop()
+        pool.shutdown(wait=True)
+
+
+def test_concurrent_requests_share_one_call() -> None:
+    rec = Recorder()
+    sizes: list[int] = []
+
+    async def body(b: MicroBatcher) -> list:
+        return await asyncio.gather(*(b.submit([f"q{i}"], ["k"], 5) for i in range(5)))
+
+    out = _run(_with_batcher(rec, body, on_batch=sizes.append))
+    assert [o[0].result for o in out] == [f"q{i}:k" for i in range(5)]
+    assert len(rec.calls) == 1 and sorted(rec.calls[0][0]) == [f"q{i}" for i in range(5)]
+    assert sizes == [5] and all(o[0].batch_size == 5 for o in out)
+
+
+def test_batches_never_exceed_max_batch_and_keys_are_not_mixed() -> None:
+    rec = Recorder()
+
+    async def body(b: MicroBatcher) -> list:
+        subs = [b.submit([f"a{i}"], [("x", 1)], 5) for i in range(5)]
+        subs += [b.submit([f"b{i}"], [("y", 2)], 5) for i in range(2)]
+        return await asyncio.gather(*subs)
+
+    out = _run(_with_batcher(rec, body, max_batch=3))
+    assert [o[0].result for o in out][-1] == "b1:('y', 2)"
+    assert all(len(p) <= 3 for p, _ in rec.calls)
+    for payloads, key in rec.calls:
+        assert {p[0] for p in payloads} == {"a" if key == ("x", 1) else "b"}
+    assert sum(len(p) for p, _ in rec.calls) == 7
+
+
+def test_micro_batching_off_means_batches_of_one() -> None:
+    rec = Recorder()
+
+    async def body(b: MicroBatcher) -> list:
+        return await asyncio.gather(*(b.submit([f"q{i}"], ["k"], 5) for i in range(4)))
+
+    _run(_with_batcher(rec, body, max_batch=1, max_wait_ms=0.0))
+    assert [len(p) for p, _ in rec.calls] == [1, 1, 1, 1]
+
+
+def test_multi_item_submit_keeps_order() -> None:
+    rec = Recorder()
+
+    async def body(b: MicroBatcher) -> list:
+        return await b.submit(["x", "y", "z"], ["k", "j", "k"], 5)
+
+    out = _run(_with_batcher(rec, body))
+    assert [o.result for o in out] == ["x:k", "y:j", "z:k"]
+
+
+def test_full_queue_rejects_whole_submission() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+
+    async def body(b: MicroBatcher) -> None:
+        running = asyncio.ensure_future(b.submit(["first"], ["k"], 5))
+        await asyncio.sleep(0.2)  # the dispatcher has taken 'first' and is blocked in the worker
+        queued = asyncio.ensure_future(b.submit(["a", "b"], ["k", "k"], 5))
+        await asyncio.sleep(0)
+        assert b.qsize() == 2
+        with pytest.raises(QueueFull):
+            await b.submit(["c"], ["k"], 5)
+        assert b.qsize() == 2
+        rec.gate.set()
+        assert [o.result for o in await queued] == ["a:k", "b:k"]
+        await running
+
+    _run(_with_batcher(rec, body, queue_size=2, max_wait_ms=0.0))
+
+
+def test_timed_out_jobs_are_dropped_before_they_run() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+
+    async def body(b: MicroBatcher) -> None:
+        first = asyncio.ensure_future(b.submit(["first"], ["k"], 5))
+        await asyncio.sleep(0.2)
+        with pytest.raises(TimeoutError):
+            await b.submit(["late"], ["k"], 0.1)
+        rec.gate.set()
+        await first
+        assert (await b.submit(["next"], ["k"], 5))[0].result == "next:k"
+
+    _run(_with_batcher(rec, body, max_batch=1, max_wait_ms=0.0))
+    assert [p for p, _ in rec.calls] == [["first"], ["next"]]
+
+
+def test_errors_reach_every_request_of_the_batch_and_the_batcher_survives() -> None:
+    def failing(payloads: list[str], key: Hashable) -> list[str]:
+        if "boom" in payloads:
+            raise ValueError("bad batch")
+        return payloads
+
+    async def body(b: MicroBatcher) -> None:
+        results = await asyncio.gather(b.submit(["boom"], ["k"], 5), b.submit(["ok"], ["k"], 5), return_exceptions=True)
+        assert all(isinstance(r, ValueError) for r in results)
+        assert (await b.submit(["fine"], ["k"], 5))[0].result == "fine"
+
+    _run(_with_batcher(failing, body))
+
+
+def test_wrong_result_count_is_an_error() -> None:
+    async def body(b: MicroBatcher) -> None:
+        with pytest.raises(RuntimeError, match="returned 0 results for 1"):
+            await b.submit(["a"], ["k"], 5)
+
+    _run(_with_batcher(lambda payloads, key: [], body))
