@@ -1,0 +1,50 @@
+"""What the service loads once at start-up: the answerer (model + adapter + prompts) and the retriever."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from krqa.config import KrqaConfig
+from krqa.qa.data import QAItem
+
+log = logging.getLogger(__name__)
+
+
+class AnswersItems(Protocol):
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None,
+                     mode: str | None = None) -> list[Any]: ...
+
+
+@dataclass
+class Engine:
+    """The loaded pieces; ``retriever`` is None when RAG is off and no index is configured."""
+
+    answerer: AnswersItems
+    retriever: Any | None
+    model_name: str
+    adapter: str | None
+
+
+def load_engine(cfg: KrqaConfig) -> Engine:
+    """Load the same Answerer that ``krqa predict`` uses, so the service's answers equal the prediction file's.
+
+    The retriever is required when ``predict.rag`` is on; with RAG off a missing index only disables /search.
+    """
+    from krqa.errors import InputError
+    from krqa.generation.answerer import Answerer
+    from krqa.generation.generator import make_generator
+    from krqa.index.retriever import open_retriever
+
+    retriever = None
+    try:
+        retriever = open_retriever(cfg)
+    except InputError as err:
+        if cfg.predict.rag:
+            raise
+        log.warning("no index, /search disabled (RAG is off): %s", err)
+    generator = make_generator(cfg, adapter=cfg.model.adapter, backend=cfg.serve.backend)
+    answerer = Answerer(cfg, retriever, generator)
+    return Engine(answerer=answerer, retriever=retriever, model_name=str(generator.model_name),
+                  adapter=generator.adapter)
