@@ -1,0 +1,140 @@
+"""Stream a MediaWiki export dump (``pages-articles*.xml`` or ``.bz2``, multistream included) page by page.
+
+The reader cuts the byte stream at ``<page>``/``</page>`` and parses each page on its own. Memory stays at one
+page plus one read block, and a malformed page or a bad byte costs that page only: the next ``<page>`` is a
+clean place to resume, which a single document-wide XML parser cannot offer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from urllib.parse import quote
+
+from krqa.corpus.document import Document, Skip
+from krqa.corpus.fileio import READ_ERRORS, Dump
+from krqa.corpus.wikitext import clean_wikitext
+
+BLOCK = 1 << 20
+_OPEN = b"<page>"
+_CLOSE = b"</page>"
+_END = b"</mediawiki>"
+_BASE = re.compile(rb"<base>(.*?)</base>", re.S)
+_REDIRECT_TEXT = re.compile(r"^\s*#\s*(?:redirect|넘겨주기)", re.I)
+DEFAULT_BASE = "https://ko.wikipedia.org/wiki/"
+
+
+def _url_prefix(header: bytes) -> str:
+    match = _BASE.search(header)
+    if not match:
+        return DEFAULT_BASE
+    base = match.group(1).decode("utf-8", "replace").strip()
+    cut = base.find("/wiki/")
+    return base[: cut + len("/wiki/")] if cut >= 0 else DEFAULT_BASE
+
+
+def iter_pages(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes] | Skip]:
+    """Yield ``(decompressed_offset, page_bytes)`` for each ``<page>…</page>``, or a :class:`Skip` for a
+    span that cannot be a page (unclosed page, cut-off stream); the header (siteinfo) comes first as
+    offset ``-1``."""
+    with Dump(path) as dump:
+        buf = b""
+        base = 0  # decompressed offset of buf[0]
+        pos = 0  # consumed up to here; buf is compacted only when a new block arrives
+        header_sent = False
+        ended = False
+        eof = False
+        while True:
+            start = buf.find(_OPEN, pos)
+            if not header_sent and (start >= 0 or eof):
+                yield (-1, buf[: start if start >= 0 else len(buf)])
+                header_sent = True
+            if start >= 0:
+                end = buf.find(_CLOSE, start + len(_OPEN))
+                if end >= 0:
+                    nxt = buf.find(_OPEN, start + len(_OPEN), end)
+                    if nxt >= 0:
+                        yield Skip("malformed_xml", f"byte {base + start}", "<page> without </page>")
+                        pos = nxt
+                        continue
+                    stop = end + len(_CLOSE)
+                    yield (base + start, buf[start:stop])
+                    pos = stop
+                    continue
+                pos = start
+            elif header_sent:
+                ended = ended or _END in buf[max(0, pos - len(_END)) :]
+                pos = max(pos, len(buf) - len(_END))
+            if eof:
+                if start >= 0 or not ended:
+                    at = base + max(start, 0)
+                    yield Skip("truncated", f"byte {at}", "dump ends inside a page" if start >= 0 else "dump ends before </mediawiki>")
+                return
+            try:
+                # read1: one decompression step, so a damaged stream costs only what is past the damage
+                block = dump.stream.read1(BLOCK)
+            except READ_ERRORS as exc:
+                where = f"byte {base + len(buf)} (file offset {dump.raw_offset()})" if dump.compression else f"byte {base + len(buf)}"
+                yield Skip("truncated", where, f"{type(exc).__name__}: {exc}")
+                return
+            if not block:
+                eof = True
+            if header_sent:
+                buf, base, pos = buf[pos:], base + pos, 0
+            buf += block
+
+
+def _field(page: ET.Element, name: str) -> str:
+    el = page.find(name)
+    return (el.text or "") if el is not None else ""
+
+
+def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki") -> Iterator[Document | Skip]:
+    """Documents for namespace-0 articles; redirects, disambiguation pages, other namespaces and bad pages
+    come back as :class:`Skip` with the page id (or byte offset when the page is unreadable)."""
+    prefix = DEFAULT_BASE
+    for item in iter_pages(path):
+        if isinstance(item, Skip):
+            yield item
+            continue
+        offset, raw = item
+        if offset < 0:
+            prefix = _url_prefix(raw)
+            continue
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            yield Skip("invalid_utf8", f"byte {offset + exc.start}", "page is not valid UTF-8")
+            continue
+        try:
+            page = ET.fromstring(text)
+        except ET.ParseError as exc:
+            yield Skip("malformed_xml", f"byte {offset}", str(exc))
+            continue
+        page_id = _field(page, "id").strip() or f"@{offset}"
+        title = _field(page, "title").strip()
+        where = f"page id {page_id} ({title or 'untitled'}, byte {offset})"
+        if _field(page, "ns").strip() not in ("0", ""):
+            yield Skip("namespace", where)
+            continue
+        rev = page.find("revision")
+        wikitext = _field(rev, "text") if rev is not None else ""
+        if page.find("redirect") is not None or _REDIRECT_TEXT.match(wikitext):
+            yield Skip("redirect", where)
+            continue
+        if not title or not wikitext.strip():
+            yield Skip("empty", where, "no title" if not title else "no text")
+            continue
+        if "(동음이의)" in title:
+            yield Skip("disambiguation", where)
+            continue
+        sections, disambiguation = clean_wikitext(wikitext)
+        if disambiguation:
+            yield Skip("disambiguation", where)
+            continue
+        if not sections:
+            yield Skip("no_content", where)
+            continue
+        yield Document(id=page_id, title=title, source=source, url=prefix + quote(title.replace(" ", "_")), sections=sections)

@@ -1,0 +1,129 @@
+"""Plain sources beside the wiki dumps: JSONL documents and SQuAD-format QA files (KorQuAD 1.0).
+
+A SQuAD paragraph becomes one document whose id is ``"<title>#<paragraph index>"``; :func:`squad_questions`
+hands out the same ids, so retrieval can be scored against the paragraph each question was written on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from krqa.corpus.document import Document, Skip, tidy
+from krqa.corpus.fileio import READ_ERRORS, Dump, peek
+from krqa.errors import InputError
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Pick a reader from the first decompressed bytes, falling back to the file name."""
+    head = peek(path).lstrip(b"\xef\xbb\xbf \t\r\n")
+    name = Path(path).name.lower()
+    if head.startswith(b"<"):
+        return "mediawiki"
+    if head.startswith(b"["):
+        return "namuwiki"
+    if head.startswith(b"{"):
+        first = _json_object(head.split(b"\n", 1)[0])
+        if first is not None and "data" not in first:
+            return "jsonl"
+        return "squad"
+    for suffix, fmt in ((".xml", "mediawiki"), (".jsonl", "jsonl"), (".json", "namuwiki")):
+        if suffix in name:
+            return fmt
+    raise InputError(f"{path}: cannot tell the format (not XML, a JSON array, JSONL or SQuAD); set format: in the source")
+
+
+def _json_object(line: bytes) -> dict | None:
+    """The line as a JSON object, or None: a one-line SQuAD file longer than the peek does not parse."""
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def iter_jsonl(path: str | os.PathLike[str], source: str = "jsonl") -> Iterator[Document | Skip]:
+    """One ``{"id", "title", "text"}`` object per line (``url`` optional); a bad line is skipped with its
+    line number and the read goes on."""
+    with Dump(path) as dump:
+        lineno = 0
+        try:
+            for raw in dump.stream:
+                lineno += 1
+                if not raw.strip():
+                    continue
+                where = f"line {lineno}"
+                try:
+                    obj = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    yield Skip("invalid_utf8", f"{where}, column byte {exc.start}")
+                    continue
+                except ValueError as exc:
+                    yield Skip("malformed_json", where, str(exc))
+                    continue
+                if not isinstance(obj, dict):
+                    yield Skip("bad_record", where, "not a JSON object")
+                    continue
+                missing = [k for k in ("id", "title", "text") if not isinstance(obj.get(k), (str, int)) or obj.get(k) == ""]
+                if missing:
+                    yield Skip("empty" if missing == ["text"] else "bad_record", where, f"field '{missing[0]}' missing or empty")
+                    continue
+                text = tidy(str(obj["text"]))
+                if not text:
+                    yield Skip("empty", where, "no text")
+                    continue
+                yield Document(id=str(obj["id"]), title=str(obj["title"]), source=source, url=str(obj.get("url") or ""), sections=[("", text)])
+        except READ_ERRORS as exc:
+            yield Skip("truncated", f"after line {lineno}, near file byte {dump.raw_offset()}", f"{type(exc).__name__}: {exc}")
+
+
+def _load_squad(path: str | os.PathLike[str]) -> list[dict]:
+    try:
+        with Dump(path) as dump:
+            data = json.loads(dump.stream.read().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: byte {exc.start}: not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except READ_ERRORS as exc:
+        raise InputError(f"{path}: unreadable: {exc}") from None
+    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(articles, list):
+        raise InputError(f"{path}: field 'data': expected the SQuAD list of articles")
+    return articles
+
+
+def _paragraph_ids(articles: list[dict]) -> Iterator[tuple[str, str, dict]]:
+    """``(doc_id, title, paragraph)``; a title seen twice gets a ``" (2)"`` suffix so ids stay unique."""
+    seen: dict[str, int] = {}
+    for a_idx, article in enumerate(articles):
+        title = str(article.get("title") or f"article {a_idx}").strip()
+        seen[title] = seen.get(title, 0) + 1
+        name = title if seen[title] == 1 else f"{title} ({seen[title]})"
+        for p_idx, para in enumerate(article.get("paragraphs") or []):
+            if isinstance(para, dict):
+                yield f"{name}#{p_idx}", title, para
+
+
+def iter_squad(path: str | os.PathLike[str], source: str = "squad") -> Iterator[Document | Skip]:
+    for doc_id, title, para in _paragraph_ids(_load_squad(path)):
+        context = para.get("context")
+        if not isinstance(context, str) or not context.strip():
+            yield Skip("empty", f"paragraph {doc_id}", "no context")
+            continue
+        yield Document(id=doc_id, title=title, source=source, sections=[("", tidy(context))])
+
+
+def squad_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str], str]]:
+    """Every question of a SQuAD file as ``(question, answer_texts, doc_id)`` with the doc id that
+    :func:`iter_squad` gives the question's paragraph."""
+    out: list[tuple[str, list[str], str]] = []
+    for doc_id, _, para in _paragraph_ids(_load_squad(path)):
+        for qa in para.get("qas") or []:
+            question = str(qa.get("question") or "").strip()
+            if question:
+                answers = [str(a.get("text", "")) for a in qa.get("answers") or [] if isinstance(a, dict)]
+                out.append((question, answers, doc_id))
+    return out
