@@ -1,0 +1,202 @@
+"""Documents to retrieval chunks: Kiwi sentence splitting in batches, greedy packing with sentence overlap,
+then length, Korean-ratio and duplicate filters.
+
+A chunk never ends inside a sentence; only a sentence longer than the limit on its own is cut, at a space.
+``char_start``/``char_end`` locate each chunk in its section's text exactly, so ``text`` is a plain slice.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+
+from krqa.corpus.config import ChunkingConfig
+from krqa.corpus.dedup import ExactDedup, NearDedup
+from krqa.corpus.document import SECTION_SEP, Document
+
+LengthFn = Callable[[list[str]], list[int]]
+"""Sizes of many texts at once (one tokenizer call per batch when counting encoder tokens)."""
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_LETTER = re.compile(r"[^\W\d_]")
+
+
+@dataclass
+class Chunk:
+    doc_id: str
+    source: str
+    title: str
+    section: str
+    url: str
+    text: str
+    index_text: str
+    char_start: int
+    char_end: int
+
+    def to_row(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=4)
+def get_kiwi(workers: int):
+    """Kiwi loads its model in about a second; share one instance per worker count."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=workers)
+
+
+def char_lengths(texts: list[str]) -> list[int]:
+    return [len(t) for t in texts]
+
+
+def korean_ratio(text: str) -> float:
+    letters = len(_LETTER.findall(text))
+    return len(_HANGUL.findall(text)) / letters if letters else 0.0
+
+
+def _split_newlines(text: str, start: int, end: int) -> Iterator[tuple[int, int]]:
+    """Kiwi joins list items and table rows across single newlines; a line break always ends a sentence."""
+    pos = start
+    while pos < end:
+        nl = text.find("\n", pos, end)
+        stop = end if nl < 0 else nl
+        left, right = pos, stop
+        while left < right and text[left].isspace():
+            left += 1
+        while right > left and text[right - 1].isspace():
+            right -= 1
+        if right > left:
+            yield left, right
+        pos = stop + 1
+
+
+def _cut_long(text: str, start: int, end: int, limit: int) -> Iterator[tuple[int, int]]:
+    """Split one over-long sentence into pieces of at most ``limit`` chars, preferring spaces."""
+    while end - start > limit:
+        cut = text.rfind(" ", start + 1, start + limit + 1)
+        if cut <= start:
+            cut = start + limit
+        yield start, cut
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if end > start:
+        yield start, end
+
+
+def pack(spans: list[tuple[int, int]], sizes: list[int], max_size: int, overlap: int, by_span: bool) -> list[tuple[int, int]]:
+    """Greedy packing of sentences ``[i, j)`` into chunks of at most ``max_size``.
+
+    ``by_span`` measures a chunk as the characters it covers (gaps included); otherwise sizes are summed
+    (tokens). The next chunk restarts ``overlap`` sentences back, trimmed so it still fits a new sentence.
+    """
+
+    def cost(i: int, j: int) -> int:
+        return spans[j - 1][1] - spans[i][0] if by_span else sum(sizes[i:j])
+
+    out: list[tuple[int, int]] = []
+    n = len(spans)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and cost(i, j + 1) <= max_size:
+            j += 1
+        out.append((i, j))
+        if j >= n:
+            break
+        nxt = max(j - overlap, i + 1)
+        while nxt < j and cost(nxt, j + 1) > max_size:
+            nxt += 1
+        i = nxt
+    return out
+
+
+@dataclass
+class ChunkStats:
+    chunks: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+
+class Chunker:
+    """Turns a document stream into accepted chunks; keeps duplicate state across the whole build."""
+
+    def __init__(self, cfg: ChunkingConfig, length_fn: LengthFn | None = None, kiwi=None):
+        if cfg.unit == "tokens" and length_fn is None:
+            raise ValueError("chunking.unit=tokens needs the encoder tokenizer's length function")
+        self.cfg = cfg
+        self.length_fn = length_fn or char_lengths
+        self.kiwi = kiwi or get_kiwi(cfg.kiwi_workers or os.cpu_count() or 1)
+        self.exact = ExactDedup() if cfg.dedup else None
+        self.near = NearDedup(cfg.near_dup_threshold) if cfg.near_dup_threshold < 1 else None
+        self.stats = ChunkStats()
+
+    def sentences(self, texts: list[str]) -> list[list[tuple[int, int]]]:
+        """Sentence spans for many texts with one Kiwi call (its worker threads split the list)."""
+        out = []
+        for text, sents in zip(texts, self.kiwi.split_into_sents(texts), strict=True):
+            spans: list[tuple[int, int]] = []
+            for sent in sents:
+                spans.extend(_split_newlines(text, sent.start, sent.end))
+            out.append(spans)
+        return out
+
+    def _limit_spans(self, text: str, spans: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
+        sizes = self.length_fn([text[s:e] for s, e in spans])
+        if max(sizes, default=0) <= self.cfg.max_size:
+            return spans, sizes
+        fixed: list[tuple[int, int]] = []
+        for (s, e), size in zip(spans, sizes, strict=True):
+            if size <= self.cfg.max_size:
+                fixed.append((s, e))
+            else:
+                chars_per_unit = (e - s) / max(size, 1)
+                fixed.extend(_cut_long(text, s, e, max(1, int(self.cfg.max_size * chars_per_unit * 0.95))))
+        return fixed, self.length_fn([text[s:e] for s, e in fixed])
+
+    def _chunks_for(self, doc: Document, section: str, text: str, spans: list[tuple[int, int]]) -> Iterator[Chunk]:
+        spans, sizes = self._limit_spans(text, spans)
+        prefix = doc.title + (SECTION_SEP + section if section else "")
+        for i, j in pack(spans, sizes, self.cfg.max_size, self.cfg.overlap_sentences, self.cfg.unit == "chars"):
+            start, end = spans[i][0], spans[j - 1][1]
+            body = text[start:end]
+            index_text = f"{prefix}\n{body}" if self.cfg.prefix_title else body
+            yield Chunk(doc.id, doc.source, doc.title, section, doc.url, body, index_text, start, end)
+
+    def _accept(self, chunks: list[Chunk]) -> Iterator[Chunk]:
+        kept: list[Chunk] = []
+        for chunk in chunks:
+            if len(chunk.text.strip()) < self.cfg.min_chars:
+                self.stats.dropped["too_short"] += 1
+            elif korean_ratio(chunk.text) < self.cfg.min_korean_ratio:
+                self.stats.dropped["low_korean_ratio"] += 1
+            elif self.exact is not None and self.exact.is_duplicate(chunk.text):
+                self.stats.dropped["exact_duplicate"] += 1
+            else:
+                kept.append(chunk)
+        dups = self.near.filter([c.text for c in kept]) if self.near is not None else [False] * len(kept)
+        for chunk, dup in zip(kept, dups, strict=True):
+            if dup:
+                self.stats.dropped["near_duplicate"] += 1
+            else:
+                self.stats.chunks += 1
+                yield chunk
+
+    def chunk_batch(self, docs: list[Document]) -> list[Chunk]:
+        units = [(doc, section, text) for doc in docs for section, text in doc.sections]
+        all_spans = self.sentences([text for _, _, text in units])
+        chunks = [c for (doc, section, text), spans in zip(units, all_spans, strict=True) for c in self._chunks_for(doc, section, text, spans)]
+        return list(self._accept(chunks))
+
+    def chunk_documents(self, docs: Iterable[Document]) -> Iterator[Chunk]:
+        batch: list[Document] = []
+        for doc in docs:
+            batch.append(doc)
+            if len(batch) >= self.cfg.batch_size:
+                yield from self.chunk_batch(batch)
+                batch = []
+        if batch:
+            yield from self.chunk_batch(batch)
