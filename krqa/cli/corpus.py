@@ -1,11 +1,47 @@
-"""``krqa build-corpus``: Read dumps and write the chunk store (issue 3)."""
+"""``krqa build-corpus``: read dumps, clean and chunk them, write the chunk store and print the report."""
 
 from __future__ import annotations
 
-from krqa.cli.common import ConfigOpt, SetOpt
-from krqa.errors import NotImplementedYet
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 
-def build_corpus(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Read dumps and write the chunk store (issue 3)."""
-    raise NotImplementedYet("krqa build-corpus: not implemented yet")
+def build_corpus(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    corpus: Annotated[
+        Optional[list[Path]],
+        typer.Option("--corpus", help="Dump to read instead of corpus.sources (repeatable; format detected).", show_default=False),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: <index.dir>/chunks).", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping it.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
+
+    Bad pages are skipped and reported with their position; with --strict the first one stops the build
+    with a one-line error and exit code 2, and nothing is written.
+    """
+    from krqa.corpus.config import SourceConfig
+    from krqa.corpus.pipeline import build_chunks
+
+    cfg = get_config(config, overrides, **{"corpus.strict": True if strict else None})
+    sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
+    out_dir = out if out is not None else cfg.resolve_path(cfg.index.dir) / "chunks"
+    report = build_chunks(cfg, out_dir, sources=sources)
+    if json_out:
+        print_json(report.to_json())
+        return
+    typer.echo(f"wrote {report.chunks} chunks from {report.docs} documents to {report.out_dir} in {report.seconds:.1f}s")
+    for src in report.sources:
+        left_out = ", ".join(f"{k} {v}" for k, v in sorted(src.left_out.items())) or "none"
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(src.skipped.items())) or "none"
+        typer.echo(f"  {src.name} ({src.format}, {src.bytes:,} bytes): {src.docs} docs, {src.chunks} chunks; left out: {left_out}; skipped: {skipped}")
+        for skip in src.skips:
+            typer.echo(f"    skipped {skip['reason']} at {skip['position']}" + (f": {skip['detail']}" if skip["detail"] else ""))
+    if report.dropped_chunks:
+        typer.echo("  chunks dropped: " + ", ".join(f"{k} {v}" for k, v in sorted(report.dropped_chunks.items())))

@@ -92,7 +92,7 @@ def _extract_footnotes(text: str) -> tuple[str, list[str]]:
         body.append(text[cur:start])
         note = text[start + 2 : end]
         if note and not note[0].isspace():
-            label, _, note = note.partition(" ")
+            note = note.partition(" ")[2]
         notes.append(note)
         cur = end + 1
     body.append(text[cur:])

@@ -1,0 +1,202 @@
+"""Dumps in, chunk store out: pick a reader per source, chunk everything, write atomically, report.
+
+The report counts what was read, what was left out by design (redirects, disambiguation pages, other
+namespaces) and what was skipped as bad input (with positions); ``strict`` turns the first bad page into a
+failure, and because the store is built in a temporary directory nothing half-written is left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from krqa.config import KrqaConfig
+from krqa.corpus.chunking import Chunker, LengthFn
+from krqa.corpus.config import SourceConfig
+from krqa.corpus.document import Document, Skip
+from krqa.corpus.mediawiki import iter_mediawiki
+from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
+from krqa.corpus.store import write_chunks
+from krqa.errors import InputError
+from krqa.fsutil import atomic_dir, atomic_write_json, sha256_file
+
+log = logging.getLogger(__name__)
+
+READERS: dict[str, Callable[..., Iterator[Document | Skip]]] = {
+    "mediawiki": iter_mediawiki,
+    "namuwiki": iter_namuwiki,
+    "jsonl": iter_jsonl,
+    "squad": iter_squad,
+}
+REPORT_FILE = "corpus_report.json"
+MAX_LISTED_SKIPS = 50
+
+
+@dataclass
+class SourceReport:
+    name: str
+    path: str
+    format: str
+    bytes: int
+    sha256: str
+    docs: int = 0
+    chunks: int = 0
+    left_out: Counter = field(default_factory=Counter)
+    skipped: Counter = field(default_factory=Counter)
+    skips: list[dict[str, str]] = field(default_factory=list)
+
+    def note(self, skip: Skip) -> None:
+        if skip.is_error:
+            self.skipped[skip.reason] += 1
+            if len(self.skips) < MAX_LISTED_SKIPS:
+                self.skips.append(skip.to_json())
+        else:
+            self.left_out[skip.reason] += 1
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "path": self.path, "format": self.format, "bytes": self.bytes, "sha256": self.sha256,
+            "docs": self.docs, "chunks": self.chunks, "left_out": dict(self.left_out), "skipped": dict(self.skipped),
+            "skips": self.skips,
+        }
+
+
+@dataclass
+class CorpusReport:
+    out_dir: str
+    sources: list[SourceReport] = field(default_factory=list)
+    chunks: int = 0
+    dropped_chunks: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def docs(self) -> int:
+        return sum(s.docs for s in self.sources)
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        total: Counter = Counter()
+        for s in self.sources:
+            total.update(s.skipped)
+        return dict(total)
+
+    def to_json(self) -> dict:
+        return {
+            "out_dir": self.out_dir, "docs": self.docs, "chunks": self.chunks, "skipped": self.skipped,
+            "dropped_chunks": self.dropped_chunks, "seconds": round(self.seconds, 2),
+            "sources": [s.to_json() for s in self.sources],
+        }
+
+
+def resolve_format(source: SourceConfig, path: Path) -> str:
+    return detect_format(path) if source.format == "auto" else source.format
+
+
+def iter_records(source: SourceConfig, base_dir: str | Path) -> Iterator[Document | Skip]:
+    """Documents and skip records of one source, in file order, honouring ``source.limit``."""
+    path = Path(base_dir) / source.path if not Path(source.path).is_absolute() else Path(source.path)
+    if not path.is_file():
+        raise InputError(f"{path}: corpus source not found")
+    fmt = resolve_format(source, path)
+    docs = 0
+    for record in READERS[fmt](path, source=source.name or fmt):
+        yield record
+        if isinstance(record, Document):
+            docs += 1
+            if source.limit is not None and docs >= source.limit:
+                return
+
+
+def iter_documents(source: SourceConfig, base_dir: str | Path, on_skip: Callable[[Skip], None] | None = None) -> Iterator[Document]:
+    for record in iter_records(source, base_dir):
+        if isinstance(record, Document):
+            yield record
+        elif on_skip is not None:
+            on_skip(record)
+
+
+def encoder_length_fn(cfg: KrqaConfig) -> LengthFn:
+    """Token counts from the dense encoder's tokenizer, loaded from local files only (no downloads)."""
+    model = cfg.index.dense.model
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(cfg.resolve_path(model)) if cfg.resolve_path(model).exists() else model, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"chunking.unit=tokens: tokenizer of index.dense.model '{model}' is not available locally ({exc.__class__.__name__}); use unit=chars or download it first") from None
+
+    def lengths(texts: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]] if texts else []
+
+    return lengths
+
+
+def build_chunks(
+    cfg: KrqaConfig,
+    out_dir: Path,
+    sources: list[SourceConfig] | None = None,
+    strict: bool | None = None,
+    length_fn: LengthFn | None = None,
+) -> CorpusReport:
+    """Read every source, chunk, and write the chunk store plus ``corpus_report.json`` into ``out_dir``."""
+    sources = list(sources if sources is not None else cfg.corpus.sources)
+    strict = cfg.corpus.strict if strict is None else strict
+    if not sources:
+        raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
+    base = Path(cfg.base_dir)
+    reports: list[SourceReport] = []
+    for source in sources:
+        path = cfg.resolve_path(source.path)
+        if not path.is_file():
+            raise InputError(f"{path}: corpus source not found")
+        fmt = resolve_format(source, path)
+        reports.append(SourceReport(source.name or fmt, str(path), fmt, path.stat().st_size, sha256_file(path)))
+    if cfg.corpus.chunking.unit == "tokens" and length_fn is None:
+        length_fn = encoder_length_fn(cfg)
+    chunker = Chunker(cfg.corpus.chunking, length_fn=length_fn)
+    report = CorpusReport(out_dir=str(out_dir), sources=reports)
+    started = time.perf_counter()
+
+    def rows() -> Iterator[dict]:
+        by_source = {r.name: r for r in reports}
+        for chunk in chunker.chunk_documents(documents_with_source()):
+            by_source[chunk.source].chunks += 1
+            yield chunk.to_row()
+
+    def documents_with_source() -> Iterator[Document]:
+        for source, rep in zip(sources, reports, strict=True):
+            for record in _counted(source, rep):
+                yield record
+
+    def _counted(source: SourceConfig, rep: SourceReport) -> Iterator[Document]:
+        from tqdm import tqdm
+
+        from krqa.log import progress_disabled
+
+        with tqdm(desc=f"read {rep.name}", unit=" docs", disable=progress_disabled()) as bar:
+            for record in iter_records(source.model_copy(update={"format": rep.format}), base):
+                if isinstance(record, Skip):
+                    rep.note(record)
+                    if record.is_error:
+                        if strict:
+                            raise InputError(f"{rep.path}: {record} (strict mode)")
+                        log.warning("%s: skipped %s", rep.path, record)
+                    continue
+                record.source = rep.name
+                rep.docs += 1
+                bar.update()
+                yield record
+
+    with atomic_dir(out_dir) as tmp:
+        report.chunks = write_chunks(rows(), tmp)
+        report.dropped_chunks = dict(chunker.stats.dropped)
+        report.seconds = time.perf_counter() - started
+        if report.chunks == 0:
+            raise InputError(f"no chunks from {', '.join(r.path for r in reports)}: every page was skipped or filtered")
+        atomic_write_json(tmp / REPORT_FILE, report.to_json())
+    return report
