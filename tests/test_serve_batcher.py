@@ -130,18 +130,23 @@ def test_timed_out_jobs_are_dropped_before_they_run() -> None:
     assert [p for p, _ in rec.calls] == [["first"], ["next"]]
 
 
-def test_errors_reach_every_request_of_the_batch_and_the_batcher_survives() -> None:
-    def failing(payloads: list[str], key: Hashable) -> list[str]:
+def test_a_failing_request_does_not_fail_the_requests_merged_with_it() -> None:
+    calls: list[list[str]] = []
+
+    def picky(payloads: list[str], key: Hashable) -> list[str]:
+        calls.append(list(payloads))
         if "boom" in payloads:
-            raise ValueError("bad batch")
-        return payloads
+            raise ValueError("bad input: boom")
+        return [p.upper() for p in payloads]
 
     async def body(b: MicroBatcher) -> None:
-        results = await asyncio.gather(b.submit(["boom"], ["k"], 5), b.submit(["ok"], ["k"], 5), return_exceptions=True)
-        assert all(isinstance(r, ValueError) for r in results)
-        assert (await b.submit(["fine"], ["k"], 5))[0].result == "fine"
+        results = await asyncio.gather(*(b.submit([p], ["k"], 5) for p in ("ok", "boom", "fine")), return_exceptions=True)
+        assert results[0][0].result == "OK" and results[2][0].result == "FINE"
+        assert isinstance(results[1], ValueError)
+        assert (await b.submit(["later"], ["k"], 5))[0].result == "LATER"
 
-    _run(_with_batcher(failing, body))
+    _run(_with_batcher(picky, body))
+    assert calls[0] == ["ok", "boom", "fine"] and sorted(calls[1:4]) == [["boom"], ["fine"], ["ok"]]
 
 
 def test_wrong_result_count_is_an_error() -> None:

@@ -146,22 +146,31 @@ class MicroBatcher(Generic[T, R]):
             for job in batch:
                 if not job.future.done():
                     groups.setdefault(job.key, []).append(job)
-            loop = asyncio.get_running_loop()
             for key, jobs in groups.items():
-                started = time.perf_counter()
                 if self._on_batch is not None:
                     self._on_batch(len(jobs))
-                try:
-                    results = await loop.run_in_executor(self._executor, self._run, [j.payload for j in jobs], key)
-                    if len(results) != len(jobs):
-                        raise RuntimeError(f"batch function returned {len(results)} results for {len(jobs)} inputs")
-                except Exception as exc:
+                succeeded = await self._call(jobs, key)
+                if not succeeded and len(jobs) > 1:
+                    # One bad request (e.g. a query with nothing to search for) must not fail the
+                    # requests it happened to be merged with: rerun them one by one.
                     for job in jobs:
-                        if not job.future.done():
-                            job.future.set_exception(exc)
-                    continue
-                for job, result in zip(jobs, results):
-                    if not job.future.done():
-                        job.future.set_result(Outcome(result, (started - job.enqueued) * 1000.0, len(jobs)))
+                        await self._call([job], key)
         finally:
             self._slots.release()
+
+    async def _call(self, jobs: list[_Job[T]], key: Hashable) -> bool:
+        """Run one batch and settle its futures; False when the batch function raised."""
+        started = time.perf_counter()
+        try:
+            results = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._run, [j.payload for j in jobs], key)
+            if len(results) != len(jobs):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(jobs)} inputs")
+        except Exception as exc:
+            if len(jobs) == 1 and not jobs[0].future.done():
+                jobs[0].future.set_exception(exc)
+            return False
+        for job, result in zip(jobs, results):
+            if not job.future.done():
+                job.future.set_result(Outcome(result, (started - job.enqueued) * 1000.0, len(jobs)))
+        return True
