@@ -13,8 +13,11 @@ DEFAULT_TAGS = ["NNG", "NNP", "NNB", "NR", "NP", "SL", "SN", "SH", "XR", "VV", "
 
 class BM25Config(Section):
     tags: list[str] = Field(default_factory=lambda: list(DEFAULT_TAGS), description="Kiwi POS tags kept as terms (suffixes like -R/-I are stripped before matching).")
-    lemma: bool = Field(False, description="Index verbs/adjectives as their lemma (form + '다').")
+    lemma: bool = Field(False, description="Index verbs/adjectives as Kiwi's lemma ('걷다' for 걸어서), so inflected and irregular forms match.")
+    lowercase: bool = Field(True, description="Lower-case Latin (SL) tokens so 'Seoul' matches 'seoul'.")
     stopwords: list[str] = Field(default_factory=list, description="Morphemes never indexed.")
+    kiwi_workers: int = Field(0, ge=0, description="Kiwi worker threads for tokenizing; 0 uses all cores.")
+    batch_size: int = Field(2048, ge=1, description="Texts handed to Kiwi per call while indexing.")
     method: Literal["robertson", "lucene", "atire", "bm25l", "bm25+"] = Field("lucene", description="BM25 variant (bm25s names).")
     k1: float = Field(1.2, gt=0, description="Term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="Length normalisation.")
@@ -66,7 +69,7 @@ class RetrievalConfig(Section):
     mode: Literal["bm25", "dense", "hybrid"] = Field("hybrid", description="Retriever used by search, train --rag, predict and serve.")
     top_k: int = Field(5, ge=1, le=1000, description="Contexts returned per query.")
     max_top_k: int = Field(100, ge=1, description="Largest top_k a caller may ask for.")
-    candidates: int = Field(100, ge=1, description="Hits taken from each side before fusion.")
+    candidates: int = Field(100, ge=1, description="Hits taken from each side before fusion; both sides are then scored exactly on the union.")
     fusion: Literal["weighted", "rrf"] = Field("weighted", description="Weighted sum of normalised scores, or weighted reciprocal-rank fusion.")
     normalization: Literal["minmax", "zscore"] = Field("zscore", description="Score normalisation for weighted fusion.")
     bm25_weight: float = Field(0.6, ge=0, description="Weight of the BM25 side.")

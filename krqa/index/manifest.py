@@ -1,0 +1,76 @@
+"""The index manifest: what was built, from what, with which encoder, and which files make it up.
+
+It is written last, so a directory without one is a half-written build. Loading compares it with the
+files on disk (sizes, row counts) and with the current config's encoder, and refuses a mismatch with a
+message saying what to rebuild, instead of returning wrong neighbours from vectors of another model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from krqa.errors import InputError
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+CHUNKS_DIR = "chunks"
+BM25_DIR = "bm25"
+DENSE_DIR = "dense"
+EMBEDDINGS_FILE = "dense/embeddings.npy"
+FAISS_FILE = "dense/faiss.index"
+
+
+def file_sizes(root: Path) -> dict[str, int]:
+    """Every file under ``root`` (relative path -> bytes), the manifest itself excluded."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != MANIFEST_FILE:
+            out[path.relative_to(root).as_posix()] = path.stat().st_size
+    return out
+
+
+def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    root = Path(index_dir)
+    if not root.is_dir():
+        partial = root.with_name(root.name + ".partial")
+        hint = f" (an unfinished build is in {partial}: run `krqa build-index --resume`)" if partial.is_dir() else ""
+        raise InputError(f"{root}: index not found{hint}; run `krqa build-index` first")
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        raise InputError(f"{root}: no {MANIFEST_FILE}: half-written or not an index; rebuild with `krqa build-index`")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{path}: unreadable manifest ({exc.__class__.__name__}); rebuild the index") from None
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise InputError(f"{path}: format_version {found!r}, this krqa reads {FORMAT_VERSION}; rebuild the index")
+    return manifest
+
+
+def check_files(index_dir: Path, manifest: dict[str, Any]) -> None:
+    """Every listed file exists with its recorded size: catches truncation, swapped files and partial copies."""
+    for rel, size in manifest.get("files", {}).items():
+        path = index_dir / rel
+        if not path.is_file():
+            raise InputError(f"{path}: listed in {MANIFEST_FILE} but missing; the index is incomplete, rebuild it")
+        actual = path.stat().st_size
+        if actual != size:
+            raise InputError(f"{path}: {actual} bytes but {MANIFEST_FILE} says {size}; the index does not match its manifest, rebuild it")
+
+
+def check_encoder(index_dir: Path, manifest: dict[str, Any], name: str | None, dim: int | None = None) -> None:
+    """The query encoder must be the one that embedded the passages, or dense scores are meaningless."""
+    enc = manifest.get("encoder")
+    if name is None or enc is None:
+        return
+    if enc.get("name") != name:
+        raise InputError(
+            f"{index_dir}: index was built with encoder '{enc.get('name')}' (dim {enc.get('dim')}) but the config uses "
+            f"'{name}'; rebuild the index or set index.dense to the encoder it was built with"
+        )
+    if dim is not None and enc.get("dim") != dim:
+        raise InputError(f"{index_dir}: index vectors have dim {enc.get('dim')} but encoder '{name}' produces {dim}; rebuild the index")
