@@ -1,11 +1,42 @@
-"""``krqa build-index``: Build BM25 + FAISS indexes over the chunks (issue 4)."""
+"""``krqa build-index``: corpus -> chunks -> BM25 + FAISS index directory with a manifest."""
 
 from __future__ import annotations
 
-from krqa.cli.common import ConfigOpt, SetOpt
-from krqa.errors import NotImplementedYet
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 
-def build_index(config: ConfigOpt = None, overrides: SetOpt = None) -> None:
-    """Build BM25 + FAISS indexes over the chunks (issue 4)."""
-    raise NotImplementedYet("krqa build-index: not implemented yet")
+def build_index(
+    config: ConfigOpt = None,
+    overrides: SetOpt = None,
+    corpus: Annotated[
+        Optional[list[Path]],
+        typer.Option("--corpus", help="Dump to index instead of corpus.sources (repeatable; format detected).", show_default=False),
+    ] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir).", show_default=False)] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted build from its last finished batch.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Build BM25 (Kiwi morphemes, bm25s) and dense (FAISS) indexes over the corpus chunks.
+
+    The build happens in <out>.partial/ and replaces <out> only when complete; --resume continues it.
+    """
+    from krqa.index.build import build_index as build
+
+    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None})
+    manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume)
+    if json_out:
+        print_json(manifest)
+        return
+    enc = manifest["encoder"]
+    typer.echo(f"index {cfg.resolve_path(cfg.index.dir)}: {manifest['chunk_count']:,} chunks, "
+               f"encoder {enc['name'] + ' dim ' + str(enc['dim']) if enc else 'none (bm25 only)'}, "
+               f"{sum(manifest['files'].values()) / 1e6:.1f} MB")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in manifest["stage_seconds"].items())
+    typer.echo(f"  stages: {stages}")
+    for src in manifest["sources"]:
+        typer.echo(f"  {src['name']} ({src['format']}, {src['bytes']:,} bytes, sha256 {src['sha256'][:12]}): {src['docs']} docs, {src['chunks']} chunks")
