@@ -170,8 +170,7 @@ def build_chunks(
 
     def documents_with_source() -> Iterator[Document]:
         for source, rep in zip(sources, reports, strict=True):
-            for record in _counted(source, rep):
-                yield record
+            yield from _counted(source, rep)
 
     def _counted(source: SourceConfig, rep: SourceReport) -> Iterator[Document]:
         from tqdm import tqdm
