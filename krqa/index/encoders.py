@@ -81,7 +81,8 @@ class SentenceTransformerEncoder:
             ) from None
         self.model.max_seq_length = min(cfg.max_length, self.model.max_seq_length or cfg.max_length)
         self.name = cfg.model
-        self.dim = int(self.model.get_sentence_embedding_dimension())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
         self.query_prefix, self.passage_prefix = cfg.query_prefix, cfg.passage_prefix
         self.batch_size = cfg.batch_size
 
