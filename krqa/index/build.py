@@ -143,26 +143,33 @@ def build_index(
     report = json.loads((partial / mf.CHUNKS_DIR / "corpus_report.json").read_text(encoding="utf-8"))
     seconds = dict(state.data["seconds"])
     (partial / STATE_FILE).unlink()
+    write_manifest(partial, cfg, sources, report["sources"], n, enc_info, seconds, time.perf_counter() - started)
+    return _swap_in(partial, out)
+
+
+def write_manifest(root: Path, cfg: KrqaConfig, sources: list[SourceConfig], source_reports: list[dict[str, Any]], n: int,
+                   enc_info: dict[str, Any] | None, seconds: dict[str, float], run_seconds: float) -> dict[str, Any]:
+    """Written last, over the finished files (their sizes are recorded for the load-time check)."""
     manifest = {
         "format_version": mf.FORMAT_VERSION,
         "krqa_version": __version__,
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "build_seconds": round(sum(seconds.values()), 3),
         "stage_seconds": seconds,
-        "this_run_seconds": round(time.perf_counter() - started, 3),
+        "this_run_seconds": round(run_seconds, 3),
         "config": {"index": cfg.index.model_dump(mode="json"), "chunking": cfg.corpus.chunking.model_dump(mode="json"),
                    "sources": [s.model_dump(mode="json") for s in sources]},
-        "sources": [{k: s[k] for k in ("name", "path", "format", "bytes", "sha256", "docs", "chunks")} for s in report["sources"]],
+        "sources": [{k: s.get(k) for k in ("name", "path", "format", "bytes", "sha256", "docs", "chunks")} for s in source_reports],
         "chunk_count": n,
         "chunks": n,
         "encoder": enc_info,
         "bm25": {"method": cfg.index.bm25.method, "k1": cfg.index.bm25.k1, "b": cfg.index.bm25.b, "delta": cfg.index.bm25.delta,
                  "tags": cfg.index.bm25.tags, "lemma": cfg.index.bm25.lemma},
         "faiss": {"type": cfg.index.dense.faiss.type, "fp16": cfg.index.dense.faiss.store_fp16} if enc_info else None,
-        "files": mf.file_sizes(partial),
+        "files": mf.file_sizes(root),
     }
-    atomic_write_json(partial / mf.MANIFEST_FILE, manifest)
-    return _swap_in(partial, out)
+    atomic_write_json(root / mf.MANIFEST_FILE, manifest)
+    return manifest
 
 
 def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
