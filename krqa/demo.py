@@ -1,0 +1,202 @@
+"""``krqa demo``: the whole recipe on the embedded defaults, one step at a time.
+
+Each step reuses what an earlier run built (the index when its manifest matches, the converted demo LM,
+the stage-2 adapter), so a second ``krqa demo`` only starts the service and asks the questions again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from krqa.config import KrqaConfig
+from krqa.errors import InputError, KrqaError
+from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem, load_items
+
+log = logging.getLogger(__name__)
+
+STEPS = ("index", "model", "train", "serve")
+QUESTIONS_PER_TYPE = 2
+
+
+@dataclass
+class DemoReport:
+    """What each step did and where its output went; printed at the end and with ``--json``."""
+
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    answers: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": self.steps, "answers": self.answers}
+
+
+def _timed(report: DemoReport, step: str, info: dict[str, Any], started: float) -> None:
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    report.steps[step] = info
+
+
+def step_index(cfg: KrqaConfig, report: DemoReport, force: bool) -> None:
+    from krqa.index.build import build_index
+    from krqa.index.retriever import open_retriever
+
+    started = time.perf_counter()
+    index_dir = cfg.resolve_path(cfg.index.dir)
+    if not force:
+        try:
+            retriever = open_retriever(cfg)
+            _timed(report, "index", {"status": "reused", "dir": str(index_dir), "chunks": retriever.manifest.get("chunk_count")}, started)
+            return
+        except InputError as err:
+            log.info("building the index (%s)", err)
+    manifest = build_index(cfg)
+    _timed(report, "index", {"status": "built", "dir": str(index_dir), "chunks": manifest.get("chunk_count")}, started)
+
+
+def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
+    from krqa.generation.models import resolve_base_model
+
+    started = time.perf_counter()
+    path = resolve_base_model(cfg.model)
+    _timed(report, "model", {"status": "ready", "base": cfg.model.base, "path": str(path)}, started)
+
+
+def _adapter_dir(cfg: KrqaConfig) -> Path:
+    return cfg.resolve_path(cfg.train.output_dir) / "stage2" / "adapter"
+
+
+def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: str | None) -> None:
+    from krqa.training.trainer import train
+
+    started = time.perf_counter()
+    adapter = _adapter_dir(cfg)
+    run_dir = cfg.resolve_path(cfg.train.output_dir)
+    if (adapter / "adapter_config.json").is_file() and not force:
+        _timed(report, "train", {"status": "reused", "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png")}, started)
+        return
+    summary = train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
+    info = {"status": "trained", "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png")}
+    for stage in ("stage1", "stage2"):
+        rec = summary.get("stages", {}).get(stage, {}) if isinstance(summary.get("stages"), dict) else {}
+        if rec:
+            info[stage] = {k: rec[k] for k in ("first_train_loss", "last_train_loss", "best_dev_loss") if k in rec}
+    _timed(report, "train", info, started)
+
+
+def demo_questions(cfg: KrqaConfig) -> list[QAItem]:
+    """A few questions of each type from the bundled sample set, always the same ones."""
+    items = load_items(cfg.resolve_path(cfg.train.train_file))
+    picked: list[QAItem] = []
+    for qtype in QUESTION_TYPES:
+        picked += [i for i in items if i.question_type == qtype][:QUESTIONS_PER_TYPE]
+    return picked
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def running_server(args: list[str], host: str, port: int, timeout_s: float = 600.0) -> Iterator[str]:
+    """Start ``krqa serve`` as a real uvicorn process and stop it whatever happens."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "krqa", "serve", *args, "--host", host, "--port", str(port)]
+    log.info("starting the service: %s", " ".join(cmd[2:]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None, env=dict(os.environ))
+    base = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise KrqaError(f"krqa serve exited with code {proc.returncode} before it was ready")
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise KrqaError(f"krqa serve was not ready after {timeout_s:.0f} s")
+            time.sleep(0.5)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def check_answer(item: QAItem, answer: str) -> str | None:
+    """The demo's promise: a valid answer for the question's type; returns the problem, if any."""
+    text = answer.strip()
+    if item.question_type == MC:
+        return None if text.isdigit() and 1 <= int(text) <= len(item.options) else f"not an option number 1..{len(item.options)}"
+    if not text:
+        return "empty answer"
+    if item.question_type == SHORT and len(text) > 60:
+        return "short answer longer than 60 characters"
+    if item.question_type == DESC and "\n" in text:
+        return "descriptive answer is not one paragraph"
+    return None
+
+
+def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> None:
+    import httpx
+
+    started = time.perf_counter()
+    host = cfg.serve.host
+    port = cfg.serve.port or _free_port(host)
+    adapter = _adapter_dir(cfg)
+    args = list(serve_args)
+    if (adapter / "adapter_config.json").is_file():
+        args += ["--adapter", str(adapter)]
+    problems = []
+    headers = {"Authorization": f"Bearer {os.environ[cfg.serve.api_key_env]}"} if os.environ.get(cfg.serve.api_key_env) else {}
+    with running_server(args, host, port) as base:
+        for item in demo_questions(cfg):
+            body = {"question": item.question, "question_type": item.question_type, "topic_keyword": item.topic_keyword,
+                    "category": item.category, "domain": item.domain, "return_contexts": True}
+            resp = httpx.post(f"{base}/answer", json=body, headers=headers, timeout=cfg.serve.request_timeout_s + 30)
+            if resp.status_code != 200:
+                raise KrqaError(f"POST /answer for {item.id} returned {resp.status_code}: {resp.text[:200]}")
+            data = resp.json()
+            problem = check_answer(item, data["answer"])
+            if problem:
+                problems.append(f"{item.id}: {problem}")
+            if not data.get("contexts"):
+                problems.append(f"{item.id}: no contexts returned")
+            report.answers.append({"id": item.id, "question_type": item.question_type, "question": item.stem, "options": item.options,
+                                   "answer": data["answer"], "gold": item.answer, "contexts": data.get("contexts", [])[:2],
+                                   "timings_ms": data.get("timings_ms", {})})
+    _timed(report, "serve", {"status": "answered" if not problems else "invalid answers", "url": f"http://{host}:{port}", "questions": len(report.answers), "problems": problems}, started)
+    if problems:
+        raise KrqaError("demo answers failed the type checks: " + "; ".join(problems))
+
+
+def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path: str | None = None, serve_args: list[str] | None = None) -> DemoReport:
+    report = DemoReport()
+    for step in steps:
+        log.info("demo step: %s", step)
+        if step == "index":
+            step_index(cfg, report, force)
+        elif step == "model":
+            step_model(cfg, report)
+        elif step == "train":
+            step_train(cfg, report, force, config_path)
+        elif step == "serve":
+            step_serve(cfg, report, serve_args or [])
+        else:
+            raise InputError(f"unknown demo step {step!r} (expected one of {', '.join(STEPS)})")
+    return report
