@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from krqa.configbase import Section
 
@@ -19,6 +19,12 @@ DEFAULT_INSTRUCTIONS = {
 }
 
 
+class PromptVariant(Section):
+    system: Optional[str] = Field(None, description="Replaces prompt.system when this variant is selected.")
+    instructions: dict[str, str] = Field(default_factory=dict, description="Replaces the instructions of the question types it names.")
+    context_header: Optional[str] = Field(None, description="Replaces prompt.context_header.")
+
+
 class PromptConfig(Section):
     system: str = Field(DEFAULT_SYSTEM, description="System prompt about Korean culture.")
     instructions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS), description="Per-question-type instruction (keys 선다형, 단답형, 서술형).")
@@ -26,6 +32,21 @@ class PromptConfig(Section):
     use_chat_template: Literal["auto", "yes", "no"] = Field("auto", description="Use the tokenizer's chat template when it has one ('auto'), always, or never.")
     max_prompt_tokens: int = Field(2048, ge=64, description="Token budget of the whole prompt; passages are cut to fit, never the question.")
     max_passage_chars: int = Field(600, ge=50, description="Each passage is cut to this many characters before the token budget applies.")
+    question_header: str = Field("[질문]", description="Heading put above the question stem.")
+    options_header: str = Field("[보기]", description="Heading put above the numbered 선다형 options.")
+    answer_header: str = Field("[답변]", description="Last line of the plain (no chat template) prompt; the answer follows it.")
+    variants: dict[str, PromptVariant] = Field(default_factory=dict, description="Named prompt variants (system/instructions/context_header overrides), to compare prompts from YAML.")
+    variant: Optional[str] = Field(None, description="Name of the variant in `variants` to use (none: the base prompt).")
+
+    @model_validator(mode="after")
+    def _check_names(self) -> "PromptConfig":
+        for where, keys in [("instructions", self.instructions)] + [(f"variants.{n}.instructions", v.instructions) for n, v in self.variants.items()]:
+            unknown = sorted(set(keys) - set(DEFAULT_INSTRUCTIONS))
+            if unknown:
+                raise ValueError(f"{where}: unknown question type(s) {', '.join(unknown)} (expected {', '.join(DEFAULT_INSTRUCTIONS)})")
+        if self.variant is not None and self.variant not in self.variants:
+            raise ValueError(f"variant {self.variant!r} is not defined in variants ({', '.join(self.variants) or 'none defined'})")
+        return self
 
 
 class EvaluateConfig(Section):
