@@ -38,7 +38,8 @@ def test_tokenizer_keeps_configured_tags_and_strips_suffixes() -> None:
     assert not {"지만", "어서", "에", "었"} & set(terms)  # endings and particles are not terms
     lemma = KiwiTokenizer(BM25Config(lemma=True, stopwords=["가"]))("추웠지만 걸어서 갔다")
     assert "춥다" in lemma and "걷다" in lemma and "가" not in lemma and "가다" in lemma
-    assert KiwiTokenizer(BM25Config(tags=["NNG"]))("세종대왕은 훈민정음을 창제하였다") == ["대왕", "창제"]
+    assert KiwiTokenizer(BM25Config(tags=["NNG"], bigrams=False))("세종대왕은 훈민정음을 창제하였다") == ["대왕", "창제"]
+    assert KiwiTokenizer(BM25Config(tags=["NNG", "NNP"]))("세종대왕은 훈민정음을 창제하였다") == ["세종", "대왕", "훈민정음", "창제", "세종 대왕", "대왕 훈민정음", "훈민정음 창제"]
     assert tok.tokenize([]) == [] and tok.tokenize(["!!!"]) == [[]]
 
 

@@ -34,6 +34,7 @@ class KiwiTokenizer:
     def __init__(self, cfg: BM25Config) -> None:
         self.tags = frozenset(t.split("-", 1)[0] for t in cfg.tags)
         self.lemma = cfg.lemma
+        self.bigrams = cfg.bigrams
         self.lowercase = cfg.lowercase
         self.stopwords = frozenset(cfg.stopwords)
         self.batch_size = cfg.batch_size
@@ -50,6 +51,8 @@ class KiwiTokenizer:
                 form = form.lower()
             if form and form not in self.stopwords:
                 out.append(form)
+        if self.bigrams:
+            out += [f"{a} {b}" for a, b in zip(out, out[1:])]
         return out
 
     def tokenize(self, texts: list[str]) -> list[list[str]]:
