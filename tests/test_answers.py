@@ -146,3 +146,8 @@ def test_desc_uses_config_limit() -> None:
 
 def test_escaped_newlines_in_raw() -> None:
     assert postprocess(_item("단답형"), "강강술래\\n설명", GenerationConfig()) == "강강술래"
+
+
+def test_broken_bytes_and_control_characters_removed() -> None:
+    assert postprocess(_item("단답형"), "\ufffd강강\x1c술래\u200b\ufffd", GenerationConfig()) == "강강술래"
+    assert postprocess(MC_ITEM, "\ufffd45\ufffd 2", GenerationConfig()) == "2"

@@ -30,12 +30,14 @@ _HANJA_PAREN = re.compile(rf"\s*[(（\[][^()（）\[\]]*[{_HANJA}][^()（）\[\]
 # Morpheme tags stripped from the end of a 단답형 answer: particles, copula, endings, final punctuation. Brackets
 # are not among them (A'REX(인천국제공항철도) keeps its parenthesis); wrapping pairs are removed by _unwrap.
 _TRAILING_TAGS = ("J", "VCP", "EF", "EP", "EC", "SF", "SE")
+# Zero-width characters, replacement characters (half-decoded bytes) and control characters other than newline/tab.
+_CONTROL = re.compile(r"[\u200b-\u200d\ufeff\ufffd\x00-\x08\x0b-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[.!?。](?=\s|$)")
 
 
 def postprocess(item: QAItem, raw: str, gen_cfg: GenerationConfig) -> str:
     """The submission answer for ``item`` from the model's raw text."""
-    text = normalize_escapes(raw or "").replace("\u200b", "").strip()
+    text = _CONTROL.sub("", normalize_escapes(raw or "")).strip()
     if item.question_type == MC:
         return mc_answer(item, text)
     if item.question_type == SHORT:

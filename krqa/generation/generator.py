@@ -1,0 +1,225 @@
+"""Text generation engines behind one small interface: transformers (+peft) and, optionally, vLLM.
+
+Prompts are tokenized exactly as the trainer tokenizes them (``add_special_tokens=True``), so a fine-tuned adapter
+sees at inference the token sequence it was trained on. Each question type has its own token limit; prompts are
+grouped by type and sorted by length inside a group, so a batch pads little and never waits for a 512-token
+서술형 answer when it only needs a one-digit 선다형 one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from krqa.config import KrqaConfig
+from krqa.errors import InputError
+from krqa.generation.config import GenerationConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    """One generated answer; ``ms`` is the wall time of the batch it was generated in (shared by that batch)."""
+
+    text: str
+    ms: float
+    new_tokens: int
+    batch_size: int
+
+
+class Generator(ABC):
+    """Turns prompts into raw answer text; ``question_types`` picks each prompt's token limit."""
+
+    model_name: str
+    adapter: str | None
+    tokenizer: Any
+
+    def __init__(self, gen_cfg: GenerationConfig) -> None:
+        self.gen_cfg = gen_cfg
+
+    def max_new_tokens(self, question_type: str) -> int:
+        return int(getattr(self.gen_cfg.max_new_tokens, question_type))
+
+    def generate(self, prompts: list[str], question_types: list[str]) -> list[str]:
+        return [g.text for g in self.generate_timed(prompts, question_types)]
+
+    @abstractmethod
+    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
+        """Generations in the order of ``prompts``."""
+
+    def _plan(self, prompts: Sequence[str], question_types: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, list[int]]]:
+        """Batches of prompt indices: one type per batch, longest first within a type (less padding)."""
+        if len(prompts) != len(question_types):
+            raise ValueError(f"{len(prompts)} prompts but {len(question_types)} question types")
+        batches: list[tuple[str, list[int]]] = []
+        for qtype in dict.fromkeys(question_types):
+            idx = sorted((i for i, t in enumerate(question_types) if t == qtype), key=lambda i: -lengths[i])
+            size = self.gen_cfg.batch_size
+            batches += [(qtype, idx[s : s + size]) for s in range(0, len(idx), size)]
+        return batches
+
+    def stop_token_ids(self, model_eos: Any = None) -> list[int]:
+        """EOS of the tokenizer and the model's generation config, plus chat turn ends (Gemma's <end_of_turn>)."""
+        ids: list[int] = []
+        for value in (self.tokenizer.eos_token_id, model_eos):
+            ids += [value] if isinstance(value, int) else list(value or [])
+        for token in ("<end_of_turn>", "<|eot_id|>", "<|im_end|>"):
+            tid = self.tokenizer.convert_tokens_to_ids(token) if token in self.tokenizer.get_vocab() else None
+            if isinstance(tid, int):
+                ids.append(tid)
+        return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+class TransformersGenerator(Generator):
+    """Batched ``model.generate`` with left padding; greedy unless ``generation.do_sample``."""
+
+    def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
+        super().__init__(cfg.generation)
+        from krqa.generation.models import load_model, load_tokenizer, resolve_device
+
+        self.tokenizer = load_tokenizer(cfg.model)
+        self.model = load_model(cfg.model, adapter=adapter)
+        self.device = resolve_device(cfg.model)
+        self.model_name = cfg.model.base
+        self.adapter = adapter
+        self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
+
+    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
+        import torch
+
+        if not prompts:
+            return []
+        encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        out: list[Generation | None] = [None] * len(prompts)
+        g = self.gen_cfg
+        sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if g.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        for qtype, idx in self._plan(prompts, question_types, [len(e) for e in encoded]):
+            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            started = time.perf_counter()
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **batch,
+                    max_new_tokens=self.max_new_tokens(qtype),
+                    repetition_penalty=g.repetition_penalty,
+                    eos_token_id=self.eos_ids,
+                    pad_token_id=self.tokenizer.pad_token_id,
+                    **sampling,
+                )
+            ms = (time.perf_counter() - started) * 1000.0
+            new = generated[:, batch["input_ids"].shape[1] :].tolist()
+            for i, ids in zip(idx, new):
+                ids = _until_stop(ids, self.eos_ids, self.tokenizer.pad_token_id)
+                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                out[i] = Generation(text.strip(), ms, len(ids), len(idx))
+        return [g for g in out if g is not None]
+
+
+def _until_stop(ids: list[int], stop: list[int], pad: int | None) -> list[int]:
+    """Tokens before the first stop token (rows that stopped early are padded after it)."""
+    for pos, tid in enumerate(ids):
+        if tid in stop:
+            return ids[:pos]
+    while ids and pad is not None and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids
+
+
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def adapter_rank(adapter: str | Path) -> int:
+    """vLLM sizes its LoRA buffers by ``max_lora_rank``; read the adapter's ``r`` instead of guessing."""
+    path = Path(adapter) / "adapter_config.json"
+    if not path.is_file():
+        raise InputError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)")
+    r = int(json.loads(path.read_text(encoding="utf-8")).get("r", 0))
+    if r <= 0:
+        raise InputError(f"{path}: r: missing or not a positive rank")
+    return next((v for v in VLLM_LORA_RANKS if v >= r), r)
+
+
+class VllmGenerator(Generator):
+    """vLLM engine (GPU); the LoRA adapter goes through ``LoRARequest`` so the base weights stay unmerged."""
+
+    def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
+        super().__init__(cfg.generation)
+        try:
+            from vllm import LLM
+            from vllm.lora.request import LoRARequest
+        except ImportError:
+            raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
+        from krqa.generation.models import load_tokenizer, resolve_base_model
+
+        base = resolve_base_model(cfg.model)
+        self.tokenizer = load_tokenizer(cfg.model)
+        self.model_name = cfg.model.base
+        self.adapter = adapter
+        lora: dict[str, Any] = {}
+        self.lora_request = None
+        if adapter:
+            from krqa.generation.models import check_adapter
+
+            check_adapter(adapter, base, cfg.model.base)
+            lora = {"enable_lora": True, "max_lora_rank": adapter_rank(adapter), "max_loras": 1}
+            self.lora_request = LoRARequest("krqa", 1, str(adapter))
+        dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "auto"
+        self.llm = LLM(
+            model=str(base), tokenizer=str(base), dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
+            gpu_memory_utilization=cfg.generation.vllm_gpu_memory_utilization, max_model_len=cfg.generation.vllm_max_model_len, **lora,
+        )
+        self.eos_ids = self.stop_token_ids(None)
+
+    def sampling_params(self, question_type: str) -> Any:
+        from vllm import SamplingParams
+
+        g = self.gen_cfg
+        return SamplingParams(
+            max_tokens=self.max_new_tokens(question_type),
+            temperature=g.temperature if g.do_sample else 0.0,
+            top_p=g.top_p if g.do_sample else 1.0,
+            repetition_penalty=g.repetition_penalty,
+            stop_token_ids=self.eos_ids,
+            skip_special_tokens=True,
+        )
+
+    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
+        if len(prompts) != len(question_types):
+            raise ValueError(f"{len(prompts)} prompts but {len(question_types)} question types")
+        if not prompts:
+            return []
+        encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
+        out: list[Generation | None] = [None] * len(prompts)
+        # vLLM schedules continuously, so one call per type (not per batch) keeps the GPU full.
+        for qtype in dict.fromkeys(question_types):
+            idx = [i for i, t in enumerate(question_types) if t == qtype]
+            started = time.perf_counter()
+            results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype), lora_request=self.lora_request, use_tqdm=False)
+            ms = (time.perf_counter() - started) * 1000.0
+            for i, res in zip(idx, results):
+                comp = res.outputs[0]
+                out[i] = Generation(comp.text.strip(), ms, len(comp.token_ids), len(idx))
+        return [g for g in out if g is not None]
+
+
+def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | None = None) -> Generator:
+    """The configured engine; ``adapter`` defaults to ``model.adapter`` (relative paths are the project's)."""
+    backend = backend or cfg.generation.backend
+    adapter = adapter if adapter is not None else cfg.model.adapter
+    if adapter:
+        path = cfg.resolve_path(adapter)
+        if not path.is_dir():
+            raise InputError(f"adapter {adapter}: directory not found")
+        adapter = str(path)
+    if backend == "transformers":
+        return TransformersGenerator(cfg, adapter)
+    if backend == "vllm":
+        return VllmGenerator(cfg, adapter)
+    raise InputError(f"generation backend {backend!r}: expected transformers or vllm")

@@ -1,0 +1,241 @@
+"""Competition predictions: the submission file, a details side file, and a resumable progress log.
+
+A full test set with an 8B model takes hours; answered items are appended to ``<output>.progress.jsonl`` after
+every few batches, so a killed run continues where it stopped. The progress file starts with a fingerprint of
+the input file and of every setting that changes answers (model, adapter, prompt, decoding, retrieval, index):
+resuming under different settings would silently mix two systems' answers, so it is refused instead.
+The submission and details files are only written (atomically) once every item has an answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from krqa.config import KrqaConfig
+from krqa.errors import InputError
+from krqa.fsutil import atomic_path, atomic_write_json, sha256_file
+from krqa.qa.data import QAItem, load_items
+
+log = logging.getLogger(__name__)
+
+PROGRESS_VERSION = 1
+
+
+@dataclass
+class PredictOptions:
+    """The flags of one ``krqa predict`` run (None: take the config's value)."""
+
+    input: Path
+    output: Path
+    adapter: str | None = None
+    rag: bool | None = None
+    top_k: int | None = None
+    mode: str | None = None
+    limit: int | None = None
+    resume: bool = True
+    backend: str | None = None
+
+
+def side_paths(output: Path) -> tuple[Path, Path]:
+    """``(details, progress)`` files written beside the submission."""
+    return output.with_name(output.name + ".details.jsonl"), output.with_name(output.name + ".progress.jsonl")
+
+
+def _hit_json(hit: Any, rank: int) -> dict[str, Any]:
+    data = hit.to_json() if hasattr(hit, "to_json") else dict(hit) if isinstance(hit, dict) else dict(vars(hit))
+    keep = ("chunk_id", "doc_id", "title", "section", "score", "source", "url", "text")
+    return {"rank": rank, **{k: data[k] for k in keep if k in data}}
+
+
+def _adapter_identity(adapter: str | None) -> dict[str, Any] | None:
+    if not adapter:
+        return None
+    path = Path(adapter)
+    files = {}
+    for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+        f = path / name
+        if f.is_file():
+            st = f.stat()
+            files[name] = [st.st_size, st.st_mtime_ns]
+    return {"path": str(path.resolve()), "files": files}
+
+
+def fingerprint(cfg: KrqaConfig, input_sha: str, opts: PredictOptions, rag: bool, adapter: str | None, index_manifest: dict[str, Any] | None) -> str:
+    """Hash of everything that changes an answer (not batch size or progress cadence, which only change speed)."""
+    gen = cfg.generation.model_dump(exclude={"batch_size", "vllm_gpu_memory_utilization"})
+    parts = {
+        "version": PROGRESS_VERSION,
+        "input": input_sha,
+        "model": cfg.model.model_dump(include={"base", "dtype", "trust_remote_code"}),
+        "adapter": _adapter_identity(adapter),
+        "prompt": cfg.prompt.model_dump(),
+        "generation": gen,
+        "backend": opts.backend or cfg.generation.backend,
+        "rag": rag,
+    }
+    if rag:
+        parts["retrieval"] = cfg.retrieval.model_dump()
+        parts["top_k"] = opts.top_k
+        parts["mode"] = opts.mode
+        parts["index"] = {k: index_manifest.get(k) for k in ("created_at", "build_time", "chunk_count", "encoder", "corpus")} if index_manifest else None
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class ProgressLog:
+    """Append-only JSONL: a header line with the fingerprint, then one line per answered item."""
+
+    def __init__(self, path: Path, fp: str, input_path: Path, resume: bool) -> None:
+        self.path = path
+        self.done: dict[str, dict[str, Any]] = {}
+        if resume and path.is_file():
+            self._read(fp, input_path)
+        else:
+            header = {"kind": "header", "fingerprint": fp, "input": str(input_path), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(header, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def _read(self, fp: str, input_path: Path) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        try:
+            header = json.loads(lines[0]) if lines else {}
+        except json.JSONDecodeError:
+            header = {}
+        if header.get("kind") != "header":
+            raise InputError(f"{self.path}: line 1: not a krqa progress file; delete it or run with --no-resume")
+        if header.get("fingerprint") != fp:
+            raise InputError(
+                f"{self.path}: line 1: progress belongs to another input or other settings (input {header.get('input')!r}); "
+                "run with --no-resume to start over, or use another --output"
+            )
+        for n, line in enumerate(lines[1:], 2):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                if n == len(lines):  # the run was killed mid-write; that item is simply answered again
+                    log.warning("%s: line %d: incomplete last record ignored", self.path, n)
+                    continue
+                raise InputError(f"{self.path}: line {n}: invalid JSON; delete the file or run with --no-resume") from None
+            self.done[str(rec["id"])] = rec
+        if lines and not self.path.read_text(encoding="utf-8").endswith("\n"):
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write("\n")
+        log.info("resuming: %d items already answered in %s", len(self.done), self.path)
+
+    def append(self, records: list[dict[str, Any]]) -> None:
+        with open(self.path, "a", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        for rec in records:
+            self.done[str(rec["id"])] = rec
+
+
+def _record(item: QAItem, result: Any) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "question_type": item.question_type,
+        "answer": result.answer,
+        "raw": result.raw,
+        "contexts": [_hit_json(h, r) for r, h in enumerate(result.contexts, 1)],
+        "contexts_retrieved": result.contexts_retrieved,
+        "prompt_tokens": result.prompt_tokens,
+        "new_tokens": result.new_tokens,
+        "timings_ms": result.timings_ms,
+    }
+
+
+def open_index(cfg: KrqaConfig, config_hint: str = "<your config>") -> Any:
+    """The retriever for --rag, with a message that says how to build a missing index."""
+    from krqa.index.retriever import open_retriever
+
+    try:
+        return open_retriever(cfg)
+    except InputError as err:
+        raise InputError(f"--rag needs an index: {err} (build it with: krqa build-index --config {config_hint}, or run with --no-rag)") from None
+
+
+def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your config>") -> dict[str, Any]:
+    """Answer every item of ``opts.input`` and write the submission; returns a summary for the CLI."""
+    from tqdm.auto import tqdm
+
+    from krqa.generation.answerer import Answerer
+    from krqa.generation.generator import make_generator
+    from krqa.log import progress_disabled
+
+    started = time.perf_counter()
+    if opts.limit is not None and opts.limit < 1:
+        raise InputError(f"--limit {opts.limit}: must be at least 1")
+    if opts.top_k is not None and opts.top_k < 1:
+        raise InputError(f"--top-k {opts.top_k}: must be at least 1")
+    input_path, output = Path(opts.input), Path(opts.output)
+    if output.resolve() == input_path.resolve():
+        raise InputError(f"--output {output}: same file as --input")
+    items = load_items(input_path)
+    if not items:
+        raise InputError(f"{input_path}: no items")
+    selected = items[: opts.limit] if opts.limit else items
+    rag = cfg.predict.rag if opts.rag is None else opts.rag
+    retriever = open_index(cfg, config_hint) if rag else None
+    adapter = opts.adapter if opts.adapter is not None else cfg.model.adapter
+    if adapter:
+        path = Path(adapter) if Path(adapter).is_dir() else cfg.resolve_path(adapter)
+        if not path.is_dir():
+            raise InputError(f"--adapter {adapter}: directory not found")
+        adapter = str(path)
+    details_path, progress_path = side_paths(output)
+    fp = fingerprint(cfg, sha256_file(input_path), opts, rag, adapter, retriever.manifest if retriever is not None else None)
+    progress = ProgressLog(progress_path, fp, input_path, opts.resume)
+    resumed = sum(1 for i in selected if i.id in progress.done)
+    todo = [i for i in selected if i.id not in progress.done]
+
+    if todo:
+        generator = make_generator(cfg, adapter=adapter or "", backend=opts.backend)  # "": no adapter, even if configured
+        answerer = Answerer(cfg, retriever, generator)
+        chunk = cfg.generation.batch_size * cfg.predict.progress_every
+        bar = tqdm(total=len(selected), initial=resumed, desc="predict", unit="q", disable=progress_disabled())
+        try:
+            for s in range(0, len(todo), chunk):
+                part = todo[s : s + chunk]
+                results = answerer.answer_items(part, rag=rag, top_k=opts.top_k, mode=opts.mode)
+                progress.append([_record(item, res) for item, res in zip(part, results, strict=True)])
+                bar.update(len(part))
+        finally:
+            bar.close()
+    gen_s = time.perf_counter() - started
+
+    records = [progress.done[i.id] for i in selected]
+    answers = [str(r["answer"]) for r in records]
+    atomic_write_json(output, [item.to_json(answer) for item, answer in zip(selected, answers)])
+    with atomic_path(details_path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for rec in records:
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    if opts.limit and len(selected) < len(items):
+        log.warning("--limit %d: %s holds %d of %d items (not a complete submission)", opts.limit, output, len(selected), len(items))
+    return {
+        "output": str(output),
+        "details": str(details_path),
+        "progress": str(progress_path),
+        "items": len(selected),
+        "input_items": len(items),
+        "complete": len(selected) == len(items),
+        "answered_now": len(todo),
+        "resumed": resumed,
+        "rag": rag,
+        "model": cfg.model.base,
+        "adapter": adapter,
+        "by_type": dict(Counter(i.question_type for i in selected)),
+        "mean_prompt_tokens": round(sum(r.get("prompt_tokens", 0) for r in records) / len(records), 1),
+        "elapsed_s": round(gen_s, 2),
+        "questions_per_min": round(len(todo) / gen_s * 60, 1) if todo and gen_s > 0 else None,
+    }
