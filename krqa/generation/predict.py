@@ -104,7 +104,14 @@ class ProgressLog:
                 tmp.write_text(json.dumps(header, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def _read(self, fp: str, input_path: Path) -> None:
-        lines = self.path.read_text(encoding="utf-8").splitlines()
+        data = self.path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            # Killed mid-write: drop the cut-off record (that item is simply answered again).
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: incomplete last record dropped", self.path)
+            os.truncate(self.path, keep)
+            data = data[:keep]
+        lines = data.decode("utf-8").splitlines()
         try:
             header = json.loads(lines[0]) if lines else {}
         except json.JSONDecodeError:
@@ -119,15 +126,9 @@ class ProgressLog:
         for n, line in enumerate(lines[1:], 2):
             try:
                 rec = json.loads(line)
-            except json.JSONDecodeError:
-                if n == len(lines):  # the run was killed mid-write; that item is simply answered again
-                    log.warning("%s: line %d: incomplete last record ignored", self.path, n)
-                    continue
-                raise InputError(f"{self.path}: line {n}: invalid JSON; delete the file or run with --no-resume") from None
-            self.done[str(rec["id"])] = rec
-        if lines and not self.path.read_text(encoding="utf-8").endswith("\n"):
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write("\n")
+                self.done[str(rec["id"])] = rec
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise InputError(f"{self.path}: line {n}: not a progress record; delete the file or run with --no-resume") from None
         log.info("resuming: %d items already answered in %s", len(self.done), self.path)
 
     def append(self, records: list[dict[str, Any]]) -> None:

@@ -1,0 +1,155 @@
+"""``krqa predict`` end to end with the tiny random model: submission shape, side files, resume, RAG, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from krqa.config import KrqaConfig, load_config
+from krqa.errors import InputError
+from krqa.generation.predict import PredictOptions, predict, side_paths
+from krqa.qa.data import load_items
+
+FAST = ["generation.max_new_tokens.선다형=2", "generation.max_new_tokens.단답형=4", "generation.max_new_tokens.서술형=6", "generation.batch_size=8"]
+
+
+@pytest.fixture(scope="module")
+def sets(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    return [f"model.cache_dir={tmp_path_factory.getbasetemp() / 'models'}", *FAST]
+
+
+def _cfg(repo: Path, sets: list[str], *extra: str) -> KrqaConfig:
+    return load_config(repo / "configs" / "tiny-test.yaml", [*sets, *extra])
+
+
+def _check_submission(out: Path, src: Path, n: int | None = None) -> list[dict]:
+    preds = json.loads(out.read_text(encoding="utf-8"))
+    gold = json.loads(src.read_text(encoding="utf-8"))[:n]
+    assert [p["id"] for p in preds] == [g["id"] for g in gold]
+    items = {i.id: i for i in load_items(src)}
+    for p, g in zip(preds, gold):
+        assert p["input"] == g["input"] and isinstance(p["output"]["answer"], str)
+        item = items[p["id"]]
+        if item.question_type == "선다형":
+            assert p["output"]["answer"].isdigit() and 1 <= int(p["output"]["answer"]) <= len(item.options)
+    return preds
+
+
+def test_cli_on_nikl_dev(repo: Path, nikl_dir: Path, sets: list[str], tmp_path: Path) -> None:
+    dev = nikl_dir / "korean_culture_qa_V1.0_dev+.json"
+    out = tmp_path / "preds.json"
+    cmd = [sys.executable, "-m", "krqa", "predict", "--config", str(repo / "configs" / "tiny-test.yaml"), "--input", str(dev),
+           "--output", str(out), "--no-rag", "--json"] + [a for s in sets for a in ("--set", s)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)  # stdout is only the JSON report; progress and logs went to stderr
+    n = len(json.loads(dev.read_text(encoding="utf-8")))
+    assert report["items"] == report["input_items"] == n and report["complete"] and report["answered_now"] == n
+    assert report["by_type"] == {"선다형": 49, "단답형": 26, "서술형": 23}
+    _check_submission(out, dev)
+    details, progress = side_paths(out)
+    rows = [json.loads(line) for line in details.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == [p["id"] for p in json.loads(out.read_text(encoding="utf-8"))]
+    assert all(r["contexts"] == [] and r["prompt_tokens"] > 0 and "generate" in r["timings_ms"] and isinstance(r["raw"], str) for r in rows)
+    assert len(progress.read_text(encoding="utf-8").splitlines()) == n + 1  # header + one line per item
+
+
+def test_resume_after_interruption(repo: Path, sets: list[str], tmp_path: Path) -> None:
+    src = repo / "corpus" / "sample_qa.json"
+    out = tmp_path / "preds.json"
+    cfg = _cfg(repo, sets)
+    first = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=10))
+    assert first["items"] == 10 and not first["complete"] and first["answered_now"] == 10
+    partial = _check_submission(out, src, 10)
+
+    full = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    total = len(load_items(src))
+    assert full["resumed"] == 10 and full["answered_now"] == total - 10 and full["complete"]
+    preds = _check_submission(out, src)
+    assert preds[:10] == partial  # resumed answers are kept, not regenerated
+    _, progress = side_paths(out)
+    assert len(progress.read_text(encoding="utf-8").splitlines()) == total + 1
+
+    again = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    assert again["answered_now"] == 0 and again["resumed"] == total
+    fresh = predict(cfg, PredictOptions(input=src, output=out, rag=False, resume=False, limit=3))
+    assert fresh["resumed"] == 0 and fresh["answered_now"] == 3
+
+
+def test_killed_mid_write_and_mismatched_progress(repo: Path, sets: list[str], tmp_path: Path) -> None:
+    src = repo / "corpus" / "sample_qa.json"
+    out = tmp_path / "preds.json"
+    cfg = _cfg(repo, sets)
+    predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=8))
+    _, progress = side_paths(out)
+    with open(progress, "a", encoding="utf-8") as fh:
+        fh.write('{"id": "s009", "answ')  # a record cut off by a kill
+    report = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=12))
+    assert report["resumed"] == 8 and report["answered_now"] == 4
+    lines = progress.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 13 and [json.loads(line)["id"] for line in lines[1:]] == [f"s{i:03d}" for i in range(1, 13)]
+
+    changed = _cfg(repo, sets, "prompt.system=다른 시스템 프롬프트")
+    with pytest.raises(InputError, match="progress belongs to another input or other settings"):
+        predict(changed, PredictOptions(input=src, output=out, rag=False))
+    other_input = tmp_path / "other.json"
+    other_input.write_text(json.dumps(json.loads(src.read_text(encoding="utf-8"))[:5], ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(InputError, match="--no-resume"):
+        predict(cfg, PredictOptions(input=other_input, output=out, rag=False))
+    # batch size only changes speed, so the progress still applies
+    faster = _cfg(repo, sets, "generation.batch_size=2")
+    assert predict(faster, PredictOptions(input=src, output=out, rag=False, limit=12))["answered_now"] == 0
+
+
+def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"id": "x1", "input": {"category": "c", "domain": "d", "question_type": "객관식", "topic_keyword": "t", "question": "q"}}]', encoding="utf-8")
+    out = tmp_path / "out" / "preds.json"
+    cmd = [sys.executable, "-m", "krqa", "predict", "--config", str(repo / "configs" / "tiny-test.yaml"), "--input", str(bad), "--output", str(out), "--no-rag"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "item 'x1': input.question_type" in proc.stderr
+    assert not out.parent.exists()
+    cfg = _cfg(repo, sets)
+    with pytest.raises(InputError, match="--limit 0"):
+        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, limit=0))
+    with pytest.raises(InputError, match="same file as --input"):
+        predict(cfg, PredictOptions(input=bad, output=bad, rag=False))
+    with pytest.raises(InputError, match="--adapter .*directory not found"):
+        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, adapter=str(tmp_path / "nope")))
+
+
+def test_rag_needs_an_index(repo: Path, sets: list[str], tmp_path: Path) -> None:
+    cfg = _cfg(repo, sets, f"index.dir={tmp_path / 'no-index'}")
+    with pytest.raises(InputError, match=r"--rag needs an index: .*krqa build-index"):
+        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=tmp_path / "p.json", rag=True))
+    assert not (tmp_path / "p.json").exists() and not side_paths(tmp_path / "p.json")[1].exists()
+
+
+@pytest.fixture(scope="module")
+def bm25_index(repo: Path, sets: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from krqa.index.build import build_index
+
+    out = tmp_path_factory.mktemp("index") / "bm25"
+    build_index(_cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25"), out_dir=out)
+    return out
+
+
+def test_rag_on_the_sample_corpus(repo: Path, sets: list[str], bm25_index: Path, tmp_path: Path) -> None:
+    cfg = _cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25", f"index.dir={bm25_index}")
+    src = repo / "corpus" / "sample_qa.json"
+    out = tmp_path / "preds.json"
+    report = predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=2, limit=12))
+    assert report["rag"] and report["items"] == 12
+    _check_submission(out, src, 12)
+    rows = [json.loads(line) for line in side_paths(out)[0].read_text(encoding="utf-8").splitlines()]
+    assert all(1 <= len(r["contexts"]) <= 2 and r["contexts_retrieved"] == 2 for r in rows)
+    first = rows[0]["contexts"][0]
+    assert first["rank"] == 1 and first["title"] and first["doc_id"] and isinstance(first["score"], float) and first["text"]
+    no_rag = predict(cfg, PredictOptions(input=src, output=tmp_path / "plain.json", rag=False, limit=12))
+    assert report["mean_prompt_tokens"] > no_rag["mean_prompt_tokens"]
+    with pytest.raises(InputError, match="progress belongs to another"):  # --top-k changes answers: a new run
+        predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=3, limit=12))
