@@ -32,6 +32,15 @@ def gpu_available(cfg: FaissConfig) -> bool:
     return has
 
 
+@functools.lru_cache(maxsize=1)
+def _gpu_resources():
+    """One per process, kept alive here: a GPU index only points at its resources, and FAISS advises
+    sharing them rather than allocating scratch memory per index."""
+    import faiss
+
+    return faiss.StandardGpuResources()
+
+
 def _pq_m(dim: int, wanted: int) -> int:
     """Largest divisor of ``dim`` not above ``wanted``: PQ splits the vector into equal sub-vectors."""
     m = max(1, min(wanted, dim))
@@ -70,8 +79,7 @@ def build_faiss(vectors: np.ndarray, cfg: FaissConfig, block: int = 65536, seed:
     use_gpu = gpu_available(cfg) and cfg.type != "hnsw"  # FAISS has no GPU HNSW
     work = index
     if use_gpu:
-        res = faiss.StandardGpuResources()
-        work = faiss.index_cpu_to_gpu(res, 0, index)
+        work = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     if not work.is_trained:
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(n, cfg.train_sample), replace=False))
@@ -101,7 +109,7 @@ def read_faiss(path: str | os.PathLike[str], cfg: FaissConfig):
     if hasattr(inner, "nprobe"):
         inner.nprobe = cfg.nprobe
     if cfg.type != "hnsw" and gpu_available(cfg):
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        index = faiss.index_cpu_to_gpu(_gpu_resources(), 0, index)
     return index
 
 
