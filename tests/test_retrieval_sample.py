@@ -42,6 +42,7 @@ def test_sample_build_reads_both_dumps(bm25_only) -> None:
     assert set(names) == {"kowiki", "namuwiki"} and all(s["docs"] >= 40 and s["chunks"] > 0 for s in names.values())
     assert manifest["chunk_count"] == len(r) == sum(s["chunks"] for s in names.values())
     assert manifest["encoder"] is None and r.modes == ("bm25",)
+    assert [h.chunk_id for h in r.search("김장 배추")] == [h.chunk_id for h in r.search("김장 배추", mode="bm25")]  # default mode falls back
     sources = {h.source for q, _ in QUERIES for h in r.search(q, top_k=5, mode="bm25")}
     assert sources == {"kowiki", "namuwiki"}  # hits come from both dumps
 

@@ -77,7 +77,10 @@ class Retriever:
     # --- validation -------------------------------------------------------------------------------
 
     def _check(self, queries: list[str], top_k: int | None, mode: str | None) -> tuple[int, str]:
-        mode = mode or self.cfg.mode
+        if mode is None:
+            # The configured default may name dense retrieval while this index was deliberately built
+            # BM25-only (index.dense.backend=none); only an explicit request for a missing mode is an error.
+            mode = self.cfg.mode if self.cfg.mode in self.modes else "bm25"
         if mode not in MODES:
             raise InputError(f"mode {mode!r}: expected one of {', '.join(MODES)}")
         if mode not in self.modes:
