@@ -151,3 +151,18 @@ def test_escaped_newlines_in_raw() -> None:
 def test_broken_bytes_and_control_characters_removed() -> None:
     assert postprocess(_item("단답형"), "\ufffd강강\x1c술래\u200b\ufffd", GenerationConfig()) == "강강술래"
     assert postprocess(MC_ITEM, "\ufffd45\ufffd 2", GenerationConfig()) == "2"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("1. 강강술래", "강강술래"), ("- 강강술래", "강강술래"), ("2) 세배를", "세배"), ("3.1 운동", "3.1 운동")])
+def test_short_list_marker_removed(raw: str, expected: str) -> None:
+    assert short_answer(raw) == expected
+
+
+@pytest.mark.parametrize("raw", ["...", "(仲秋)", "정답: ...", "「」"])
+def test_short_degenerate_answer_keeps_first_raw_word(raw: str) -> None:
+    assert postprocess(_item("단답형"), raw, GenerationConfig()) != ""
+
+
+@pytest.mark.parametrize(("raw", "expected"), [("## 누리호 발사", "누리호 발사"), ("三國", "三國"), ("**<b>설날</b>**", "설날")])
+def test_desc_never_empty(raw: str, expected: str) -> None:
+    assert desc_answer(raw, 600) == expected

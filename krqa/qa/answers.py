@@ -33,6 +33,7 @@ _TRAILING_TAGS = ("J", "VCP", "EF", "EP", "EC", "SF", "SE")
 # Zero-width characters, replacement characters (half-decoded bytes) and control characters other than newline/tab.
 _CONTROL = re.compile(r"[\u200b-\u200d\ufeff\ufffd\x00-\x08\x0b-\x1f\x7f]")
 _SENTENCE_END = re.compile(r"[.!?。](?=\s|$)")
+_LIST_MARKER = re.compile(r"^(?:[-*•·▪◦]\s+|\d{1,2}[.)]\s+)")
 
 
 def postprocess(item: QAItem, raw: str, gen_cfg: GenerationConfig) -> str:
@@ -150,7 +151,10 @@ def short_answer(text: str) -> str:
     """A few words: first line, no 'answer:' lead, no wrapping quotes, hanja glosses, particles or periods."""
     text = _LEAD.sub("", text, count=1)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    text = lines[0] if lines else ""
+    text = _LIST_MARKER.sub("", lines[0]) if lines else ""
+    # Everything below may strip a degenerate answer ("...", "(仲秋)") to nothing; an empty answer scores zero
+    # for sure, so the first raw word is kept in that case.
+    fallback = lines[0].split()[0] if lines else ""
     first = _SENTENCE_END.search(text)
     if first:
         text = text[: first.start()]
@@ -161,7 +165,7 @@ def short_answer(text: str) -> str:
         text = strip_particles(text) if text else text
         if text == before:
             break
-    return re.sub(r"\s+", " ", text).strip()
+    return re.sub(r"\s+", " ", text).strip() or fallback
 
 
 # ---- 서술형 ---------------------------------------------------------------------------------------------------------
@@ -193,7 +197,9 @@ def cap_at_sentence(text: str, limit: int) -> str:
 def desc_answer(text: str, max_chars: int) -> str:
     """One plain paragraph (no lists, markup or hanja) capped at a sentence boundary."""
     text = _LEAD.sub("", text, count=1)
-    text = _plain(text)
-    text = re.sub(r"\s+", " ", text).strip()
-    text = re.sub(r"\s+([,.!?])", r"\1", text)
-    return cap_at_sentence(text, max_chars)
+    plain = re.sub(r"\s+", " ", _plain(text)).strip()
+    if not plain:
+        # Only a heading, markup or hanja: keep the words without the markup rather than submit nothing.
+        plain = re.sub(r"\s+", " ", re.sub(r"<[^>\n]{1,40}>|[#*`]", " ", text)).strip() or re.sub(r"\s+", " ", text).strip()
+    plain = re.sub(r"\s+([,.!?])", r"\1", plain)
+    return cap_at_sentence(plain, max_chars)
