@@ -39,6 +39,7 @@ def _check_submission(out: Path, src: Path, n: int | None = None) -> list[dict]:
     return preds
 
 
+@pytest.mark.slow
 def test_cli_on_nikl_dev(repo: Path, nikl_dir: Path, sets: list[str], tmp_path: Path) -> None:
     dev = nikl_dir / "korean_culture_qa_V1.0_dev+.json"
     out = tmp_path / "preds.json"
@@ -138,6 +139,7 @@ def bm25_index(repo: Path, sets: list[str], tmp_path_factory: pytest.TempPathFac
     return out
 
 
+@pytest.mark.slow
 def test_rag_on_the_sample_corpus(repo: Path, sets: list[str], bm25_index: Path, tmp_path: Path) -> None:
     cfg = _cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25", f"index.dir={bm25_index}")
     src = repo / "corpus" / "sample_qa.json"
