@@ -336,6 +336,24 @@ def test_load_failure_is_reported_without_details(repo: Path, index_dir: Path) -
         assert "/secret" not in resp.text and "/secret" not in c.get("/health").text
 
 
+class FailingAnswerer:
+    """Fault injection: generation crashes with a message that must stay in the server log."""
+
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[Any]:
+        raise RuntimeError("CUDA blew up in /secret/model/path")
+
+
+def test_unexpected_errors_are_json_500_without_details(repo: Path, index_dir: Path, engine: Engine,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    with serving(tiny_config(repo, index_dir), lambda c: replace(engine, answerer=FailingAnswerer())) as c:
+        resp = c.post("/answer", json=MC_BODY)
+        assert_error(resp, 500, "internal_error")
+        assert "secret" not in resp.text and "RuntimeError" not in resp.text
+        assert c.get("/health").json()["status"] == "ready"
+        assert c.post("/search", json={"query": "설날"}).status_code == 200
+    assert "CUDA blew up" in caplog.text  # the trace went to the log
+
+
 def test_concurrent_requests_are_micro_batched(repo: Path, index_dir: Path, engine: Engine) -> None:
     slow = GatedAnswerer(engine.answerer)
     slow.gate.clear()

@@ -140,7 +140,8 @@ class ServiceState:
                 top_k, mode = key  # type: ignore[misc]
                 return retriever.search_batch(queries, top_k=top_k, mode=mode)
 
-            self.searches = MicroBatcher(search, self.search_pool, max_batch=batch, max_wait_ms=wait,
+            search_wait = serve.search_max_wait_ms if serve.micro_batching else 0.0
+            self.searches = MicroBatcher(search, self.search_pool, max_batch=batch, max_wait_ms=search_wait,
                                          queue_size=serve.queue_size, concurrency=serve.search_workers,
                                          on_batch=self.metrics.batch_observer("search"))
             self.searches.start()

@@ -17,6 +17,7 @@ class ServeConfig(Section):
     api_key_env: str = Field("KRQA_API_KEY", description="Environment variable holding the bearer token; auth is on when it is set.")
     max_batch: int = Field(8, ge=1, description="Most requests merged into one generate call.")
     max_wait_ms: float = Field(10.0, ge=0, description="How long the batcher waits to fill a batch.")
+    search_max_wait_ms: float = Field(0.0, ge=0, description="Batch window for /search; 0 dispatches at once, and queries arriving while every search thread is busy are still merged.")
     micro_batching: bool = Field(True, description="Merge concurrent /answer requests.")
     queue_size: int = Field(64, ge=1, description="Pending generation requests before 503.")
     request_timeout_s: float = Field(60.0, gt=0, description="Per-request deadline before 504.")
