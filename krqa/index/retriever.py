@@ -283,4 +283,9 @@ def open_retriever(cfg: KrqaConfig, index_dir: str | os.PathLike[str] | None = N
             raise InputError(f"{root}/{mf.DENSE_DIR}: {faiss_index.ntotal} vectors, embeddings {embeddings.shape}, but the manifest says {n} chunks of dim {built['dim']}; rebuild the index")
     elif built is None and wanted is not None:
         log.info("%s has no dense vectors; only bm25 search is available", root)
+    # Kiwi and the encoders finish loading on their first call (about 2.5 s each on 2 cores); paying that
+    # here keeps it out of the first request served and out of the latency `krqa search` reports.
+    bm25.tokenizer.tokenize(["색인 준비"])
+    if encoder is not None:
+        encoder.encode_queries(["색인 준비"])
     return Retriever(cfg, root, manifest, table, bm25, encoder, faiss_index, embeddings)
