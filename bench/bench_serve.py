@@ -1,0 +1,199 @@
+"""HTTP service load test: a real ``krqa serve`` (uvicorn) on loopback, hammered by concurrent httpx clients.
+
+Measures throughput and p50/p99 latency at 1, 8 and 32 concurrent clients for ``/search`` (BM25 and the
+configured hybrid mode) and ``/answer`` with micro-batching on and off, and counts failures: anything
+but 200 is a failure except 503s in the deliberate small-queue run. Each cell is the median of --runs runs.
+
+    .venv/bin/python bench/bench_serve.py [--config configs/tiny-test.yaml] [--runs 3] [--requests 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from krqa.config import load_config  # noqa: E402
+from krqa.qa.data import load_items  # noqa: E402
+
+
+@dataclass
+class RunStats:
+    clients: int
+    requests: int
+    ok: int
+    rejected: int
+    failed: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+@contextmanager
+def server(config: Path, sets: list[str]) -> Iterator[str]:
+    """Start ``krqa serve`` in its own process (own GIL, like production) and wait for /ready."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "krqa", "--quiet", "serve", "--config", str(config), "--port", str(port)]
+    for s in sets:
+        cmd += ["--set", s]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("KRQA_API_KEY", None)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server not ready after 300 s")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _load(base: str, path: str, bodies: list[dict[str, Any]], clients: int, total: int) -> RunStats:
+    """``clients`` workers send ``total`` requests between them, each waiting for its previous answer."""
+    latencies: list[float] = []
+    codes: Counter[int] = Counter()
+    next_index = 0
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal next_index
+        while next_index < total:
+            body = bodies[next_index % len(bodies)]
+            next_index += 1
+            t0 = time.perf_counter()
+            try:
+                resp = await client.post(path, json=body)
+                code = resp.status_code
+            except httpx.HTTPError:
+                code = -1
+            codes[code] += 1
+            if code == 200:
+                latencies.append((time.perf_counter() - t0) * 1000.0)
+
+    async with httpx.AsyncClient(base_url=base, timeout=120, limits=limits) as client:
+        for body in bodies[:4]:  # warm-up: lazy imports, first-call allocations, connection setup
+            await client.post(path, json=body)
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    ok, rejected = codes[200], codes[503]
+    return RunStats(clients, total, ok, rejected, sum(codes.values()) - ok - rejected, ok / seconds,
+                    _quantile(latencies, 0.5), _quantile(latencies, 0.99))
+
+
+def _median_run(base: str, path: str, bodies: list[dict[str, Any]], clients: int, total: int, runs: int) -> RunStats:
+    """Counts are summed over the runs (every failure shows); rates and latencies are medians."""
+    results = [asyncio.run(_load(base, path, bodies, clients, total)) for _ in range(runs)]
+    return RunStats(clients, sum(r.requests for r in results), sum(r.ok for r in results),
+                    sum(r.rejected for r in results), sum(r.failed for r in results),
+                    statistics.median(r.rps for r in results),
+                    statistics.median(r.p50_ms for r in results), statistics.median(r.p99_ms for r in results))
+
+
+def _row(label: str, s: RunStats) -> str:
+    return (f"| {label} | {s.clients} | {s.requests} | {s.ok} | {s.rejected} | {s.failed} | "
+            f"{s.rps:.1f} | {s.p50_ms:.1f} | {s.p99_ms:.1f} |")
+
+
+HEADER = ("| case | clients | requests | ok | 503 | failed | req/s | p50 ms | p99 ms |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", type=Path, default=REPO / "configs" / "tiny-test.yaml")
+    ap.add_argument("--qa", type=Path, default=REPO / "corpus" / "sample_qa.json")
+    ap.add_argument("--runs", type=int, default=3, help="Runs per cell; the table shows medians.")
+    ap.add_argument("--requests", type=int, default=64, help="Requests per /search run (x clients/8, at least this).")
+    ap.add_argument("--answer-requests", type=int, default=32, help="Requests per /answer run.")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    args = ap.parse_args()
+
+    cfg = load_config(args.config)
+    index_dir = cfg.resolve_path(cfg.index.dir)
+    if not (index_dir / "manifest.json").exists():
+        from krqa.index.build import build_index
+
+        print(f"building the sample index into {index_dir} …", file=sys.stderr)
+        build_index(cfg, out_dir=index_dir)
+    items = load_items(args.qa)
+    answer_bodies = [{"question": i.question, "question_type": i.question_type, "topic_keyword": i.topic_keyword,
+                      "category": i.category, "domain": i.domain, "return_contexts": False} for i in items]
+    queries = [f"{i.topic_keyword} {i.stem}" for i in items]
+    print(f"config {args.config.name}, index {index_dir} ({cfg.retrieval.mode}), {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at start, {args.runs} runs per cell (medians); "
+          "client and server share this machine\n")
+
+    print("## /search\n")
+    print(HEADER)
+    with server(args.config, []) as base:
+        for mode in ("bm25", cfg.retrieval.mode) if cfg.retrieval.mode != "bm25" else ("bm25",):
+            bodies = [{"query": q, "mode": mode} for q in queries]
+            for clients in args.clients:
+                total = max(args.requests, args.requests * clients // 8)
+                print(_row(f"/search {mode}", _median_run(base, "/search", bodies, clients, total, args.runs)), flush=True)
+
+    print("\n## /answer (micro-batching on vs off)\n")
+    print(HEADER)
+    rps: dict[tuple[bool, int], float] = {}
+    for batching in (True, False):
+        with server(args.config, [f"serve.micro_batching={str(batching).lower()}"]) as base:
+            for clients in args.clients:
+                total = max(args.answer_requests, clients * 2)
+                stats = _median_run(base, "/answer", answer_bodies, clients, total, args.runs)
+                rps[(batching, clients)] = stats.rps
+                print(_row(f"/answer batching {'on' if batching else 'off'}", stats), flush=True)
+    print("\nthroughput ratio on/off: " + ", ".join(
+        f"{c} clients {rps[(True, c)] / rps[(False, c)]:.2f}x" for c in args.clients if rps.get((False, c))))
+
+    print("\n## deliberate overload: queue_size=4, 32 clients (503s expected, nothing else)\n")
+    print(HEADER)
+    with server(args.config, ["serve.queue_size=4"]) as base:
+        print(_row("/answer queue 4", _median_run(base, "/answer", answer_bodies, 32, 64, args.runs)))
+
+
+if __name__ == "__main__":
+    main()
