@@ -137,13 +137,11 @@ class Retriever:
         n = len(self)
         depth = min(depth, n)
         out: list[tuple[np.ndarray, np.ndarray]] = []
-        bm25_full: list[np.ndarray] = []
-        if mode in ("bm25", "hybrid"):
-            from krqa.index.bm25 import top_positive
+        from krqa.index.bm25 import top_positive
 
-            term_lists = self.bm25.tokenizer.tokenize(queries)
-            for terms in term_lists:
-                bm25_full.append(self.bm25.scores(self.bm25.term_ids(terms)))
+        # Full BM25 score vectors are made one query at a time below: a batch of them at 4.5M chunks would
+        # hold 18 MB per query.
+        term_lists = self.bm25.tokenizer.tokenize(queries) if mode in ("bm25", "hybrid") else []
         if mode in ("dense", "hybrid"):
             from krqa.index.dense import search_faiss
 
@@ -151,18 +149,19 @@ class Retriever:
                 qvecs = self.encoder.encode_queries(queries)
             d_ids, d_scores = search_faiss(self.faiss_index, qvecs, depth)
         for i in range(len(queries)):
+            bm25_full = self.bm25.scores(self.bm25.term_ids(term_lists[i])) if term_lists else None
             if mode == "bm25":
-                ids = top_positive(bm25_full[i], depth)
-                scores = bm25_full[i][ids].astype(np.float64)
+                ids = top_positive(bm25_full, depth)
+                scores = bm25_full[ids].astype(np.float64)
             elif mode == "dense":
                 keep = d_ids[i] >= 0
                 ids, scores = d_ids[i][keep], d_scores[i][keep].astype(np.float64)
             else:
-                b_ids = top_positive(bm25_full[i], depth)
+                b_ids = top_positive(bm25_full, depth)
                 dense_ids = d_ids[i][d_ids[i] >= 0]
                 ids = np.unique(np.concatenate([b_ids, dense_ids]))
                 exact_dense = self.embeddings[ids].astype(np.float32) @ qvecs[i]
-                matrix = np.stack([bm25_full[i][ids], exact_dense], axis=1)
+                matrix = np.stack([bm25_full[ids], exact_dense], axis=1)
                 scores = fuse(matrix, [cfg.bm25_weight, cfg.dense_weight], cfg.fusion, cfg.normalization, cfg.rrf_k)
                 order = np.argsort(-scores, kind="stable")
                 ids, scores = ids[order], scores[order]
