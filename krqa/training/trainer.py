@@ -200,6 +200,7 @@ def _training_args(cfg: KrqaConfig, stage: str, out_dir: Path, precision: str, h
         use_cpu=not torch.cuda.is_available(),
         **{ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None},
         eval_strategy="epoch" if has_dev else "no",
+        prediction_loss_only=True,
         save_strategy="epoch",
         save_total_limit=tc.save_total_limit,
         load_best_model_at_end=has_dev,
@@ -262,7 +263,9 @@ def _save_adapter(trainer: Any, target: Path, is_main: bool) -> None:
 def _run_stage(plan_: Plan, stage: str, data: _StageData, tokenizer: Any, init_model: Any, upstream_retrained: bool, extra_callbacks: list[Any]) -> dict[str, Any]:
     """Train one stage (or skip it when --resume finds it finished) and return its metrics record."""
     from accelerate import PartialState
-    from transformers import EarlyStoppingCallback, Trainer
+    from transformers import EarlyStoppingCallback
+
+    from krqa.training.loss import AnswerLossTrainer
 
     state = PartialState()
     cfg, run, tc = plan_.cfg, plan_.run, plan_.cfg.train
@@ -296,7 +299,7 @@ def _run_stage(plan_: Plan, stage: str, data: _StageData, tokenizer: Any, init_m
     callbacks = list(extra_callbacks)
     if has_dev and tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
-    trainer = Trainer(
+    trainer = AnswerLossTrainer(
         model=model,
         args=args,
         train_dataset=data.train,
