@@ -7,6 +7,7 @@ the stage-2 adapter), so a second ``krqa demo`` only starts the service and asks
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 
 STEPS = ("index", "model", "train", "serve")
 QUESTIONS_PER_TYPE = 2
+DESC_MIN_CHARS = 40
 
 
 @dataclass
@@ -73,21 +75,32 @@ def _adapter_dir(cfg: KrqaConfig) -> Path:
     return cfg.resolve_path(cfg.train.output_dir) / "stage2" / "adapter"
 
 
+def _loss_summary(run_dir: Path) -> dict[str, Any]:
+    """First and last train loss and the best dev loss per stage, read back from the run's metrics.json."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = json.loads(path.read_text(encoding="utf-8"))
+    out = {}
+    for stage in ("stage1", "stage2"):
+        rec = metrics.get(stage) or {}
+        losses = [p["loss"] for p in rec.get("train_loss", [])]
+        if losses:
+            out[stage] = {"first_train_loss": round(losses[0], 4), "last_train_loss": round(losses[-1], 4), "best_dev_loss": rec.get("best_dev_loss")}
+    return out
+
+
 def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: str | None) -> None:
     from krqa.training.trainer import train
 
     started = time.perf_counter()
     adapter = _adapter_dir(cfg)
     run_dir = cfg.resolve_path(cfg.train.output_dir)
-    if (adapter / "adapter_config.json").is_file() and not force:
-        _timed(report, "train", {"status": "reused", "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png")}, started)
-        return
-    summary = train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
-    info = {"status": "trained", "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png")}
-    for stage in ("stage1", "stage2"):
-        rec = summary.get("stages", {}).get(stage, {}) if isinstance(summary.get("stages"), dict) else {}
-        if rec:
-            info[stage] = {k: rec[k] for k in ("first_train_loss", "last_train_loss", "best_dev_loss") if k in rec}
+    status = "reused"
+    if force or not (adapter / "adapter_config.json").is_file():
+        train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
+        status = "trained"
+    info = {"status": status, "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png"), **_loss_summary(run_dir)}
     _timed(report, "train", info, started)
 
 
@@ -147,8 +160,8 @@ def check_answer(item: QAItem, answer: str) -> str | None:
         return "empty answer"
     if item.question_type == SHORT and len(text) > 60:
         return "short answer longer than 60 characters"
-    if item.question_type == DESC and "\n" in text:
-        return "descriptive answer is not one paragraph"
+    if item.question_type == DESC and ("\n" in text or len(text) < DESC_MIN_CHARS):
+        return f"descriptive answer is not one paragraph of at least {DESC_MIN_CHARS} characters"
     return None
 
 

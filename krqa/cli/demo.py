@@ -63,5 +63,9 @@ def demo(
         where = info.get("dir") or info.get("path") or info.get("run_dir") or info.get("url", "")
         console.print(f"  {name:6s} {info['status']:9s} {info['seconds']:7.1f} s  {where}")
         if name == "train":
+            for stage in ("stage1", "stage2"):
+                if stage in info:
+                    loss = info[stage]
+                    console.print(f"         {stage} train loss {loss['first_train_loss']:.3f} -> {loss['last_train_loss']:.3f}, best dev loss {loss['best_dev_loss']:.3f}")
             console.print(f"         adapter: {info['adapter']}\n         loss curve: {info['loss_curve']}")
-    console.print(NEXT_STEPS)
+    typer.echo(NEXT_STEPS)

@@ -28,6 +28,7 @@ class GenerationConfig(Section):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
     max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens, description="Per-type generation limits.")
+    desc_min_new_tokens: int = Field(0, ge=0, description="서술형 answers run for at least this many tokens (end of turn is held back until then), so a small model cannot stop after one word.")
     do_sample: bool = Field(False, description="Sample instead of greedy decoding.")
     temperature: float = Field(0.7, gt=0, description="Sampling temperature (only with do_sample).")
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling (only with do_sample).")

@@ -20,6 +20,7 @@ from typing import Any
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig
+from krqa.qa.data import DESC
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class Generator(ABC):
 
     def max_new_tokens(self, question_type: str) -> int:
         return int(getattr(self.gen_cfg.max_new_tokens, question_type))
+
+    def min_new_tokens(self, question_type: str) -> int:
+        return min(self.gen_cfg.desc_min_new_tokens, self.max_new_tokens(question_type)) if question_type == DESC else 0
 
     def generate(self, prompts: list[str], question_types: list[str]) -> list[str]:
         return [g.text for g in self.generate_timed(prompts, question_types)]
@@ -108,6 +112,7 @@ class TransformersGenerator(Generator):
                 generated = self.model.generate(
                     **batch,
                     max_new_tokens=self.max_new_tokens(qtype),
+                    min_new_tokens=self.min_new_tokens(qtype),
                     repetition_penalty=g.repetition_penalty,
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.tokenizer.pad_token_id,
@@ -183,6 +188,7 @@ class VllmGenerator(Generator):
         g = self.gen_cfg
         return SamplingParams(
             max_tokens=self.max_new_tokens(question_type),
+            min_tokens=self.min_new_tokens(question_type),
             temperature=g.temperature if g.do_sample else 0.0,
             top_p=g.top_p if g.do_sample else 1.0,
             repetition_penalty=g.repetition_penalty,
