@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -30,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from krqa.config import load_config  # noqa: E402
 from krqa.qa.data import load_items  # noqa: E402
+from krqa.serving.server import free_port, spawned  # noqa: E402
 
 
 @dataclass
@@ -44,12 +43,6 @@ class RunStats:
     p99_ms: float
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _quantile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -59,36 +52,14 @@ def _quantile(values: list[float], q: float) -> float:
 
 @contextmanager
 def server(config: Path, sets: list[str]) -> Iterator[str]:
-    """Start ``krqa serve`` in its own process (own GIL, like production) and wait for /ready."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "krqa", "--quiet", "serve", "--config", str(config), "--port", str(port)]
+    """``krqa serve`` in its own process, offline and without auth, on a free loopback port."""
+    args = ["--config", str(config)]
     for s in sets:
-        cmd += ["--set", s]
+        args += ["--set", s]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("KRQA_API_KEY", None)
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"server exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server not ready after 300 s")
-            time.sleep(0.2)
+    with spawned(args, "127.0.0.1", free_port(), timeout_s=300, quiet=True, env=env) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 async def _load(base: str, path: str, bodies: list[dict[str, Any]], clients: int, total: int) -> RunStats:

@@ -6,15 +6,10 @@ the stage-2 adapter), so a second ``krqa demo`` only starts the service and asks
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,44 +108,6 @@ def demo_questions(cfg: KrqaConfig) -> list[QAItem]:
     return picked
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running_server(args: list[str], host: str, port: int, timeout_s: float = 600.0) -> Iterator[str]:
-    """Start ``krqa serve`` as a real uvicorn process and stop it whatever happens."""
-    import httpx
-
-    cmd = [sys.executable, "-m", "krqa", "serve", *args, "--host", host, "--port", str(port)]
-    log.info("starting the service: %s", " ".join(cmd[2:]))
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=None, env=dict(os.environ))
-    base = f"http://{host}:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise KrqaError(f"krqa serve exited with code {proc.returncode} before it was ready")
-            try:
-                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise KrqaError(f"krqa serve was not ready after {timeout_s:.0f} s")
-            time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def check_answer(item: QAItem, answer: str) -> str | None:
     """The demo's promise: a valid answer for the question's type; returns the problem, if any."""
     text = answer.strip()
@@ -168,16 +125,18 @@ def check_answer(item: QAItem, answer: str) -> str | None:
 def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> None:
     import httpx
 
+    from krqa.serving.server import free_port, spawned
+
     started = time.perf_counter()
     host = cfg.serve.host
-    port = cfg.serve.port or _free_port(host)
+    port = cfg.serve.port or free_port(host)
     adapter = _adapter_dir(cfg)
     args = list(serve_args)
     if (adapter / "adapter_config.json").is_file():
         args += ["--adapter", str(adapter)]
     problems = []
     headers = {"Authorization": f"Bearer {os.environ[cfg.serve.api_key_env]}"} if os.environ.get(cfg.serve.api_key_env) else {}
-    with running_server(args, host, port) as base:
+    with spawned(args, host, port) as base:
         for item in demo_questions(cfg):
             body = {"question": item.question, "question_type": item.question_type, "topic_keyword": item.topic_keyword,
                     "category": item.category, "domain": item.domain, "return_contexts": True}

@@ -218,19 +218,23 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         return _error(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), str(exc.detail),
                       dict(exc.headers) if exc.headers else None)
 
+    async def submit(batcher: Any, payloads: list[Any], keys: list[Any], what: str) -> list[Outcome[Any]]:
+        """Queue work on a batcher; a full queue, a missed deadline or bad input become their HTTP errors."""
+        try:
+            return await batcher.submit(payloads, keys, serve.request_timeout_s)
+        except QueueFull as exc:
+            raise ApiError(503, "queue_full", f"server busy: {exc}", retry) from None
+        except TimeoutError:
+            raise ApiError(504, "timeout", f"no {what} within {serve.request_timeout_s:g} s") from None
+        except InputError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+
     async def run_answers(bodies: list[Any], started: float) -> list[AnswerResponse]:
         engine = state.require_ready()
         assert state.answers is not None
         items = [to_item(b) for b in bodies]
         keys = [(cfg.predict.rag, b.top_k, b.mode) for b in bodies]
-        try:
-            outcomes: list[Outcome[Any]] = await state.answers.submit(items, keys, serve.request_timeout_s)
-        except QueueFull as exc:
-            raise ApiError(503, "queue_full", f"server busy: {exc}", retry) from None
-        except TimeoutError:
-            raise ApiError(504, "timeout", f"no answer within {serve.request_timeout_s:g} s") from None
-        except InputError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+        outcomes: list[Outcome[Any]] = await submit(state.answers, items, keys, "answer")
         total = (time.perf_counter() - started) * 1000.0
         out = []
         for body, outcome in zip(bodies, outcomes):
@@ -265,14 +269,7 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         state.require_ready()
         if state.searches is None:
             raise ApiError(503, "no_index", "no index is loaded (RAG is off and the index is missing)")
-        try:
-            outcome = (await state.searches.submit([body.query], [(body.top_k, body.mode)], serve.request_timeout_s))[0]
-        except QueueFull as exc:
-            raise ApiError(503, "queue_full", f"server busy: {exc}", retry) from None
-        except TimeoutError:
-            raise ApiError(504, "timeout", f"no result within {serve.request_timeout_s:g} s") from None
-        except InputError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+        outcome = (await submit(state.searches, [body.query], [(body.top_k, body.mode)], "result"))[0]
         total = (time.perf_counter() - started) * 1000.0
         return SearchResponse(query=body.query, mode=body.mode or cfg.retrieval.mode,
                               hits=[Context.from_hit(h) for h in outcome.result],

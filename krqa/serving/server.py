@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 
@@ -68,3 +74,42 @@ def app_from_env() -> FastAPI:
     setup_logging()
     logging.getLogger().setLevel(int(os.environ.get(_LEVEL_ENV, logging.INFO)))
     return create_app(KrqaConfig.model_validate_json(os.environ[_CONFIG_ENV]))
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def spawned(args: list[str], host: str, port: int, timeout_s: float = 600.0, quiet: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Run ``krqa serve`` as its own uvicorn process (own GIL, as in production), yield its URL once /ready
+    answers, and stop it whatever happens; used by the demo and the service benchmark."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "krqa", *(["--quiet"] if quiet else []), "serve", *args, "--host", host, "--port", str(port)]
+    log.info("starting the service: %s", " ".join(cmd[2:]))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, env=env if env is not None else dict(os.environ))
+    base = f"http://{host}:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise KrqaError(f"krqa serve exited with code {proc.returncode} before it was ready")
+            try:
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise KrqaError(f"krqa serve was not ready after {timeout_s:.0f} s")
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
