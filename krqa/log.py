@@ -17,7 +17,7 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers"):
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers", "bm25s"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 
