@@ -21,8 +21,3 @@ class InputError(KrqaError):
 class ConfigError(InputError):
     """A YAML config or an override that does not validate."""
 
-
-class NotImplementedYet(KrqaError):
-    """A command whose issue has not landed yet."""
-
-    exit_code = 1
