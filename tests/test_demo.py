@@ -42,7 +42,8 @@ def test_demo_end_to_end_on_tiny_config(repo: Path, tmp_path: Path) -> None:
         f"train.output_dir={tmp_path / 'run'}",
         "train.stage1.epochs=1",
         "train.stage2.epochs=1",
-        "generation.desc_min_new_tokens=24",
+        "generation.max_new_tokens.서술형=64",
+        "generation.desc_min_new_tokens=64",
     ]
     args = [sys.executable, "-m", "krqa", "demo", "--config", str(repo / "configs" / "tiny-test.yaml"), "--json"]
     for s in sets:
