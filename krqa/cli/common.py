@@ -20,6 +20,10 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override one field, e.g. --set retrieval.top_k=10 (repeatable).", show_default=False),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
+CorpusOpt = Annotated[
+    Optional[list[Path]],
+    typer.Option("--corpus", help="Dump to use instead of corpus.sources (repeatable; format detected).", show_default=False),
+]
 
 
 def get_config(config: Path | None, overrides: list[str] | None, **fields: Any) -> KrqaConfig:

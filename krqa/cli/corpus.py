@@ -7,16 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, get_config, print_json
 
 
 def build_corpus(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    corpus: Annotated[
-        Optional[list[Path]],
-        typer.Option("--corpus", help="Dump to read instead of corpus.sources (repeatable; format detected).", show_default=False),
-    ] = None,
+    corpus: CorpusOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: <index.dir>/chunks).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping it.")] = False,
     json_out: JsonOpt = False,

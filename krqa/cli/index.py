@@ -7,16 +7,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, get_config, print_json
 
 
 def build_index(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
-    corpus: Annotated[
-        Optional[list[Path]],
-        typer.Option("--corpus", help="Dump to index instead of corpus.sources (repeatable; format detected).", show_default=False),
-    ] = None,
+    corpus: CorpusOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir).", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted build from its last finished batch.")] = False,
     json_out: JsonOpt = False,
