@@ -71,18 +71,14 @@ def _adapter_dir(cfg: KrqaConfig) -> Path:
 
 
 def _loss_summary(run_dir: Path) -> dict[str, Any]:
-    """First and last train loss and the best dev loss per stage, read back from the run's metrics.json."""
+    """Per-stage losses read back from the run's metrics.json, so a reused run reports them too."""
+    from krqa.training.trainer import stage_summary
+
     path = run_dir / "metrics.json"
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    out = {}
-    for stage in ("stage1", "stage2"):
-        rec = metrics.get(stage) or {}
-        losses = [p["loss"] for p in rec.get("train_loss", [])]
-        if losses:
-            out[stage] = {"first_train_loss": round(losses[0], 4), "last_train_loss": round(losses[-1], 4), "best_dev_loss": rec.get("best_dev_loss")}
-    return out
+    return {stage: stage_summary(metrics[stage]) for stage in ("stage1", "stage2") if metrics.get(stage, {}).get("train_loss")}
 
 
 def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: str | None) -> None:

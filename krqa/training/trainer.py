@@ -458,8 +458,13 @@ def execute(plan_: Plan) -> dict[str, Any]:
 def _finish_stage(run: RunDir, stage: str, record: dict[str, Any], summary: dict[str, Any], is_main: bool) -> None:
     if is_main and not record.get("skipped"):
         run.write_stage_metrics(stage, record)
+    summary["stages"][stage] = stage_summary(record)
+
+
+def stage_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a person reads about a stage, from its metrics.json record (fresh or from an earlier run)."""
     train = record.get("train_loss") or []
-    summary["stages"][stage] = {
+    return {
         "adapter": record.get("adapter"),
         "skipped": bool(record.get("skipped")),
         "steps": record.get("steps"),
