@@ -29,6 +29,7 @@ from krqa.errors import InputError
 from krqa.qa.data import QAItem, load_items
 from krqa.serving.app import create_app
 from krqa.serving.engine import Engine, load_engine
+from krqa.serving.server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -71,6 +72,14 @@ class GatedAnswerer:
         self.gate.wait(30)
         time.sleep(self.delay)
         return self.inner.answer_items(items, rag=rag, top_k=top_k, mode=mode)
+
+
+def wait_for_queue_length(client: httpx.Client, n: int) -> None:
+    """Block until the service reports ``n`` queued /answer requests (so the next one meets a known queue)."""
+    deadline = time.monotonic() + 10
+    while f'krqa_queue_length{{kind="answer"}} {n}.0' not in client.get("/metrics").text:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -276,10 +285,7 @@ def test_full_queue_is_503_with_retry_after(repo: Path, index_dir: Path, engine:
             running = pool.submit(c.post, "/answer", json=MC_BODY)
             assert slow.entered.wait(10)
             queued = [pool.submit(c.post, "/answer", json=MC_BODY) for _ in range(2)]
-            deadline = time.monotonic() + 10
-            while 'krqa_queue_length{kind="answer"} 2.0' not in c.get("/metrics").text:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_for_queue_length(c, 2)
             rejected = c.post("/answer", json=MC_BODY)
             assert_error(rejected, 503, "queue_full")
             assert rejected.headers["retry-after"] == "3"
@@ -363,10 +369,7 @@ def test_concurrent_requests_are_micro_batched(repo: Path, index_dir: Path, engi
             first = pool.submit(c.post, "/answer", json=MC_BODY)
             assert slow.entered.wait(10)
             rest = [pool.submit(c.post, "/answer", json=MC_BODY) for _ in range(4)]
-            deadline = time.monotonic() + 10
-            while 'krqa_queue_length{kind="answer"} 4.0' not in c.get("/metrics").text:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+            wait_for_queue_length(c, 4)
             slow.gate.set()
             answers = {f.result().json()["answer"] for f in [first, *rest]}
         assert len(answers) == 1
@@ -422,16 +425,10 @@ def _krqa(*args: str) -> list[str]:
     return [sys.executable, "-m", "krqa", *args]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_serve_missing_index_exits_2_with_one_line(repo: Path, tmp_path: Path) -> None:
     missing = tmp_path / "no-index"
     proc = subprocess.run(_krqa("serve", "--config", str(repo / "configs" / "tiny-test.yaml"),
-                                "--set", f"index.dir={missing}", "--port", str(_free_port())),
+                                "--set", f"index.dir={missing}", "--port", str(free_port())),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
@@ -440,7 +437,7 @@ def test_cli_serve_missing_index_exits_2_with_one_line(repo: Path, tmp_path: Pat
 
 
 def test_cli_serve_answers_and_stops_on_sigint(repo: Path, index_dir: Path, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path / "serve.log"
     with log_path.open("w") as log_file:
         proc = subprocess.Popen(_krqa("serve", "--config", str(repo / "configs" / "tiny-test.yaml"), "--set",
