@@ -28,9 +28,6 @@ class Document:
     def text(self) -> str:
         return "\n\n".join(text for _, text in self.sections)
 
-    def is_empty(self) -> bool:
-        return not any(text.strip() for _, text in self.sections)
-
 
 FILTER_REASONS = ("redirect", "disambiguation", "namespace", "no_content")
 """Pages left out by design (not errors): ``--strict`` ignores these."""

@@ -8,7 +8,7 @@ the scorer expects. Sharing this class is what makes served answers equal to the
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from krqa.config import KrqaConfig
@@ -30,7 +30,6 @@ class AnswerResult:
     prompt_tokens: int = 0
     contexts_retrieved: int = 0
     new_tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Answerer:

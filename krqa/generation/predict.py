@@ -21,8 +21,8 @@ from typing import Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.fsutil import atomic_path, atomic_write_json, sha256_file
-from krqa.qa.data import QUESTION_TYPES, QAItem, load_items
+from krqa.fsutil import atomic_path, sha256_file
+from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +220,7 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
 
     records = [progress.done[i.id] for i in selected]
     answers = [str(r["answer"]) for r in records]
-    atomic_write_json(output, [item.to_json(answer) for item, answer in zip(selected, answers)])
+    save_items(selected, output, answers=answers)
     with atomic_path(details_path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
             for rec in records:

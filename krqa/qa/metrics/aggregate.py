@@ -28,7 +28,6 @@ from krqa.qa.metrics.models import BertScorer, BleurtScorer, MetricUnavailable
 log = logging.getLogger(__name__)
 
 DESC_METRICS: tuple[str, ...] = ("rouge1", "bertscore", "bleurt")
-TYPE_METRIC = {MC: "accuracy", SHORT: "exact_match", DESC: "desc_mean"}
 _SHOW_IDS = 5
 
 
