@@ -34,3 +34,32 @@ def nikl_dir(shared_data: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"NIKL files not found at {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny-test config with its tiny random model cached once per session (tests derive variants with
+    ``model_copy``); nothing it names is downloaded."""
+    from krqa.config import load_config
+
+    cache = tmp_path_factory.mktemp("tiny-models")
+    return load_config(REPO / "configs" / "tiny-test.yaml", [f"model.cache_dir={cache}"])
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_cfg):
+    from krqa.generation.models import load_tokenizer
+
+    return load_tokenizer(tiny_cfg.model)
+
+
+@pytest.fixture(scope="session")
+def tiny_bm25_index(tiny_cfg, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A BM25-only index over the bundled sample dumps (seconds to build; no encoder)."""
+    from krqa.index.build import build_index
+
+    out = tmp_path_factory.mktemp("tiny-bm25") / "index"
+    cfg = tiny_cfg.model_copy(update={"index": tiny_cfg.index.model_copy(update={"dir": str(out), "dense": tiny_cfg.index.dense.model_copy(update={"backend": "none"})}),
+                                      "retrieval": tiny_cfg.retrieval.model_copy(update={"mode": "bm25"})})
+    build_index(cfg, out_dir=out)
+    return out

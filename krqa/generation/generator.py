@@ -20,6 +20,7 @@ from typing import Any
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig
+from krqa.generation.scoring import ContinuationScore, continuation_ids, score_continuations
 from krqa.qa.data import DESC
 
 log = logging.getLogger(__name__)
@@ -55,8 +56,13 @@ class Generator(ABC):
         return [g.text for g in self.generate_timed(prompts, question_types)]
 
     @abstractmethod
-    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
-        """Generations in the order of ``prompts``."""
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
+        """Generations in the order of ``prompts``; with ``sample_seed`` they are sampled (temperature, top_p) with
+        that seed instead of following ``generation.do_sample``."""
+
+    @abstractmethod
+    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+        """Log-likelihood of each continuation text right after its prompt (the answer position)."""
 
     def _plan(self, prompts: Sequence[str], question_types: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, list[int]]]:
         """Batches of prompt indices: one type per batch, longest first within a type (less padding)."""
@@ -95,7 +101,7 @@ class TransformersGenerator(Generator):
         self.adapter = adapter
         self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
 
-    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
         import torch
 
         if not prompts:
@@ -103,7 +109,10 @@ class TransformersGenerator(Generator):
         encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
         out: list[Generation | None] = [None] * len(prompts)
         g = self.gen_cfg
-        sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if g.do_sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sample = g.do_sample or sample_seed is not None
+        sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        if sample_seed is not None:
+            torch.manual_seed(sample_seed)
         for qtype, idx in self._plan(prompts, question_types, [len(e) for e in encoded]):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
@@ -125,6 +134,15 @@ class TransformersGenerator(Generator):
                 text = self.tokenizer.decode(ids, skip_special_tokens=True)
                 out[i] = Generation(text.strip(), ms, len(ids), len(idx))
         return [g for g in out if g is not None]
+
+    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+        if not prompts:
+            return []
+        prompt_ids = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+        cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size)
+        return [[ContinuationScore(lp, n, len(text)) for (lp, n), text in zip(row, texts, strict=True)] for row, texts in zip(raw, continuations, strict=True)]
 
 
 def _until_stop(ids: list[int], stop: list[int], pad: int | None) -> list[int]:
@@ -182,21 +200,23 @@ class VllmGenerator(Generator):
         )
         self.eos_ids = self.stop_token_ids(None)
 
-    def sampling_params(self, question_type: str) -> Any:
+    def sampling_params(self, question_type: str, sample_seed: int | None = None) -> Any:
         from vllm import SamplingParams
 
         g = self.gen_cfg
+        sample = g.do_sample or sample_seed is not None
         return SamplingParams(
             max_tokens=self.max_new_tokens(question_type),
             min_tokens=self.min_new_tokens(question_type),
-            temperature=g.temperature if g.do_sample else 0.0,
-            top_p=g.top_p if g.do_sample else 1.0,
+            temperature=g.temperature if sample else 0.0,
+            top_p=g.top_p if sample else 1.0,
             repetition_penalty=g.repetition_penalty,
             stop_token_ids=self.eos_ids,
             skip_special_tokens=True,
+            seed=sample_seed,
         )
 
-    def generate_timed(self, prompts: list[str], question_types: list[str]) -> list[Generation]:
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
         if len(prompts) != len(question_types):
             raise ValueError(f"{len(prompts)} prompts but {len(question_types)} question types")
         if not prompts:
@@ -207,12 +227,34 @@ class VllmGenerator(Generator):
         for qtype in dict.fromkeys(question_types):
             idx = [i for i, t in enumerate(question_types) if t == qtype]
             started = time.perf_counter()
-            results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype), lora_request=self.lora_request, use_tqdm=False)
+            results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype, sample_seed), lora_request=self.lora_request, use_tqdm=False)
             ms = (time.perf_counter() - started) * 1000.0
             for i, res in zip(idx, results):
                 comp = res.outputs[0]
                 out[i] = Generation(comp.text.strip(), ms, len(comp.token_ids), len(idx))
         return [g for g in out if g is not None]
+
+    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+        """vLLM returns the log-probability of every prompt token with ``prompt_logprobs``; each option is sent as
+        prompt + option, and the option's positions are summed (prefix caching shares the prompt's work)."""
+        from vllm import SamplingParams
+
+        if not prompts:
+            return []
+        prompt_ids = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
+        cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
+        requests = [{"prompt_token_ids": p + c} for p, conts in zip(prompt_ids, cont_ids) for c in conts]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        results = iter(self.llm.generate(requests, params, lora_request=self.lora_request, use_tqdm=False))
+        out: list[list[ContinuationScore]] = []
+        for p, conts, texts in zip(prompt_ids, cont_ids, continuations, strict=True):
+            row = []
+            for c, text in zip(conts, texts, strict=True):
+                logprobs = next(results).prompt_logprobs or []
+                total = sum(logprobs[len(p) + t][tok].logprob for t, tok in enumerate(c))
+                row.append(ContinuationScore(float(total), len(c), len(text)))
+            out.append(row)
+        return out
 
 
 def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | None = None) -> Generator:
