@@ -57,8 +57,22 @@ def test_plain_layout(tokenizer, items: list[QAItem]) -> None:
         assert f"\n{n}. {opt}\n" in text
     assert "\\t" not in text and "\t" not in text and item.stem in text
     with_ctx = PromptBuilder(cfg, tokenizer).build(item, _passages(2))
-    assert f"{cfg.context_header}\n[1] 문서1 > 역사 > 기원\n" in with_ctx and "\n\n[2] 문서2 > 역사 > 기원\n" in with_ctx
+    assert f"{cfg.context_header}\n[1] 문서1\n" in with_ctx and "\n\n[2] 문서2\n" in with_ctx
+    assert " > " not in with_ctx  # no section path for a small model to copy into its answer
     assert with_ctx.index(cfg.context_header) < with_ctx.index(cfg.question_header)
+    with_sections = PromptBuilder(cfg.model_copy(update={"passage_sections": True}), tokenizer).build(item, _passages(2))
+    assert f"{cfg.context_header}\n[1] 문서1 > 역사 > 기원\n" in with_sections
+
+
+def test_mc_text_target_and_reordered_options(tokenizer, items: list[QAItem]) -> None:
+    item = _mc(items)
+    cfg = PromptConfig()
+    text = PromptBuilder(cfg, tokenizer, mc_target="text").build_prompt(item, None, options=item.options[::-1]).text
+    assert cfg.mc_text_instruction in text and cfg.instructions["선다형"] not in text
+    for n, opt in enumerate(item.options[::-1], 1):
+        assert f"\n{n}. {opt}\n" in text
+    free = PromptBuilder(cfg, tokenizer, mc_target="text").content_free(item, item.options)
+    assert item.stem not in free and all(opt in free for opt in item.options)
 
 
 def test_instruction_per_type(tokenizer, items: list[QAItem]) -> None:

@@ -20,6 +20,7 @@ def predict(
     limit: Annotated[Optional[int], typer.Option("--limit", help="Answer only the first N items (a partial file); rerun without it to finish.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from <output>.progress.jsonl when it matches the input and settings.")] = True,
     backend: Annotated[Optional[str], typer.Option("--backend", help="transformers or vllm (default: generation.backend).", show_default=False)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Stop on a 선다형 item whose options cannot be parsed (default: answer it by generation and count it).")] = False,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     json_out: JsonOpt = False,
@@ -34,11 +35,13 @@ def predict(
     from krqa.generation.predict import predict as run_predict
 
     cfg = get_config(config, overrides)
-    opts = PredictOptions(input=input_path, output=output, adapter=adapter, rag=rag, top_k=top_k, mode=mode, limit=limit, resume=resume, backend=backend)
+    opts = PredictOptions(input=input_path, output=output, adapter=adapter, rag=rag, top_k=top_k, mode=mode, limit=limit, resume=resume, backend=backend, strict=strict)
     report = run_predict(cfg, opts, config_hint=str(config) if config else "<your config>")
     if json_out:
         print_json(report)
         return
+    if report["mc_fallbacks"]:
+        typer.echo(f"{len(report['mc_fallbacks'])} 선다형 items without parseable options were answered by generation: {', '.join(report['mc_fallbacks'][:10])}", err=True)
     qpm = f", {report['questions_per_min']} questions/min" if report["questions_per_min"] else ""
     typer.echo(
         f"wrote {report['output']}: {report['items']} of {report['input_items']} items "

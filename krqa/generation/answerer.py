@@ -1,22 +1,29 @@
-"""Question -> answer, the one code path behind ``krqa predict``, ``krqa serve`` and training's dev evaluation.
+"""Question -> answer, the one code path behind ``krqa predict``, ``krqa serve``, ``krqa ablate`` and training's dev
+evaluation.
 
-Retrieval runs once for all items (the retriever batches its encoder and BM25 work), prompts are built with the
-model's tokenizer, the generator batches by question type, and post-processing turns raw text into the answer
-the scorer expects. Sharing this class is what makes served answers equal to the prediction file's.
+Retrieval runs once for all items that use it (the retriever batches its encoder and BM25 work); passages under
+the score floor are dropped; 선다형 items with options are answered by scoring the options (one shared prompt pass
+per order of the options), everything else by generation and post-processing. Sharing this class is what makes
+served answers equal to the prediction file's.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.generation.generator import Generator
-from krqa.qa.answers import postprocess
-from krqa.qa.data import QAItem
-from krqa.qa.prompts import PromptBuilder
+from krqa.qa.answers import desc_problem, postprocess
+from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
+from krqa.qa.data import DESC, MC, QAItem
+from krqa.qa.prompts import Prompt, PromptBuilder
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -30,39 +37,145 @@ class AnswerResult:
     prompt_tokens: int = 0
     contexts_retrieved: int = 0
     new_tokens: int = 0
+    method: str = "generate"
+    problem: str | None = None
+    rag: bool = False
+    contexts_below_floor: int = 0
+    option_probs: list[float] = field(default_factory=list)
+
+
+def gate(hits: list[Any], min_score: float | None) -> tuple[list[Any], int]:
+    """The hits at or above the score floor, and how many were dropped."""
+    if min_score is None:
+        return list(hits), 0
+    kept = [h for h in hits if float(h.score) >= min_score]
+    return kept, len(hits) - len(kept)
 
 
 class Answerer:
     def __init__(self, cfg: KrqaConfig, retriever: Any | None, generator: Generator) -> None:
-        self.cfg = cfg
         self.retriever = retriever
         self.generator = generator
-        self.builder = PromptBuilder(cfg.prompt, generator.tokenizer)
+        self.gen_cfg = cfg.generation
+        self.rag_types = set(cfg.predict.rag_types)
+        self.min_score = cfg.retrieval.min_score
+        self.builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target=self.gen_cfg.mc_target)
+
+    def scores_options(self, item: QAItem) -> bool:
+        return item.question_type == MC and self.gen_cfg.mc_mode == "score" and len(item.options) >= 2
 
     def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[AnswerResult]:
         """Answers in the order of ``items``. Timings are per call: ``retrieve`` for the whole retrieval call,
-        ``generate`` for the generation batch the item was in."""
+        ``generate`` for the generation or scoring batch the item was in."""
         if not items:
             return []
+        use_rag = [rag and item.question_type in self.rag_types for item in items]
         started = time.perf_counter()
-        if rag:
+        contexts: list[list[Any]] = [[] for _ in items]
+        dropped = [0] * len(items)
+        if any(use_rag):
             if self.retriever is None:
                 raise InputError("RAG is on but no index is loaded; build one with `krqa build-index` or answer with --no-rag")
-            hits = self.retriever.search_items(items, top_k=top_k, mode=mode)
-        else:
-            hits = [[] for _ in items]
-        retrieve_ms = (time.perf_counter() - started) * 1000.0 if rag else 0.0
-        prompts = [self.builder.build_prompt(item, ctx) for item, ctx in zip(items, hits)]
+            idx = [i for i, on in enumerate(use_rag) if on]
+            for i, hits in zip(idx, self.retriever.search_items([items[i] for i in idx], top_k=top_k, mode=mode), strict=True):
+                contexts[i], dropped[i] = gate(hits, self.min_score)
+        retrieve_ms = round((time.perf_counter() - started) * 1000.0, 3) if any(use_rag) else 0.0
+
+        results: list[AnswerResult | None] = [None] * len(items)
+        scored = [i for i, item in enumerate(items) if self.scores_options(item)]
+        generated = sorted(set(range(len(items))) - set(scored))
+        for i in generated:
+            if items[i].question_type == MC and self.gen_cfg.mc_mode == "score":
+                log.warning("item %s: 선다형 options could not be parsed; answering by generation", items[i].id)
+        if scored:
+            for i, res in zip(scored, self._score([items[i] for i in scored], [contexts[i] for i in scored]), strict=True):
+                results[i] = res
+        if generated:
+            for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated]), strict=True):
+                results[i] = res
+        out = []
+        for i, res in enumerate(results):
+            assert res is not None
+            res.timings_ms = {"retrieve": retrieve_ms, **res.timings_ms}
+            res.rag = use_rag[i]
+            res.contexts_retrieved = len(contexts[i]) + dropped[i]
+            res.contexts_below_floor = dropped[i]
+            out.append(res)
+        return out
+
+    def _generate(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
+        prompts = [self.builder.build_prompt(item, ctx) for item, ctx in zip(items, contexts)]
         generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items])
-        results = []
-        for item, ctx, prompt, gen in zip(items, hits, prompts, generations, strict=True):
-            results.append(AnswerResult(
-                answer=postprocess(item, gen.text, self.cfg.generation),
-                raw=gen.text,
-                contexts=list(ctx[: prompt.contexts_used]),
-                timings_ms={"retrieve": round(retrieve_ms, 3), "generate": round(gen.ms, 3)},
-                prompt_tokens=prompt.n_tokens,
-                contexts_retrieved=len(ctx),
-                new_tokens=gen.new_tokens,
-            ))
+        method = ["generate-fallback" if i.question_type == MC and self.gen_cfg.mc_mode == "score" else "generate" for i in items]
+        results = [
+            AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
+                         timings_ms={"generate": round(gen.ms, 3)}, prompt_tokens=prompt.n_tokens, new_tokens=gen.new_tokens, method=m)
+            for item, ctx, prompt, gen, m in zip(items, contexts, prompts, generations, method, strict=True)
+        ]
+        self._retry_descriptive(items, prompts, results)
         return results
+
+    def _retry_descriptive(self, items: list[QAItem], prompts: list[Prompt], results: list[AnswerResult]) -> None:
+        """Replace 서술형 answers that are not prose with the first prose one among sampled candidates (seeded);
+        when none is, the greedy answer stays and its problem is recorded."""
+        avoid = {i: [self.builder.system, self.builder.instruction(item)] for i, item in enumerate(items)}
+        bad = {i: desc_problem(results[i].answer, avoid[i]) for i, item in enumerate(items) if item.question_type == DESC}
+        bad = {i: why for i, why in bad.items() if why}
+        for i, why in bad.items():
+            results[i].problem = why
+        for attempt in range(1, self.gen_cfg.desc_candidates):
+            if not bad:
+                return
+            idx = sorted(bad)
+            log.info("서술형: %d answers are not prose (%s); sampling candidate %d", len(idx), ", ".join(sorted(set(bad.values()))), attempt + 1)
+            again = self.generator.generate_timed([prompts[i].text for i in idx], [DESC] * len(idx), sample_seed=self.gen_cfg.seed + attempt)
+            for i, gen in zip(idx, again, strict=True):
+                answer = postprocess(items[i], gen.text, self.gen_cfg)
+                results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)
+                if desc_problem(answer, avoid[i]) is None:
+                    results[i].answer, results[i].raw, results[i].new_tokens = answer, gen.text, gen.new_tokens
+                    results[i].method, results[i].problem = f"generate-candidate-{attempt + 1}", None
+                    del bad[i]
+
+    def _target(self, option: str, position: int) -> str:
+        return option if self.gen_cfg.mc_target == "text" else str(position + 1)
+
+    def _score(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
+        """Every order of every item's options in one scoring call; calibrated scores add the content-free prompts."""
+        g = self.gen_cfg
+        calibrated = g.mc_normalization == "calibrated"
+        plans: list[tuple[list[list[int]], list[Prompt]]] = []
+        texts: list[str] = []
+        conts: list[list[str]] = []
+        for item, ctx in zip(items, contexts):
+            orders = rotations(len(item.options), g.mc_permutations)
+            prompts = []
+            for order in orders:
+                shown = [item.options[o] for o in order]
+                prompt = self.builder.build_prompt(item, ctx, options=shown)
+                prompts.append(prompt)
+                targets = [self._target(opt, pos) for pos, opt in enumerate(shown)]
+                texts.append(prompt.text)
+                conts.append(targets)
+                if calibrated:
+                    texts.append(self.builder.content_free(item, shown))
+                    conts.append(targets)
+            plans.append((orders, prompts))
+        started = time.perf_counter()
+        scores = iter(self.generator.score_options(texts, conts))
+        ms = round((time.perf_counter() - started) * 1000.0, 3)
+        out = []
+        for item, ctx, (orders, prompts) in zip(items, contexts, plans, strict=True):
+            per_order = []
+            for _ in orders:
+                row = next(scores)
+                free = [s.logprob for s in next(scores)] if calibrated else None
+                per_order.append(normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.mc_normalization, free))
+            final = average_orders(orders, per_order)
+            probs = softmax(final)
+            answer = str(pick(final))
+            raw = json.dumps({"option_scores": [round(float(x), 4) for x in final]}, ensure_ascii=False)
+            first = prompts[0]
+            out.append(AnswerResult(answer=answer, raw=raw, contexts=list(ctx[: first.contexts_used]), timings_ms={"generate": ms},
+                                    prompt_tokens=first.n_tokens, method="score", option_probs=[round(p, 4) for p in probs]))
+        return out

@@ -26,6 +26,10 @@ class MaxNewTokens(Section):
 
 class GenerationConfig(Section):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine.")
+    mc_mode: Literal["score", "generate"] = Field("score", description="선다형: 'score' picks the option whose text the model finds most likely after the prompt (always a valid option; one prompt pass shared by all options); 'generate' parses a generated option number.")
+    mc_target: Literal["text", "number"] = Field("text", description="What option scoring scores, and what training teaches for 선다형: the option's text, or its number.")
+    mc_normalization: Literal["sum", "mean", "char", "calibrated"] = Field("mean", description="Option log-likelihoods compared as a sum, per token, per character, or minus the option's log-likelihood under a content-free prompt (see README, answer quality).")
+    mc_permutations: int = Field(1, ge=1, le=9, description="Score this many cyclic orders of the options and average each option's score (cancels position bias; costs that many prompt passes).")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
     max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens, description="Per-type generation limits.")
     desc_min_new_tokens: int = Field(0, ge=0, description="서술형 answers run for at least this many tokens (end of turn is held back until then), so a small model cannot stop after one word.")
@@ -34,10 +38,13 @@ class GenerationConfig(Section):
     top_p: float = Field(0.9, gt=0, le=1, description="Nucleus sampling (only with do_sample).")
     repetition_penalty: float = Field(1.05, ge=1, description="Penalty against loops in long answers.")
     desc_max_chars: int = Field(600, ge=50, description="서술형 answers are cut at a sentence boundary below this length.")
+    desc_candidates: int = Field(3, ge=1, le=10, description="서술형: when an answer is not prose (a section path, prompt markup, a copy of the instruction, no sentence), more candidates are sampled, up to this many in all, and the first prose one is kept.")
+    seed: int = Field(0, description="Seed for sampled candidates (so a rerun gives the same answers).")
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM GPU memory share.")
     vllm_max_model_len: int = Field(4096, ge=256, description="vLLM context length.")
 
 
 class PredictConfig(Section):
     rag: bool = Field(True, description="Prepend retrieved contexts.")
+    rag_types: list[Literal["선다형", "단답형", "서술형"]] = Field(default_factory=lambda: ["선다형", "단답형", "서술형"], description="Question types that get retrieved contexts when RAG is on (predict, serve and stage-2 training alike).")
     progress_every: int = Field(1, ge=1, description="Append finished batches to the progress file every N batches.")

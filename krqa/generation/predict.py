@@ -26,7 +26,7 @@ from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
 
 log = logging.getLogger(__name__)
 
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2
 
 
 @dataclass
@@ -42,6 +42,7 @@ class PredictOptions:
     limit: int | None = None
     resume: bool = True
     backend: str | None = None
+    strict: bool = False
 
 
 def side_paths(output: Path) -> tuple[Path, Path]:
@@ -55,7 +56,7 @@ def _hit_json(hit: Any, rank: int) -> dict[str, Any]:
     return {"rank": rank, **{k: data[k] for k in keep if k in data}}
 
 
-def _adapter_identity(adapter: str | None) -> dict[str, Any] | None:
+def adapter_identity(adapter: str | None) -> dict[str, Any] | None:
     if not adapter:
         return None
     path = Path(adapter)
@@ -75,11 +76,12 @@ def fingerprint(cfg: KrqaConfig, input_sha: str, opts: PredictOptions, rag: bool
         "version": PROGRESS_VERSION,
         "input": input_sha,
         "model": cfg.model.model_dump(include={"base", "dtype", "trust_remote_code"}),
-        "adapter": _adapter_identity(adapter),
+        "adapter": adapter_identity(adapter),
         "prompt": cfg.prompt.model_dump(),
         "generation": gen,
         "backend": opts.backend or cfg.generation.backend,
         "rag": rag,
+        "rag_types": sorted(cfg.predict.rag_types),
     }
     if rag:
         parts["retrieval"] = cfg.retrieval.model_dump()
@@ -147,12 +149,29 @@ def _record(item: QAItem, result: Any) -> dict[str, Any]:
         "question_type": item.question_type,
         "answer": result.answer,
         "raw": result.raw,
+        "method": result.method,
+        **({"problem": result.problem} if result.problem else {}),
+        "rag": result.rag,
+        **({"option_probs": result.option_probs} if result.option_probs else {}),
         "contexts": [_hit_json(h, r) for r, h in enumerate(result.contexts, 1)],
         "contexts_retrieved": result.contexts_retrieved,
+        "contexts_below_floor": result.contexts_below_floor,
         "prompt_tokens": result.prompt_tokens,
         "new_tokens": result.new_tokens,
         "timings_ms": result.timings_ms,
     }
+
+
+def resolve_adapter(cfg: KrqaConfig, adapter: str | None) -> str | None:
+    """The adapter directory to use: ``adapter`` ('' for none), else ``model.adapter``; relative paths are the
+    working directory's first, then the project's."""
+    adapter = adapter if adapter is not None else cfg.model.adapter
+    if not adapter:
+        return None
+    path = Path(adapter) if Path(adapter).is_dir() else cfg.resolve_path(adapter)
+    if not path.is_dir():
+        raise InputError(f"--adapter {adapter}: directory not found")
+    return str(path)
 
 
 def open_index(cfg: KrqaConfig, config_hint: str = "<your config>") -> Any:
@@ -181,18 +200,13 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
     input_path, output = Path(opts.input), Path(opts.output)
     if output.resolve() == input_path.resolve():
         raise InputError(f"--output {output}: same file as --input")
-    items = load_items(input_path)
+    items = load_items(input_path, strict_options=opts.strict)
     if not items:
         raise InputError(f"{input_path}: no items")
     selected = items[: opts.limit] if opts.limit else items
     rag = cfg.predict.rag if opts.rag is None else opts.rag
     retriever = open_index(cfg, config_hint) if rag else None
-    adapter = opts.adapter if opts.adapter is not None else cfg.model.adapter
-    if adapter:
-        path = Path(adapter) if Path(adapter).is_dir() else cfg.resolve_path(adapter)
-        if not path.is_dir():
-            raise InputError(f"--adapter {adapter}: directory not found")
-        adapter = str(path)
+    adapter = resolve_adapter(cfg, opts.adapter)
     details_path, progress_path = side_paths(output)
     fp = fingerprint(cfg, sha256_file(input_path), opts, rag, adapter, retriever.manifest if retriever is not None else None)
     progress = ProgressLog(progress_path, fp, input_path, opts.resume)
@@ -240,6 +254,8 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
         "model": cfg.model.base,
         "adapter": adapter,
         "by_type": dict(Counter(i.question_type for i in selected)),
+        "by_method": dict(Counter(str(r.get("method", "generate")) for r in records)),
+        "mc_fallbacks": [r["id"] for r in records if r.get("method") == "generate-fallback"],
         "mean_prompt_tokens": round(sum(r.get("prompt_tokens", 0) for r in records) / len(records), 1),
         "elapsed_s": round(gen_s, 2),
         "questions_per_min": round(len(todo) / gen_s * 60, 1) if todo and gen_s > 0 else None,

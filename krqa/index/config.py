@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -79,5 +79,6 @@ class RetrievalConfig(Section):
     dense_weight: float = Field(0.4, ge=0, description="Weight of the dense side.")
     rrf_k: float = Field(60.0, gt=0, description="RRF constant k.")
     max_per_doc: int = Field(0, ge=0, description="Keep at most this many chunks per document (0: no limit).")
+    min_score: Optional[float] = Field(None, description="Passages scoring below this are not put in prompts (null: keep all). On the mode's own score: the fused z-score for hybrid (see README for the calibration), raw BM25, or cosine for dense.")
     reranker: RerankerConfig = Field(default_factory=RerankerConfig, description="Optional cross-encoder reranker.")
     query: QueryConfig = Field(default_factory=QueryConfig, description="How competition items become queries.")

@@ -13,6 +13,7 @@ import difflib
 import functools
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from krqa.generation.config import GenerationConfig
@@ -192,6 +193,37 @@ def cap_at_sentence(text: str, limit: int) -> str:
         return head[: ends[-1]].strip()
     space = head.rfind(" ")
     return head[: space if space > limit // 2 else limit].strip()
+
+
+_PATH_RUN = re.compile(r"[^\s>]+(?:[ \t]+>[ \t]+[^\s>]+)+")
+_PROMPT_MARK = re.compile(r"\[(?:참고 문서|질문|보기|답변|\d{1,2})\]")
+_PREDICATE_END = re.compile(r"(?:다|요|음|함|임|됨)[.!?]?(?=\s|$)|[.!?。]")
+DESC_MIN_CHARS = 20
+COPY_MIN_CHARS = 20
+
+
+def desc_problem(answer: str, avoid: Sequence[str] = ()) -> str | None:
+    """Why a 서술형 answer is not the prose paragraph the scorer compares against, or None when it is.
+
+    Small models copy what they see: section paths ('설날 > 풍습 > 음식'), the prompt's own markup, or the
+    instruction itself. ``avoid`` holds the prompt texts an answer must not repeat (system prompt, instruction);
+    copying a passage is fine, since that is where the facts come from.
+    """
+    text = answer.strip()
+    if len(text) < DESC_MIN_CHARS:
+        return "too short"
+    if _PATH_RUN.search(text):
+        return "section path"
+    if _PROMPT_MARK.search(text):
+        return "prompt markup"
+    for other in avoid:
+        if other and len(other) >= COPY_MIN_CHARS:
+            match = difflib.SequenceMatcher(None, text, other, autojunk=False).find_longest_match(0, len(text), 0, len(other))
+            if match.size >= COPY_MIN_CHARS:
+                return "copies the instruction"
+    if not _PREDICATE_END.search(text):
+        return "heading-like (no sentence)"
+    return None
 
 
 def desc_answer(text: str, max_chars: int) -> str:

@@ -17,6 +17,8 @@ DEFAULT_INSTRUCTIONS = {
     "단답형": "다음 질문에 대해 조사나 마침표 없이 몇 단어로 된 짧은 정답만 답하세요.",
     "서술형": "다음 질문에 대해 300~500자 정도의 한 문단으로 서술하세요. 목록, 한자, 마크업은 쓰지 마세요.",
 }
+# 선다형 when the option's text is what gets scored (generation.mc_target=text): the answer is the option itself.
+DEFAULT_MC_TEXT_INSTRUCTION = "다음 질문에 대해 보기 중 정답을 하나 골라 그 내용을 그대로 답하세요."
 
 
 class PromptVariant(Section):
@@ -29,6 +31,8 @@ class PromptConfig(Section):
     system: str = Field(DEFAULT_SYSTEM, description="System prompt about Korean culture.")
     instructions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_INSTRUCTIONS), description="Per-question-type instruction (keys 선다형, 단답형, 서술형).")
     context_header: str = Field("[참고 문서]", description="Heading put above the retrieved passages.")
+    mc_text_instruction: str = Field(DEFAULT_MC_TEXT_INSTRUCTION, description="선다형 instruction when the answer is the option's text (generation.mc_target=text).")
+    passage_sections: bool = Field(False, description="Show each passage's section path ('title > section') in its heading; off by default because small models copy such paths into 서술형 answers.")
     use_chat_template: Literal["auto", "yes", "no"] = Field("auto", description="Use the tokenizer's chat template when it has one ('auto'), always, or never.")
     max_prompt_tokens: int = Field(2048, ge=64, description="Token budget of the whole prompt; passages are cut to fit, never the question.")
     max_passage_chars: int = Field(600, ge=50, description="Each passage is cut to this many characters before the token budget applies.")

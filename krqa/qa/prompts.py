@@ -42,9 +42,11 @@ def _field(ctx: Any, name: str) -> str:
 class PromptBuilder:
     """Builds prompt text for an item (and optional passages) with the model's own tokenizer."""
 
-    def __init__(self, cfg: PromptConfig, tokenizer: Any) -> None:
+    def __init__(self, cfg: PromptConfig, tokenizer: Any, mc_target: str = "number") -> None:
+        """``mc_target`` is what a 선다형 answer is (its number or its text); it picks the 선다형 instruction."""
         self.cfg = cfg
         self.tokenizer = tokenizer
+        self.mc_target = mc_target
         variant = cfg.variants[cfg.variant] if cfg.variant else None
         self.system = variant.system if variant and variant.system is not None else cfg.system
         self.instructions = {**DEFAULT_INSTRUCTIONS, **cfg.instructions, **(variant.instructions if variant else {})}
@@ -87,18 +89,22 @@ class PromptBuilder:
     # ---- pieces -----------------------------------------------------------------------------------------------------
 
     def instruction(self, item: QAItem) -> str:
+        if item.question_type == MC and self.mc_target == "text" and item.options:
+            return self.cfg.mc_text_instruction
         return self.instructions[item.question_type]
 
-    def question_block(self, item: QAItem) -> str:
-        lines = [self.cfg.question_header, item.stem.strip()]
-        if item.question_type == MC and item.options:
+    def question_block(self, item: QAItem, options: Sequence[str] | None = None, stem: str | None = None) -> str:
+        """The question and, for 선다형, its options (``options`` shows them in another order)."""
+        lines = [self.cfg.question_header, (item.stem if stem is None else stem).strip()]
+        shown = list(item.options if options is None else options)
+        if item.question_type == MC and shown:
             lines.append(self.cfg.options_header)
-            lines += [f"{i}. {opt}" for i, opt in enumerate(item.options, 1)]
+            lines += [f"{i}. {opt}" for i, opt in enumerate(shown, 1)]
         return "\n".join(lines)
 
     def passage_block(self, index: int, ctx: Any, text: str | None = None) -> str:
         title, section = _field(ctx, "title"), _field(ctx, "section")
-        heading = f"[{index}] {title}" + (f" > {section}" if section else "")
+        heading = f"[{index}] {title}" + (f" > {section}" if section and self.cfg.passage_sections else "")
         body = _field(ctx, "text") if text is None else text
         return f"{heading}\n{body}"
 
@@ -106,7 +112,7 @@ class PromptBuilder:
         limit = self.cfg.max_passage_chars
         return text if len(text) <= limit else text[:limit].rstrip() + "…"
 
-    def user_message(self, item: QAItem, passages: Sequence[str]) -> str:
+    def user_message(self, item: QAItem, passages: Sequence[str], options: Sequence[str] | None = None, stem: str | None = None) -> str:
         parts = [self.instruction(item)]
         meta = [f"분류: {item.category}" if item.category else "", f"분야: {item.domain}" if item.domain else "", f"주제어: {item.topic_keyword}" if item.topic_keyword else ""]
         meta = [m for m in meta if m]
@@ -114,12 +120,12 @@ class PromptBuilder:
             parts.append(" / ".join(meta))
         if passages:
             parts.append(self.context_header + "\n" + "\n\n".join(passages))
-        parts.append(self.question_block(item))
+        parts.append(self.question_block(item, options, stem))
         return "\n\n".join(parts)
 
-    def render(self, item: QAItem, passages: Sequence[str]) -> str:
+    def render(self, item: QAItem, passages: Sequence[str], options: Sequence[str] | None = None, stem: str | None = None) -> str:
         """Full prompt text ending exactly where the answer starts."""
-        user = self.user_message(item, passages)
+        user = self.user_message(item, passages, options, stem)
         if not self.use_chat:
             return f"{self.system}\n\n{user}\n\n{self.cfg.answer_header}\n"
         messages = [{"role": "system", "content": self.system}, {"role": "user", "content": user}]
@@ -136,21 +142,27 @@ class PromptBuilder:
 
     # ---- public -----------------------------------------------------------------------------------------------------
 
-    def build_prompt(self, item: QAItem, contexts: Sequence[Any] | None = None) -> Prompt:
+    def content_free(self, item: QAItem, options: Sequence[str] | None = None) -> str:
+        """The prompt with no passages and an empty question: what the model says about the options unasked,
+        used to calibrate option scores."""
+        return self.render(item, [], options, stem="")
+
+    def build_prompt(self, item: QAItem, contexts: Sequence[Any] | None = None, options: Sequence[str] | None = None) -> Prompt:
         """The prompt within ``max_prompt_tokens``: passages are dropped from the last (the one that straddles the
-        budget is cut to fit when enough room is left); the question is never shortened."""
+        budget is cut to fit when enough room is left); the question is never shortened. ``options`` lists a
+        선다형 item's options in another order."""
         contexts = list(contexts or [])
         budget = self.cfg.max_prompt_tokens
         bodies = [self._cap(_field(c, "text")) for c in contexts]
         blocks = [self.passage_block(i, c, b) for i, (c, b) in enumerate(zip(contexts, bodies), 1)]
-        text = self.render(item, blocks)
+        text = self.render(item, blocks, options)
         n = self.count_tokens(text)
         if n <= budget or not blocks:
             if n > budget:
                 log.warning("item %s: prompt has %d tokens without passages, over prompt.max_prompt_tokens=%d", item.id, n, budget)
             return Prompt(text, n, len(blocks), len(contexts), False, [len(b) for b in bodies])
 
-        base = self.count_tokens(self.render(item, []))
+        base = self.count_tokens(self.render(item, [], options))
         sep = len(self._body_tokens(["\n\n"])[0]) if blocks else 0
         header = len(self._body_tokens([self.context_header + "\n"])[0])
         room = budget - base - header
@@ -170,7 +182,7 @@ class PromptBuilder:
                 kept_chars.append(len(cut))
             break
         while True:
-            text = self.render(item, kept)
+            text = self.render(item, kept, options)
             n = self.count_tokens(text)
             if n <= budget or not kept:
                 break

@@ -63,11 +63,12 @@ def _project_dir(cfg: KrqaConfig) -> Path:
     return Path(cfg.base_dir).resolve()
 
 
-def _stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Any]] | None = None) -> list[TrainExample]:
+def _stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Any]] | None = None,
+                    mc_target: str = "number") -> list[TrainExample]:
     """One example per training target; ``contexts`` (by item id) replaces the items' own passages."""
     out = []
     for src in sources:
-        targets = training_targets(src.item, alternatives)
+        targets = training_targets(src.item, alternatives, mc_target)
         ctx = contexts[src.item.id] if contexts is not None else src.contexts
         for k, target in enumerate(targets):
             ex_id = src.item.id if len(targets) == 1 else f"{src.item.id}#{k}"
@@ -357,6 +358,15 @@ def _retrieve(plan_: Plan, items: list[QAItem]) -> tuple[dict[str, list[Hit]], d
     return result if result is not None else read_cache(plan_.run.contexts_path)
 
 
+def _usable_hits(cfg: KrqaConfig, hits: dict[str, list[Any]], items: list[QAItem]) -> dict[str, list[Any]]:
+    """What predict would put in each prompt: nothing for types outside ``predict.rag_types``, and only passages
+    at or above ``retrieval.min_score``."""
+    from krqa.generation.answerer import gate
+
+    rag_types = set(cfg.predict.rag_types)
+    return {i.id: gate(hits[i.id], cfg.retrieval.min_score)[0] if i.question_type in rag_types else [] for i in items}
+
+
 def _unique_items(groups: list[list[QAItem]]) -> list[QAItem]:
     seen: dict[str, QAItem] = {}
     for items in groups:
@@ -394,14 +404,15 @@ def execute(plan_: Plan) -> dict[str, Any]:
     state.wait_for_everyone()
 
     tokenizer = load_tokenizer(cfg.model)
-    builder = PromptBuilder(cfg.prompt, tokenizer)
+    mc_target = cfg.generation.mc_target
+    builder = PromptBuilder(cfg.prompt, tokenizer, mc_target=mc_target)
     alternatives = tc.short_answer_alternatives
     summary: dict[str, Any] = {"run_dir": str(run.root), "stages": {}}
     retrained = False
 
     if "stage1" in plan_.stages:
-        train_ex = _stage_examples(plan_.train_sources + plan_.external_sources, alternatives)
-        dev_ex = _stage_examples([SourceItem(i, "dev") for i in plan_.dev_items], "first")
+        train_ex = _stage_examples(plan_.train_sources + plan_.external_sources, alternatives, mc_target=mc_target)
+        dev_ex = _stage_examples([SourceItem(i, "dev") for i in plan_.dev_items], "first", mc_target=mc_target)
         data = _encode(plan_, builder, tokenizer, train_ex, dev_ex)
 
         def init_stage1() -> Any:
@@ -414,14 +425,15 @@ def execute(plan_: Plan) -> dict[str, Any]:
     if "stage2" in plan_.stages:
         stage2_sources = plan_.train_sources + (plan_.external_sources if tc.stage2_external else [])
         hits, cache_info = _retrieve(plan_, _unique_items([[s.item for s in stage2_sources], plan_.dev_items]))
-        mixed, decisions = mix_contexts([s.item.id for s in stage2_sources], [hits[s.item.id] for s in stage2_sources], tc.raft, tc.seed)
+        usable = _usable_hits(cfg, hits, [s.item for s in stage2_sources] + plan_.dev_items)
+        mixed, decisions = mix_contexts([s.item.id for s in stage2_sources], [usable[s.item.id] for s in stage2_sources], tc.raft, tc.seed)
         contexts = {s.item.id: ctx for s, ctx in zip(stage2_sources, mixed)}
-        dev_contexts = {i.id: hits[i.id][: cfg.retrieval.top_k] for i in plan_.dev_items}
+        dev_contexts = {i.id: usable[i.id][: cfg.retrieval.top_k] for i in plan_.dev_items}
         if state.is_main_process:
             atomic_write_json(run.root / "raft.json", {"seed": tc.seed, "config": tc.raft.model_dump(), "summary": summarize(decisions), "decisions": [d.to_json() for d in decisions]}, indent=None)
             run.update_json("run.json", {"contexts_cache": {k: v for k, v in cache_info.items() if k != "reused"}})
-        train_ex = _stage_examples(stage2_sources, alternatives, contexts)
-        dev_ex = _stage_examples([SourceItem(i, "dev") for i in plan_.dev_items], "first", dev_contexts)
+        train_ex = _stage_examples(stage2_sources, alternatives, contexts, mc_target)
+        dev_ex = _stage_examples([SourceItem(i, "dev") for i in plan_.dev_items], "first", dev_contexts, mc_target)
         data = _encode(plan_, builder, tokenizer, train_ex, dev_ex)
         data.info["raft"] = summarize(decisions)
         data.info["contexts_cache"] = cache_info

@@ -1,0 +1,147 @@
+"""The Answerer's 선다형 option scoring, retrieval gating per type and score floor, and the 서술형 prose check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from krqa.generation.answerer import Answerer, gate
+from krqa.qa.answers import desc_problem
+from krqa.qa.data import QAItem, load_items
+
+
+@pytest.fixture(scope="module")
+def generator(tiny_cfg):
+    from krqa.generation.generator import make_generator
+
+    return make_generator(tiny_cfg)
+
+
+@pytest.fixture(scope="module")
+def items(repo: Path) -> list[QAItem]:
+    return load_items(repo / "corpus" / "sample_qa.json")
+
+
+@pytest.fixture(scope="module")
+def retriever(tiny_cfg, tiny_bm25_index: Path):
+    from krqa.index.retriever import open_retriever
+
+    cfg = tiny_cfg.model_copy(update={"retrieval": tiny_cfg.retrieval.model_copy(update={"mode": "bm25"})})
+    return open_retriever(cfg, tiny_bm25_index)
+
+
+def _with(cfg, **sections):
+    """``cfg`` with fields of its sections replaced: _with(cfg, generation={"mc_mode": "score"})."""
+    return cfg.model_copy(update={name: getattr(cfg, name).model_copy(update=fields) for name, fields in sections.items()})
+
+
+def test_mc_scoring_matches_the_generator_scores(tiny_cfg, generator, items: list[QAItem]) -> None:
+    """The chosen option is the argmax of the per-token mean log-likelihood of the option texts after the prompt."""
+    cfg = _with(tiny_cfg, generation={"mc_mode": "score", "mc_target": "text", "mc_normalization": "mean"})
+    answerer = Answerer(cfg, None, generator)
+    mc = [i for i in items if i.question_type == "선다형"][:6]
+    results = answerer.answer_items(mc, rag=False)
+    for item, res in zip(mc, results, strict=True):
+        assert res.method == "score" and len(res.option_probs) == len(item.options)
+        prompt = answerer.builder.build_prompt(item, []).text
+        scores = generator.score_options([prompt], [list(item.options)])[0]
+        means = [s.logprob / s.n_tokens for s in scores]
+        assert res.answer == str(means.index(max(means)) + 1)
+        assert sum(res.option_probs) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_permutations_and_calibration_give_valid_options(tiny_cfg, generator, items: list[QAItem]) -> None:
+    mc = [i for i in items if i.question_type == "선다형"][:4]
+    for gen in ({"mc_permutations": 4}, {"mc_normalization": "calibrated"}, {"mc_target": "number"}):
+        res = Answerer(_with(tiny_cfg, generation={"mc_mode": "score", **gen}), None, generator).answer_items(mc, rag=False)
+        assert all(r.method == "score" and r.answer in {str(n) for n in range(1, len(i.options) + 1)} for i, r in zip(mc, res))
+
+
+def test_unparseable_options_fall_back_to_generation(tiny_cfg, generator, repo: Path, tmp_path: Path) -> None:
+    import json
+
+    raw = json.loads((repo / "corpus" / "sample_qa.json").read_text(encoding="utf-8"))
+    broken = next(r for r in raw if r["input"]["question_type"] == "선다형")
+    broken["input"]["question"] = "보기가 없는 선다형 질문은?"
+    path = tmp_path / "broken.json"
+    path.write_text(json.dumps([broken], ensure_ascii=False), encoding="utf-8")
+    from krqa.qa.data import QAFormatError
+
+    with pytest.raises(QAFormatError, match=f"item '{broken['id']}'.*options"):
+        load_items(path)
+    item = load_items(path, strict_options=False)[0]
+    res = Answerer(_with(tiny_cfg, generation={"mc_mode": "score"}), None, generator).answer_items([item], rag=False)[0]
+    assert res.method == "generate-fallback" and res.answer.isdigit()
+
+
+def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
+    picked = items[:6]
+    everything = Answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    scores = sorted(h.score for r in everything for h in r.contexts)
+    floor = scores[len(scores) // 2]
+    gated = Answerer(_with(tiny_cfg, retrieval={"mode": "bm25", "min_score": floor}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    assert sum(r.contexts_below_floor for r in gated) > 0
+    for full, res in zip(everything, gated, strict=True):
+        assert all(h.score >= floor for h in res.contexts)
+        assert len(res.contexts) + res.contexts_below_floor == len(full.contexts) == res.contexts_retrieved
+    kept, dropped = gate(everything[0].contexts, None)
+    assert dropped == 0 and len(kept) == len(everything[0].contexts)
+
+
+def test_rag_types_turn_retrieval_off_per_type(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
+    cfg = _with(tiny_cfg, retrieval={"mode": "bm25"}, predict={"rag_types": ["단답형"]})
+    results = Answerer(cfg, retriever, generator).answer_items(items, rag=True, top_k=2)
+    for item, res in zip(items, results, strict=True):
+        assert res.rag == (item.question_type == "단답형")
+        assert bool(res.contexts) == res.rag
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("설날 > 풍습 > 음식 설날 > 차례와 성묘", "section path"),
+    ("[참고 문서] 설날은 음력 정월 초하루로 차례를 지낸다.", "prompt markup"),
+    ("당신은 한국의 문화, 역사, 지리, 사회, 예술에 정통한 전문가", "copies the instruction"),
+    ("설날 풍습과 음식 차례 성묘 세배 떡국 윷놀이", "heading-like (no sentence)"),
+    ("설날", "too short"),
+    ("설날은 음력 1월 1일로, 차례를 지내고 세배를 하며 떡국을 먹는 명절이다.", None),
+])
+def test_desc_problem(text: str, problem: str | None) -> None:
+    from krqa.qa.config import DEFAULT_SYSTEM
+
+    assert desc_problem(text, [DEFAULT_SYSTEM]) == problem
+
+
+class _Scripted:
+    """A generator double whose greedy answer copies a section path and whose sampled answers are listed."""
+
+    def __init__(self, tokenizer, sampled: list[str]) -> None:
+        self.tokenizer = tokenizer
+        self.sampled = sampled
+        self.seeds: list[int | None] = []
+
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list:
+        from krqa.generation.generator import Generation
+
+        self.seeds.append(sample_seed)
+        text = "설날 > 풍습과 놀이 > 차례와 성묘 > 음식" if sample_seed is None else self.sampled[len(self.seeds) - 2]
+        return [Generation(text, 1.0, 5, len(prompts)) for _ in prompts]
+
+
+def test_descriptive_candidates_replace_non_prose(tiny_cfg, tiny_tokenizer, items: list[QAItem]) -> None:
+    desc = [i for i in items if i.question_type == "서술형"][:2]
+    prose = "설날은 음력 정월 초하루로, 차례를 지내고 세배를 하며 떡국을 먹는 명절이다."
+    scripted = _Scripted(tiny_tokenizer, ["설날 풍습 음식 차례", prose])
+    res = Answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(desc, rag=False)
+    assert scripted.seeds == [None, 8, 9]  # greedy, then two seeded samples
+    assert all(r.answer == prose and r.method == "generate-candidate-3" and r.problem is None for r in res)
+    assert all(r.timings_ms["generate"] == 3.0 for r in res)
+    stuck = _Scripted(tiny_tokenizer, ["설날 > 풍습 > 차례와 성묘 > 음식"])
+    res = Answerer(_with(tiny_cfg, generation={"desc_candidates": 2}), None, stuck).answer_items(desc[:1], rag=False)
+    assert res[0].problem == "section path" and res[0].method == "generate"
+
+
+def test_descriptive_check_on_the_tiny_model(tiny_cfg, generator, items: list[QAItem]) -> None:
+    desc = [i for i in items if i.question_type == "서술형"][:3]
+    one = Answerer(_with(tiny_cfg, generation={"desc_candidates": 1}), None, generator)
+    for item, res in zip(desc, one.answer_items(desc, rag=False), strict=True):
+        assert res.problem == desc_problem(res.answer, [one.builder.system, one.builder.instruction(item)])
