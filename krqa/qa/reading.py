@@ -1,0 +1,157 @@
+"""A held-out Korean reading set in the competition's format, made from a SQuAD-format file (KorQuAD 1.0).
+
+The NIKL dev set has 98 questions and no corpus here covers them, so it cannot show what retrieval adds. A reading
+set can: every question has its gold paragraph, the index is built over the same paragraphs, and the answer is
+in the text. Each question becomes a 단답형 item (gold: the answer span) and a 선다형 item whose three distractors
+are answers to *other* questions about the same article, chosen to have the same shape as the gold answer (a
+number with the same counter, a name of similar length), so that the options cannot be told apart without
+reading. By default no distractor appears in the question's own paragraph: then the right passage identifies the
+answer, and the set measures whether retrieval finds it (passages from elsewhere in the article do carry the
+distractors). ``distractors="article"`` also allows strings from the paragraph itself, which tests reading skill
+instead. Items are split into train and held-out **by article**, so nothing a model trains on is about an article
+it is evaluated on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from krqa.errors import InputError
+from krqa.qa.data import MC, SHORT, QAItem
+
+N_OPTIONS = 4
+CATEGORY = "독해"
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class ReadingQuestion:
+    article: str
+    question_id: str
+    question: str
+    answer: str
+    context: str = ""
+
+
+def _norm(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def read_squad(path: str | Path) -> list[ReadingQuestion]:
+    """Questions with their first answer, in file order; malformed records are an error naming the article."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"{p}: not a readable SQuAD JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise InputError(f"{p}: field 'data': expected the SQuAD list of articles")
+    out: list[ReadingQuestion] = []
+    for a, article in enumerate(data["data"]):
+        title = _norm(str(article.get("title", ""))) if isinstance(article, dict) else ""
+        if not title or not isinstance(article.get("paragraphs"), list):
+            raise InputError(f"{p}: data[{a}]: article without a title or paragraphs")
+        for para in article["paragraphs"]:
+            for qa in para.get("qas", []) if isinstance(para, dict) else []:
+                answers = [x.get("text", "") for x in qa.get("answers", []) if isinstance(x, dict)]
+                answer = _norm(str(answers[0])) if answers else ""
+                question = _norm(str(qa.get("question", "")))
+                if answer and question:
+                    out.append(ReadingQuestion(title, str(qa.get("id", f"{title}-{len(out)}")), question, answer, str(para.get("context", ""))))
+    return out
+
+
+def shape(answer: str) -> tuple[bool, str, str, int]:
+    """What makes two answers look alike: digits or not, the last character (a counter such as 년/명/세 after a
+    number, a suffix such as 대통령/주의 after a name), the script, and the number of words."""
+    has_digit = any(ch.isdigit() for ch in answer)
+    hangul = sum(1 for ch in answer if "가" <= ch <= "힣")
+    latin = sum(1 for ch in answer if ch.isascii() and ch.isalpha())
+    script = "hangul" if hangul >= latin else "latin"
+    return has_digit, answer[-1:], script, len(answer.split())
+
+
+def similarity(gold: str, other: str) -> float:
+    """Higher for a distractor of the same shape; length closeness breaks ties."""
+    g, o = shape(gold), shape(other)
+    score = 3.0 * (g[0] == o[0]) + 2.0 * (g[1] == o[1]) + 1.0 * (g[2] == o[2]) + 1.0 * (g[3] == o[3])
+    return score - abs(len(gold) - len(other)) / max(len(gold), len(other))
+
+
+def _ambiguous(gold: str, other: str) -> bool:
+    a, b = gold.replace(" ", ""), other.replace(" ", "")
+    return a == b or a in b or b in a
+
+
+def distractors(gold: str, pool: list[str], rng: random.Random, k: int = N_OPTIONS - 1) -> list[str] | None:
+    """``k`` distinct answers from ``pool`` most like ``gold`` (never containing it or contained in it), or None."""
+    seen: set[str] = set()
+    candidates = []
+    for other in pool:
+        key = other.replace(" ", "")
+        if key in seen or _ambiguous(gold, other):
+            continue
+        seen.add(key)
+        candidates.append(other)
+    if len(candidates) < k:
+        return None
+    rng.shuffle(candidates)
+    candidates.sort(key=lambda o: -similarity(gold, o))
+    chosen: list[str] = []
+    for other in candidates:
+        if all(not _ambiguous(other, c) for c in chosen):
+            chosen.append(other)
+        if len(chosen) == k:
+            return chosen
+    return None
+
+
+def is_heldout(article: str, fraction: float, seed: int) -> bool:
+    """A stable split by article title: the same titles are held out whatever else the file contains."""
+    digest = hashlib.sha256(f"{seed}:{article}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+
+
+def _mc_question(stem: str, options: list[str]) -> str:
+    return stem + "\\n " + " ".join(f"{i}\\t{o}" for i, o in enumerate(options, 1))
+
+
+def make_items(questions: list[ReadingQuestion], seed: int = 0, types: tuple[str, ...] = (MC, SHORT),
+               distractors_from: str = "other-paragraphs") -> Iterator[tuple[str, QAItem]]:
+    """``(article, item)`` for every question: a 선다형 item (when the article has enough distinct answers) and a
+    단답형 item; the gold option's position is drawn uniformly, so position bias shows up as errors."""
+    if distractors_from not in ("other-paragraphs", "article"):
+        raise InputError(f"distractors {distractors_from!r}: expected other-paragraphs or article")
+    rng = random.Random(seed)
+    by_article: dict[str, list[str]] = {}
+    for q in questions:
+        by_article.setdefault(q.article, []).append(q.answer)
+    for n, q in enumerate(questions):
+        common: dict[str, Any] = {"category": CATEGORY, "domain": "KorQuAD", "topic_keyword": q.article.replace("_", " ")}
+        if MC in types:
+            own = q.context.replace(" ", "") if distractors_from == "other-paragraphs" else ""
+            pool = [a for a in by_article[q.article] if a != q.answer and a.replace(" ", "") not in own]
+            others = distractors(q.answer, pool, rng)
+            if others is not None:
+                options = list(others)
+                gold = rng.randrange(N_OPTIONS)
+                options.insert(gold, q.answer)
+                yield q.article, QAItem(id=f"mc-{n:05d}", question_type=MC, question=_mc_question(q.question, options), answer=str(gold + 1), **common)
+        if SHORT in types:
+            yield q.article, QAItem(id=f"sa-{n:05d}", question_type=SHORT, question=q.question, answer=q.answer, **common)
+
+
+def split_items(pairs: Iterator[tuple[str, QAItem]], heldout_fraction: float, seed: int) -> tuple[list[QAItem], list[QAItem]]:
+    """``(train, heldout)`` by article."""
+    train: list[QAItem] = []
+    heldout: list[QAItem] = []
+    for article, item in pairs:
+        (heldout if is_heldout(article, heldout_fraction, seed) else train).append(item)
+    return train, heldout
