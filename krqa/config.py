@@ -98,13 +98,18 @@ def load_config(path: str | os.PathLike[str] | None = None, overrides: list[str]
     if not isinstance(data, dict):
         raise ConfigError(f"{config_path}: top level must be a mapping of sections")
     data.setdefault("base_dir", str(_project_root_for(config_path)))
+    return load_config_data(data, overrides, str(config_path))
+
+
+def load_config_data(data: dict[str, Any], overrides: list[str] | None, source: str) -> KrqaConfig:
+    """Validate a config mapping after applying ``KEY=VALUE`` overrides; errors name ``source``."""
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(data, key, value)
     try:
         return KrqaConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_errors(str(config_path), exc)) from None
+        raise ConfigError(_format_errors(source, exc)) from None
 
 
 def dump_config(cfg: KrqaConfig) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from krqa import __version__
-from krqa.cli import config_cmd, corpus, data, demo, eval_retrieval, evaluate, index, predict, search, serve, train
+from krqa.cli import ablate, config_cmd, corpus, data, demo, eval_retrieval, evaluate, index, predict, search, serve, train
 from krqa.errors import KrqaError
 from krqa.log import setup_logging
 
@@ -54,6 +54,7 @@ app.command("predict")(predict.predict)
 app.command("evaluate")(evaluate.evaluate)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.command("ablate")(ablate.ablate)
 
 
 def main() -> None:
