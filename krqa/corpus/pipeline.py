@@ -23,7 +23,7 @@ from krqa.corpus.namuwiki import iter_namuwiki
 from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
 from krqa.corpus.store import write_chunks
 from krqa.errors import InputError
-from krqa.fsutil import atomic_dir, atomic_write_json, sha256_file
+from krqa.fsutil import atomic_dir, atomic_write_json, check_output_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +148,7 @@ def build_chunks(
     strict = cfg.corpus.strict if strict is None else strict
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
+    check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
     base = Path(cfg.base_dir)
     reports: list[SourceReport] = []
     for source in sources:
