@@ -145,3 +145,29 @@ def test_replace_dir_swaps_whole_directories(tmp_path: Path) -> None:
     replace_dir(a, b)
     assert (b / "which").read_text() == "b" and not a.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_build_index_strict_keeps_the_previous_index_and_a_bad_byte_costs_one_document(repo: Path, tmp_path: Path) -> None:
+    items = [{"namespace": "0", "title": f"문서{i}", "text": f"문서{i}는 한국 문화에 관한 충분히 긴 설명 문장을 담은 예시 문서입니다. 둘째 문장도 있습니다.",
+              "contributors": []} for i in range(1, 21)]
+    data = json.dumps(items, ensure_ascii=False).encode("utf-8")
+    dump = tmp_path / "namu.json"
+    dump.write_bytes(data)
+    out = tmp_path / "idx"
+    args = [sys.executable, "-m", "krqa", "-q", "build-index", "-c", str(repo / "configs" / "tiny-test.yaml"), "--set",
+            "index.dense.backend=none", "--set", "corpus.chunking.near_dup_threshold=1", "--corpus", str(dump), "--out", str(out), "--json"]
+    first = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["sources"][0]["docs"] == 20
+    before = (out / "manifest.json").read_bytes()
+
+    at = data.index("문서1".encode())
+    dump.write_bytes(data[:at] + b"\xff" + data[at + 1:])  # a bad byte in the first item
+    strict = subprocess.run([*args, "--strict"], capture_output=True, text=True, timeout=300)
+    assert strict.returncode == 2 and strict.stdout == ""
+    assert strict.stderr.strip().splitlines()[-1].startswith("krqa: error: ") and "invalid_utf8 at item 1 at file byte" in strict.stderr
+    assert (out / "manifest.json").read_bytes() == before
+
+    lenient = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert lenient.returncode == 0, lenient.stderr
+    assert json.loads(lenient.stdout)["sources"][0]["docs"] == 19  # every later document is kept

@@ -16,6 +16,7 @@ def build_index(
     corpus: CorpusOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir); new, empty or a krqa index.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted build from its last finished batch.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping and reporting it; the previous index stays.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build BM25 (Kiwi morphemes, bm25s) and dense (FAISS) indexes over the corpus chunks.
@@ -26,7 +27,8 @@ def build_index(
     """
     from krqa.index.build import build_index as build
 
-    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None})
+    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None,
+                                           "corpus.strict": True if strict else None})
     manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume)
     if json_out:
         print_json(manifest)
