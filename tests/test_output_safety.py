@@ -158,6 +158,7 @@ def test_build_index_strict_keeps_the_previous_index_and_a_bad_byte_costs_one_do
             "index.dense.backend=none", "--set", "corpus.chunking.near_dup_threshold=1", "--corpus", str(dump), "--out", str(out), "--json"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr
+    assert first.stderr == ""  # -q: no bm25s debug line ("Building index from IDs objects")
     assert json.loads(first.stdout)["sources"][0]["docs"] == 20
     before = (out / "manifest.json").read_bytes()
 
