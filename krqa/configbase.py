@@ -1,4 +1,5 @@
-"""Base class for config sections: unknown keys are rejected and every field must carry a description."""
+"""Base class for config sections: unknown keys are rejected, types are strict (``top_k: "3"`` or ``top_k: true``
+is an error, not 3 or 1) and every field must carry a description."""
 
 from __future__ import annotations
 
@@ -8,4 +9,4 @@ from pydantic import BaseModel, ConfigDict
 class Section(BaseModel):
     """A YAML config section. ``extra='forbid'`` turns a typo into an error that names the key's path."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True, protected_namespaces=())

@@ -1,19 +1,107 @@
 """Crash-safe file output: everything is written beside its target and renamed into place.
 
 A reader therefore sees either the old file/directory or the complete new one, never a half-written one.
+Directories are replaced by an atomic exchange (``renameat2(RENAME_EXCHANGE)`` on Linux; two renames where
+the filesystem lacks it), and what is replaced goes to a uniquely named trash directory first, so krqa never
+deletes a path it did not create. Outputs get the usual modes (0644 files, 0755 directories under umask 022),
+not the 0600/0700 of ``mkstemp``/``mkdtemp``, so other service users can read them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
 import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
+
+from krqa.errors import InputError
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows (changing it races other threads)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    return 0o666 & ~_umask()
+
+
+def dir_mode() -> int:
+    return 0o777 & ~_umask()
+
+
+def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Atomically swap two existing paths; False where the OS or filesystem cannot (the caller falls back)."""
+    libc_name = ctypes.util.find_library("c")
+    if libc_name is None:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(a))
+
+
+def replace_dir(new: Path, target: Path) -> None:
+    """Put the complete directory ``new`` at ``target``; a previous ``target`` stays whole until the swap and is
+    then moved to a unique trash name beside it and removed. Readers never see ``target`` missing when the
+    exchange is available."""
+    if not target.exists() and not target.is_symlink():
+        os.replace(new, target)
+        return
+    trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".trash", dir=target.parent))
+    if exchange(new, target):
+        os.replace(new, trash)
+    else:
+        os.replace(target, trash)
+        os.replace(new, target)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def check_output_dir(target: str | os.PathLike[str], markers: Sequence[str], what: str) -> None:
+    """Refuse an output directory that krqa may not replace: the working directory, one of its parents or the
+    home directory, anything that is not a directory, and a non-empty directory without one of ``markers``
+    (the files that make it a krqa ``what``)."""
+    target = Path(target)
+    resolved = target.resolve()
+    cwd = Path.cwd().resolve()
+    with contextlib.suppress(RuntimeError, KeyError):
+        if resolved == Path.home().resolve():
+            raise InputError(f"{target}: is the home directory; krqa never replaces it with a {what}")
+    if resolved == cwd or resolved in cwd.parents:
+        raise InputError(f"{target}: is the current directory or one of its parents; krqa never replaces it with a {what}; choose a new directory")
+    if not target.exists():
+        if target.is_symlink():
+            raise InputError(f"{target}: a dangling symbolic link; refusing to replace it with a {what}")
+        return
+    if not target.is_dir():
+        raise InputError(f"{target}: exists and is not a directory; refusing to replace it with a {what}")
+    if any(target.iterdir()) and not any((target / m).is_file() for m in markers):
+        raise InputError(f"{target}: not empty and not a krqa {what} (no {markers[0]}); refusing to replace it, choose a new or empty directory")
 
 
 @contextlib.contextmanager
@@ -22,6 +110,7 @@ def atomic_path(target: str | os.PathLike[str], suffix: str = "") -> Iterator[Pa
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    os.fchmod(fd, file_mode())
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -47,16 +136,10 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, dir_mode())
     try:
         yield tmp
-        if target.exists():
-            old = target.with_name(f".{target.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(target, old)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
+        replace_dir(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,6 +15,9 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+    # The handler filters too: a library that sets its own logger to DEBUG when it is imported (bm25s does,
+    # after this runs) must not print below the chosen level.
+    handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
     for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers", "bm25s"):

@@ -92,3 +92,13 @@ def test_relative_paths_resolve_against_project(repo: Path) -> None:
     cfg = load_config(repo / "configs" / "cpu-demo.yaml")
     assert cfg.resolve_path("corpus/sample_qa.json") == repo / "corpus" / "sample_qa.json"
     assert cfg.resolve_path("/abs/x") == Path("/abs/x")
+
+
+@pytest.mark.parametrize("value", ['"3"', "true", "3.0"])
+def test_integers_are_strict(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "loose.yaml"
+    path.write_text(f"retrieval:\n  top_k: {value}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"loose\.yaml: retrieval\.top_k: Input should be a valid integer"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"retrieval\.top_k"):
+        load_config(None, [f"retrieval.top_k={value}"])

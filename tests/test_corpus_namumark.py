@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from krqa.corpus.namumark import parse_namumark
+from tests.linearity import MAX_RATIO, growth_ratio
 
 REMNANTS = ("[[", "]]", "{{", "}}", "'''", "||", "<ref", "[*")
 
@@ -84,8 +86,8 @@ def test_fuzz_arbitrary_unicode(text: str):
     parse_namumark(text)
 
 
-def test_pathological_inputs_finish():
-    """Unmatched openers are where a naive scanner goes quadratic; these are 60k characters each."""
-    for unit in ("[[", "[*", "{{{", "~~a", "'''", "[", "== ", "||", "{{{#!wiki\n"):
-        sections, notes = parse_namumark(unit * (60000 // len(unit)))
-        assert isinstance(sections, list) and isinstance(notes, list)
+@pytest.mark.parametrize("unit", ["[[", "[*", "{{{", "~~a", "'''", "[", "[가", "== ", "||", "{{{#!wiki\n", "> [가\n", "[[a|[가"])
+def test_parse_time_is_linear_in_page_size(unit: str):
+    """Unmatched openers are where a naive scanner goes quadratic: 10x the page must cost far less than 100x."""
+    ratio = growth_ratio(parse_namumark, unit)
+    assert ratio < MAX_RATIO, f"{unit!r}: 100 KB took {ratio:.1f}x as long as 10 KB"

@@ -81,9 +81,9 @@ def test_bad_input_is_reported_and_strict_fails_without_output(tmp_path: Path):
     src = [SourceConfig(path=str(_bad_namuwiki(tmp_path)))]
     report = build_chunks(cfg, tmp_path / "ok", sources=src)
     assert report.docs == 2 and report.skipped == {"truncated": 1}
-    assert report.sources[0].skips[0]["position"].startswith("after item 2 (문서1)")
+    assert report.sources[0].skips[0]["position"].startswith("item 3 at file byte ")
     out = tmp_path / "strict"
-    with pytest.raises(InputError, match=r"cut.json: truncated at after item 2 .*\(strict mode\)"):
+    with pytest.raises(InputError, match=r"cut.json: truncated at item 3 at file byte \d+: .*\(strict mode\)"):
         build_chunks(cfg, out, sources=src, strict=True)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".strict")]
 

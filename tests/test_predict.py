@@ -124,6 +124,18 @@ def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -
         predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, adapter=str(tmp_path / "nope")))
 
 
+def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    out.mkdir()
+    cmd = [sys.executable, "-m", "krqa", "predict", "--config", str(repo / "configs" / "tiny-test.yaml"), "--input",
+           str(repo / "corpus" / "sample_qa.json"), "--output", str(out), "--no-rag"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [f"krqa: error: {out}: is a directory; --output names the submission file to write (e.g. {out / 'submission.json'})"]
+    assert list(out.iterdir()) == []
+
+
 def test_rag_needs_an_index(repo: Path, sets: list[str], tmp_path: Path) -> None:
     cfg = _cfg(repo, sets, f"index.dir={tmp_path / 'no-index'}")
     with pytest.raises(InputError, match=r"--rag needs an index: .*krqa build-index"):

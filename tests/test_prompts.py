@@ -144,6 +144,18 @@ def test_budget_keeps_question_whole(tokenizer, items: list[QAItem]) -> None:
     assert too_small.text == no_ctx.text and too_small.n_tokens > 64  # never cut the question
 
 
+def test_a_question_over_the_budget_is_warned_about_with_or_without_passages(tokenizer, caplog: pytest.LogCaptureFixture) -> None:
+    item = QAItem(id="long1", category="c", domain="d", question_type="단답형", topic_keyword="k", question="설날의 풍습을 묻는다. " * 800)
+    builder = PromptBuilder(PromptConfig(max_prompt_tokens=512), tokenizer)
+    for contexts in (None, _passages(3)):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="krqa.qa.prompts"):
+            prompt = builder.build_prompt(item, contexts)
+        assert prompt.n_tokens > 512 and prompt.contexts_used == 0
+        assert [r.getMessage() for r in caplog.records] == [
+            f"item long1: prompt has {prompt.n_tokens} tokens without passages, over prompt.max_prompt_tokens=512"]
+
+
 def test_partial_passage_fills_the_room(tokenizer, items: list[QAItem]) -> None:
     item = _mc(items)
     builder = PromptBuilder(PromptConfig(max_prompt_tokens=100_000), tokenizer)

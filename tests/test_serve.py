@@ -200,6 +200,9 @@ INVALID_ANSWER = [
     ({"question": "q", "question_type": "단답형", "top_k": 0}, "top_k"),
     ({"question": "q", "question_type": "단답형", "top_k": 101}, "top_k"),
     ({"question": "q", "question_type": "단답형", "top_k": "many"}, "top_k"),
+    ({"question": "q", "question_type": "단답형", "top_k": "3"}, "top_k"),
+    ({"question": "q", "question_type": "단답형", "top_k": True}, "top_k"),
+    ({"question": "q", "question_type": "단답형", "top_k": 2.0}, "top_k"),
     ({"question": "q", "question_type": "단답형", "mode": "splade"}, "mode"),
     ({"question": "q", "question_type": "단답형", "return_contexts": "maybe"}, "return_contexts"),
     ({"question": "q", "question_type": "단답형", "model": "gpt-4"}, "model: Extra inputs are not permitted"),
@@ -218,6 +221,7 @@ def test_answer_rejects_invalid_fields(client: httpx.Client, body: dict[str, Any
     ({"items": [MC_BODY] * 33}, "items"),
     ({"items": [MC_BODY, {"question": "q", "question_type": "단답형", "top_k": 0}]}, "items.1.top_k"),
     ({"items": [MC_BODY], "model": "x"}, "model"),
+    ({"items": [{"question": "가" * 2000, "question_type": "단답형"}] * 9}, "over serve.max_batch_chars=16000"),
     ({}, "items"),
 ])
 def test_batch_rejects_invalid_fields(client: httpx.Client, body: dict[str, Any], fragment: str) -> None:
@@ -228,6 +232,7 @@ def test_batch_rejects_invalid_fields(client: httpx.Client, body: dict[str, Any]
     ({}, "query"), ({"query": ""}, "query"), ({"query": " "}, "query"), ({"query": LONG}, "query"),
     ({"query": "q", "top_k": 0}, "top_k"), ({"query": "q", "top_k": 1000}, "top_k"),
     ({"query": "q", "mode": "x"}, "mode"), ({"query": "q", "path": "/etc"}, "path"),
+    ({"query": "q", "top_k": "3"}, "top_k"), ({"query": "q", "top_k": True}, "top_k"),
 ])
 def test_search_rejects_invalid_fields(client: httpx.Client, body: dict[str, Any], fragment: str) -> None:
     assert_error(client.post("/search", json=body), 422, "invalid_request", fragment)

@@ -155,3 +155,40 @@ def test_wrong_result_count_is_an_error() -> None:
             await b.submit(["a"], ["k"], 5)
 
     _run(_with_batcher(lambda payloads, key: [], body))
+
+
+def test_a_single_request_is_not_served_after_every_item_of_a_big_batch() -> None:
+    """Round-robin between requests: the single goes into the next call, not behind the other 11 items."""
+    rec = Recorder()
+    rec.gate.clear()
+
+    async def body(b: MicroBatcher) -> None:
+        big = asyncio.ensure_future(b.submit([f"b{i}" for i in range(12)], ["batch"] * 12, 5))
+        while b.qsize() != 8:
+            await asyncio.sleep(0.01)  # the first call (4 items) has started and holds the gate
+        single = asyncio.ensure_future(b.submit(["s"], ["single"], 5))
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        await single
+        await big
+
+    _run(_with_batcher(rec, body, max_batch=4, max_wait_ms=0.0))
+    order = [p for p, _ in rec.calls]
+    assert order[0] == ["b0", "b1", "b2", "b3"]
+    assert order[1] == ["s"]  # before the rest of the batch, in a call of its own size class
+    assert sum(len(p) for p in order) == 13
+
+
+def test_items_of_a_timed_out_batch_request_are_never_run() -> None:
+    rec = Recorder()
+    rec.gate.clear()
+
+    async def body(b: MicroBatcher) -> None:
+        with pytest.raises(TimeoutError):
+            await b.submit([f"b{i}" for i in range(12)], ["k"] * 12, 0.3)
+        rec.gate.set()
+        assert (await b.submit(["next"], ["k"], 5))[0].result == "next:k"
+
+    _run(_with_batcher(rec, body, max_batch=4, max_wait_ms=0.0))
+    # Only the call that had started when the request timed out ran; the other 8 items were dropped.
+    assert [p for p, _ in rec.calls] == [["b0", "b1", "b2", "b3"], ["next"]]

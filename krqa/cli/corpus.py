@@ -21,7 +21,8 @@ def build_corpus(
     """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
 
     Bad pages are skipped and reported with their position; with --strict the first one stops the build
-    with a one-line error and exit code 2, and nothing is written.
+    with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa
+    chunk store (with corpus_report.json); it is replaced only when the new store is complete.
     """
     from krqa.corpus.config import SourceConfig
     from krqa.corpus.pipeline import build_chunks

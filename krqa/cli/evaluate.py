@@ -20,8 +20,11 @@ def evaluate(
 ) -> None:
     """Official scores: 선다형 accuracy, 단답형 exact match, 서술형 ROUGE-1 / BERTScore / BLEURT, and the final.
 
-    Predictions and gold are matched by id; a missing, extra or duplicate id, or a question_type that
-    differs, stops with a one-line error and exit code 2. A model metric that cannot be loaded offline is
+    The official numbers follow the organisers' rules exactly: 선다형 answers are compared as raw strings
+    (" 3" and "3번" are wrong; answers that are not an option number are counted wrong and listed), 단답형
+    exact match strips only the ends of the answer and of each '#' alternative. Lenient variants are shown
+    beside them, labelled not official. Predictions and gold are matched by id; a missing, extra or duplicate
+    id, or a question_type that differs, stops with a one-line error and exit code 2. A model metric that cannot be loaded offline is
     reported UNAVAILABLE with the reason, never as 0.
     """
     from krqa.qa.data import load_items
@@ -29,7 +32,7 @@ def evaluate(
 
     cfg = get_config(config, overrides, **{"evaluate.model_metrics": False if no_model_metrics else None})
     gold_items = load_items(gold, require_answers=True)
-    pred_items = load_items(pred, require_answers=True)
+    pred_items = load_items(pred, require_answers=True, check_mc_answers=False)
     report = score(pred_items, gold_items, cfg.evaluate, base_dir=cfg.base_dir, pred_name=str(pred), gold_name=str(gold))
     report = {"pred": str(pred), "gold": str(gold), **report}
     if json_out:
@@ -54,8 +57,10 @@ def _print_tables(report: dict[str, Any]) -> None:
     table.add_column("metric")
     table.add_column("score", justify="right")
     mc, short, desc = types["선다형"], types["단답형"], types["서술형"]
-    table.add_row("선다형", str(mc["n"]), "accuracy", _fmt(mc.get("accuracy")))
-    table.add_row("단답형", str(short["n"]), "exact match", _fmt(short.get("exact_match")))
+    table.add_row("선다형", str(mc["n"]), "accuracy (raw strings)", _fmt(mc.get("accuracy")))
+    table.add_row("", "", "accuracy, whitespace stripped (not official)", _fmt(mc.get("accuracy_lenient_not_official")))
+    table.add_row("단답형", str(short["n"]), "exact match (ends stripped)", _fmt(short.get("exact_match")))
+    table.add_row("", "", "exact match, all spaces removed (not official)", _fmt(short.get("exact_match_no_space_not_official")))
     table.add_row("", "", "relaxed match (not official)", _fmt(short.get("relaxed_match_not_official")))
     unavailable = report["unavailable"]
     for metric, label in (("rouge1", "ROUGE-1 F1 (morphemes)"), ("bertscore", "BERTScore F1"), ("bleurt", "BLEURT")):
@@ -69,6 +74,9 @@ def _print_tables(report: dict[str, Any]) -> None:
         table.add_row("", "", "over available metrics (NOT comparable)", _fmt_x100(report["final_available_x100"]))
     console.print(table)
     console.print(f"ROUGE tokenizer: {report['rouge_tokenizer'] or '— (no 서술형 items)'}")
+    if report["invalid_mc_answers"]:
+        console.print(f"[yellow]{len(report['invalid_mc_answers'])} 선다형 answer(s) not an option number, counted wrong: "
+                      f"{', '.join(report['invalid_mc_answers'])}[/yellow]")
     for metric, reason in unavailable.items():
         console.print(f"¹ {metric} UNAVAILABLE: {reason}")
     if report["types_missing"]:

@@ -14,17 +14,21 @@ def build_index(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     corpus: CorpusOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir); new, empty or a krqa index.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted build from its last finished batch.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping and reporting it; the previous index stays.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Build BM25 (Kiwi morphemes, bm25s) and dense (FAISS) indexes over the corpus chunks.
 
-    The build happens in <out>.partial/ and replaces <out> only when complete; --resume continues it.
+    The build happens in <out>.partial/ and replaces <out> by an atomic swap only when complete; --resume
+    continues it (or installs it, when it finished from the same corpus and config). <out> must be new,
+    empty or a krqa index: any other directory, the current directory and its parents are refused.
     """
     from krqa.index.build import build_index as build
 
-    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None})
+    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None,
+                                           "corpus.strict": True if strict else None})
     manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume)
     if json_out:
         print_json(manifest)

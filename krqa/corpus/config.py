@@ -34,4 +34,5 @@ class ChunkingConfig(Section):
 class CorpusConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=list, description="Dumps to index, in order.")
     strict: bool = Field(False, description="Fail on the first bad page instead of skipping and reporting it.")
+    max_page_chars: int = Field(1_000_000, ge=1000, description="Markup characters parsed per page; a longer page is cut to this size and reported as page_truncated (bounds the time and memory one hostile page can take).")
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="How documents become chunks.")

@@ -29,8 +29,9 @@ class Document:
         return "\n\n".join(text for _, text in self.sections)
 
 
-FILTER_REASONS = ("redirect", "disambiguation", "namespace", "no_content")
-"""Pages left out by design (not errors): ``--strict`` ignores these."""
+FILTER_REASONS = ("redirect", "disambiguation", "namespace", "no_content", "page_truncated")
+"""Pages left out (or, for ``page_truncated``, cut to ``corpus.max_page_chars``) by design, not errors:
+``--strict`` ignores these."""
 
 
 @dataclass

@@ -7,6 +7,7 @@ clean place to resume, which a single document-wide XML parser cannot offer.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -17,6 +18,7 @@ from krqa.corpus.document import Document, Skip
 from krqa.corpus.fileio import READ_ERRORS, Dump
 from krqa.corpus.wikitext import clean_wikitext
 
+log = logging.getLogger(__name__)
 BLOCK = 1 << 20
 _OPEN = b"<page>"
 _CLOSE = b"</page>"
@@ -24,6 +26,7 @@ _END = b"</mediawiki>"
 _BASE = re.compile(rb"<base>(.*?)</base>", re.S)
 _REDIRECT_TEXT = re.compile(r"^\s*#\s*(?:redirect|넘겨주기)", re.I)
 DEFAULT_BASE = "https://ko.wikipedia.org/wiki/"
+DEFAULT_MAX_PAGE_CHARS = 1_000_000
 
 
 def _url_prefix(header: bytes) -> str:
@@ -91,9 +94,11 @@ def _field(page: ET.Element, name: str) -> str:
     return (el.text or "") if el is not None else ""
 
 
-def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki") -> Iterator[Document | Skip]:
+def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki",
+                   max_page_chars: int = DEFAULT_MAX_PAGE_CHARS) -> Iterator[Document | Skip]:
     """Documents for namespace-0 articles; redirects, disambiguation pages, other namespaces and bad pages
-    come back as :class:`Skip` with the page id (or byte offset when the page is unreadable)."""
+    come back as :class:`Skip` with the page id (or byte offset when the page is unreadable). Wikitext over
+    ``max_page_chars`` is cut to it (a ``page_truncated`` record says so) before it is parsed."""
     prefix = DEFAULT_BASE
     for item in iter_pages(path):
         if isinstance(item, Skip):
@@ -130,6 +135,10 @@ def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki") -> Iter
         if "(동음이의)" in title:
             yield Skip("disambiguation", where)
             continue
+        if len(wikitext) > max_page_chars:
+            log.warning("%s: %s: %d characters, cut to corpus.max_page_chars=%d", source, where, len(wikitext), max_page_chars)
+            yield Skip("page_truncated", where, f"{len(wikitext)} characters, the first {max_page_chars} kept")
+            wikitext = wikitext[:max_page_chars]
         sections, disambiguation = clean_wikitext(wikitext)
         if disambiguation:
             yield Skip("disambiguation", where)

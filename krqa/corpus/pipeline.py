@@ -23,7 +23,7 @@ from krqa.corpus.namuwiki import iter_namuwiki
 from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
 from krqa.corpus.store import write_chunks
 from krqa.errors import InputError
-from krqa.fsutil import atomic_dir, atomic_write_json, sha256_file
+from krqa.fsutil import atomic_dir, atomic_write_json, check_output_dir, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -97,14 +97,16 @@ def resolve_format(source: SourceConfig, path: Path) -> str:
     return detect_format(path) if source.format == "auto" else source.format
 
 
-def iter_records(source: SourceConfig, base_dir: str | Path) -> Iterator[Document | Skip]:
-    """Documents and skip records of one source, in file order, honouring ``source.limit``."""
+def iter_records(source: SourceConfig, base_dir: str | Path, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
+    """Documents and skip records of one source, in file order, honouring ``source.limit``; wiki pages longer
+    than ``max_page_chars`` are cut to it before parsing."""
     path = Path(base_dir) / source.path if not Path(source.path).is_absolute() else Path(source.path)
     if not path.is_file():
         raise InputError(f"{path}: corpus source not found")
     fmt = resolve_format(source, path)
     docs = 0
-    for record in READERS[fmt](path, source=source.name or fmt):
+    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None and fmt in ("mediawiki", "namuwiki") else {}
+    for record in READERS[fmt](path, source=source.name or fmt, **cap):
         yield record
         if isinstance(record, Document):
             docs += 1
@@ -148,6 +150,7 @@ def build_chunks(
     strict = cfg.corpus.strict if strict is None else strict
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
+    check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
     base = Path(cfg.base_dir)
     reports: list[SourceReport] = []
     for source in sources:
@@ -178,7 +181,7 @@ def build_chunks(
         from krqa.log import progress_disabled
 
         with tqdm(desc=f"read {rep.name}", unit=" docs", disable=progress_disabled()) as bar:
-            for record in iter_records(source.model_copy(update={"format": rep.format}), base):
+            for record in iter_records(source.model_copy(update={"format": rep.format}), base, cfg.corpus.max_page_chars):
                 if isinstance(record, Skip):
                     rep.note(record)
                     if record.is_error:

@@ -89,7 +89,11 @@ def _load_squad(path: str | os.PathLike[str]) -> list[dict]:
         raise InputError(f"{path}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
     except READ_ERRORS as exc:
         raise InputError(f"{path}: unreadable: {exc}") from None
-    articles = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(data, dict) or "data" not in data:
+        found = "a JSON object without 'data'" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
+        raise InputError(f"{path}: expected an array of documents (a Namuwiki dump), one JSON object per line "
+                         f"(JSONL) or SQuAD's {{\"data\": [...]}}; found {found}")
+    articles = data["data"]
     if not isinstance(articles, list):
         raise InputError(f"{path}: field 'data': expected the SQuAD list of articles")
     return articles

@@ -1,5 +1,7 @@
 """Wikitext to plain text with mwparserfromhell: one parse and one linear walk over the node tree per page.
 
+Unclosed openers are defused first (:mod:`krqa.corpus.wikidefuse`), which keeps the parse linear in page size.
+
 Templates (infoboxes included), references, tables, files, categories, interlanguage links, comments and
 magic words are dropped; link text is kept; headings become the section structure.
 """
@@ -12,6 +14,7 @@ import mwparserfromhell
 from mwparserfromhell.nodes import Comment, ExternalLink, Heading, HTMLEntity, Tag, Template, Text, Wikilink
 
 from krqa.corpus.document import SECTION_SEP, tidy
+from krqa.corpus.wikidefuse import defuse_wikitext
 
 DROP_LINK_NAMESPACES = frozenset(
     {"파일", "file", "그림", "image", "분류", "category", "media", "미디어", "틀", "template", "위키백과", "wikipedia"}
@@ -89,7 +92,7 @@ def clean_wikitext(wikitext: str) -> tuple[list[tuple[str, str]], bool]:
     The walk is flat over top-level nodes (headings only occur there), so each page costs one parse plus
     one pass; reference-type sections (각주, 외부 링크, ...) are dropped whole.
     """
-    code = mwparserfromhell.parse(wikitext)
+    code = mwparserfromhell.parse(defuse_wikitext(wikitext))
     sections: list[tuple[str, str]] = []
     path: list[tuple[int, str]] = []
     buf: list[str] = []

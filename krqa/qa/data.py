@@ -124,9 +124,13 @@ def _fail(path: str, item_id: str | None, fld: str, msg: str) -> QAFormatError:
     return QAFormatError(f"{path}: {where}: {fld}: {msg}")
 
 
-def parse_item(raw: Any, path: str, index: int, require_answer: bool = False, strict_options: bool = True) -> QAItem:
-    """Validate one record; errors name the file, the item id (or position) and the field. With
-    ``strict_options=False`` a 선다형 question whose options cannot be parsed is kept (answered by generation)."""
+def parse_item(raw: Any, path: str, index: int, require_answer: bool = False, check_mc_answer: bool = True,
+               strict_options: bool = True) -> QAItem:
+    """Validate one record; errors name the file, the item id (or position) and the field.
+
+    ``check_mc_answer=False`` accepts any string as a 선다형 answer: a prediction file is scored as the
+    official scorer does (a malformed answer is wrong), not refused. ``strict_options=False`` keeps a 선다형
+    question whose options cannot be parsed (it is answered by generation)."""
     if not isinstance(raw, dict):
         raise _fail(path, f"#{index}", "<item>", "expected an object")
     item_id = raw.get("id")
@@ -160,7 +164,7 @@ def parse_item(raw: Any, path: str, index: int, require_answer: bool = False, st
             if strict_options:
                 raise _fail(path, item_id, "input.question", "선다형 question without parseable options ('1\\t…' markers)")
             return item
-        if answer is not None and not (answer.strip().isdigit() and 1 <= int(answer) <= len(item.options)):
+        if check_mc_answer and answer is not None and not (answer.strip().isdigit() and 1 <= int(answer) <= len(item.options)):
             raise _fail(path, item_id, "output.answer", f"{answer!r} is not an option number 1..{len(item.options)}")
     return item
 
@@ -180,13 +184,14 @@ def load_json_array(path: str | os.PathLike[str]) -> list[Any]:
     return data
 
 
-def load_items(path: str | os.PathLike[str], require_answers: bool = False, strict_options: bool = True) -> list[QAItem]:
+def load_items(path: str | os.PathLike[str], require_answers: bool = False, check_mc_answers: bool = True,
+               strict_options: bool = True) -> list[QAItem]:
     """Load and validate a NIKL-format file; duplicate ids are an error because predictions match by id."""
     raw = load_json_array(path)
     items: list[QAItem] = []
     seen: set[str] = set()
     for i, record in enumerate(raw):
-        item = parse_item(record, str(path), i, require_answer=require_answers, strict_options=strict_options)
+        item = parse_item(record, str(path), i, require_answer=require_answers, check_mc_answer=check_mc_answers, strict_options=strict_options)
         if item.id in seen:
             raise _fail(str(path), item.id, "id", "duplicate id")
         seen.add(item.id)

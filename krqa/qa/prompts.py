@@ -188,6 +188,8 @@ class PromptBuilder:
                 break
             kept.pop()
             kept_chars.pop()
+        if n > budget:
+            log.warning("item %s: prompt has %d tokens without passages, over prompt.max_prompt_tokens=%d", item.id, n, budget)
         return Prompt(text, n, len(kept), len(contexts), True, kept_chars)
 
     def build(self, item: QAItem, contexts: Sequence[Any] | None = None) -> str:

@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Optional
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from krqa import __version__
@@ -73,7 +73,9 @@ class ApiError(Exception):
 
 
 class ServiceState:
-    """Loading status, the loaded engine and the two batchers (generation, retrieval)."""
+    """Loading status, the loaded engine and three batchers, each on its own threads: generation (which also
+    retrieves for its items), BM25 /search, and dense or hybrid /search (which waits for the query encoder).
+    Keeping encoder work off the BM25 threads means a burst of long dense queries cannot starve BM25 search."""
 
     def __init__(self, cfg: KrqaConfig, factory: EngineFactory, metrics: ServiceMetrics,
                  on_load_error: Optional[Callable[[BaseException], None]]) -> None:
@@ -85,9 +87,11 @@ class ServiceState:
         self.engine: Optional[Engine] = None
         self.answers: Optional[MicroBatcher[QAItem, Any]] = None
         self.searches: Optional[MicroBatcher[str, Any]] = None
+        self.dense_searches: Optional[MicroBatcher[str, Any]] = None
         # One generation thread: models are not thread-safe, and batching makes one thread enough.
         self.generate_pool = ThreadPoolExecutor(1, thread_name_prefix="krqa-generate")
         self.search_pool = ThreadPoolExecutor(cfg.serve.search_workers, thread_name_prefix="krqa-search")
+        self.dense_pool = ThreadPoolExecutor(cfg.serve.dense_search_workers, thread_name_prefix="krqa-dense")
         self.closed = False
 
     def begin_loading(self) -> None:
@@ -126,7 +130,7 @@ class ServiceState:
         wait = serve.max_wait_ms if serve.micro_batching else 0.0
 
         def answer(items: list[QAItem], key: Hashable) -> list[Any]:
-            rag, top_k, mode = key  # type: ignore[misc]
+            rag, top_k, mode, _ = key  # type: ignore[misc]
             return engine.answerer.answer_items(items, rag=rag, top_k=top_k, mode=mode)
 
         self.answers = MicroBatcher(answer, self.generate_pool, max_batch=batch, max_wait_ms=wait,
@@ -146,6 +150,11 @@ class ServiceState:
                                          on_batch=self.metrics.batch_observer("search"))
             self.searches.start()
             self.metrics.track_queue("search", self.searches.qsize)
+            self.dense_searches = MicroBatcher(search, self.dense_pool, max_batch=batch, max_wait_ms=search_wait,
+                                               queue_size=serve.dense_queue_size, concurrency=serve.dense_search_workers,
+                                               on_batch=self.metrics.batch_observer("search_dense"))
+            self.dense_searches.start()
+            self.metrics.track_queue("search_dense", self.dense_searches.qsize)
         self.engine = engine
         self.status = "ready"
         self.metrics.ready.set(1)
@@ -160,11 +169,22 @@ class ServiceState:
 
     async def close(self) -> None:
         self.closed = True
-        for batcher in (self.answers, self.searches):
+        for batcher in (self.answers, self.searches, self.dense_searches):
             if batcher is not None:
                 await batcher.stop()
         self.generate_pool.shutdown(wait=False, cancel_futures=True)
         self.search_pool.shutdown(wait=False, cancel_futures=True)
+        self.dense_pool.shutdown(wait=False, cancel_futures=True)
+
+
+_DOCS_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>krqa API</title></head><body>
+<h1>krqa API</h1>
+<p>The interactive documentation (Swagger UI, ReDoc) is turned off: it loads its scripts from a CDN, which this
+offline service does not use. The OpenAPI schema is at <a href="/openapi.json">/openapi.json</a>; open it in
+any OpenAPI viewer. Endpoints: <code>POST /answer</code>, <code>POST /answer/batch</code>, <code>POST /search</code>,
+<code>GET /health</code>, <code>GET /ready</code>, <code>GET /metrics</code>.</p>
+</body></html>
+"""
 
 
 def _field_errors(exc: RequestValidationError) -> str:
@@ -199,8 +219,10 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         yield
         await state.close()
 
+    # Swagger UI and ReDoc load their scripts from a CDN, which an offline server cannot reach: they are off,
+    # /docs says where the schema is instead.
     app = FastAPI(
-        title="krqa", version=__version__, lifespan=lifespan,
+        title="krqa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
         description="Korean retrieval-augmented QA (NIKL 한국문화 질의응답): answers, retrieval, health and metrics.",
     )
     app.state.krqa = state
@@ -233,7 +255,8 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         engine = state.require_ready()
         assert state.answers is not None
         items = [to_item(b) for b in bodies]
-        keys = [(cfg.predict.rag, b.top_k, b.mode) for b in bodies]
+        # The last key field keeps the items of a multi-item request out of the model calls of single requests.
+        keys = [(cfg.predict.rag, b.top_k, b.mode, len(bodies) > 1) for b in bodies]
         outcomes: list[Outcome[Any]] = await submit(state.answers, items, keys, "answer")
         total = (time.perf_counter() - started) * 1000.0
         out = []
@@ -264,14 +287,18 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
 
     @app.post("/search", response_model=SearchResponse, responses=_ERRORS, tags=["retrieval"])
     async def search(body: SearchRequest) -> SearchResponse:  # type: ignore[valid-type]
-        """Retrieval only; runs on its own threads so it never waits behind generation."""
+        """Retrieval only, on its own threads so it never waits behind generation; BM25 and encoder-backed
+        (dense, hybrid) searches have separate threads and queues."""
         started = time.perf_counter()
-        state.require_ready()
-        if state.searches is None:
+        engine = state.require_ready()
+        if state.searches is None or state.dense_searches is None or engine.retriever is None:
             raise ApiError(503, "no_index", "no index is loaded (RAG is off and the index is missing)")
-        outcome = (await submit(state.searches, [body.query], [(body.top_k, body.mode)], "result"))[0]
+        available = engine.retriever.modes
+        mode = body.mode or (cfg.retrieval.mode if cfg.retrieval.mode in available else "bm25")
+        batcher = state.searches if mode == "bm25" else state.dense_searches
+        outcome = (await submit(batcher, [body.query], [(body.top_k, body.mode)], "result"))[0]
         total = (time.perf_counter() - started) * 1000.0
-        return SearchResponse(query=body.query, mode=body.mode or cfg.retrieval.mode,
+        return SearchResponse(query=body.query, mode=mode,
                               hits=[Context.from_hit(h) for h in outcome.result],
                               timings_ms={"queue": outcome.queue_ms, "total": total})
 
@@ -292,6 +319,11 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         """Readiness: 503 until the model and index are loaded."""
         state.require_ready()
         return await health()
+
+    @app.get("/docs", tags=["ops"], response_class=HTMLResponse)
+    async def docs() -> HTMLResponse:
+        """Where the API description is: the interactive viewers are off because they load from a CDN."""
+        return HTMLResponse(_DOCS_PAGE)
 
     @app.get("/metrics", tags=["ops"], response_class=Response)
     async def prometheus() -> Response:

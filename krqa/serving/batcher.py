@@ -4,6 +4,11 @@ A generate call on a batch of 8 costs little more than on 1, so waiting a few mi
 requests that arrive together raises throughput. The queue is bounded so overload turns into a fast
 503 instead of unbounded latency, and work runs in an executor so the event loop keeps answering
 ``/health``, ``/metrics`` and retrieval-only requests while the model is busy.
+
+The queue is fair between requests: batches are filled round-robin, one item per waiting request in turn,
+so a 32-item ``/answer/batch`` cannot make a single ``/answer`` wait behind all of its items, and a
+request's items only share a model call with items of requests of the same size class (``key``). Jobs
+of a request that has timed out are dropped before every call, never run.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -66,7 +72,10 @@ class MicroBatcher(Generic[T, R]):
         self._executor = executor
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
-        self._queue: asyncio.Queue[_Job[T]] = asyncio.Queue(maxsize=queue_size)
+        self.queue_size = queue_size
+        self._pending: OrderedDict[object, deque[_Job[T]]] = OrderedDict()
+        self._count = 0
+        self._arrived = asyncio.Event()
         self._slots = asyncio.Semaphore(concurrency)
         self._on_batch = on_batch
         self._dispatcher: asyncio.Task[None] | None = None
@@ -80,13 +89,15 @@ class MicroBatcher(Generic[T, R]):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            if not job.future.done():
-                job.future.cancel()
+        for jobs in self._pending.values():
+            for job in jobs:
+                if not job.future.done():
+                    job.future.cancel()
+        self._pending.clear()
+        self._count = 0
 
     def qsize(self) -> int:
-        return self._queue.qsize()
+        return self._count
 
     async def submit(self, payloads: Sequence[T], keys: Sequence[Hashable], timeout_s: float) -> list[Outcome[R]]:
         """Queue all payloads or none (QueueFull), then wait for them; TimeoutError past ``timeout_s``.
@@ -94,14 +105,18 @@ class MicroBatcher(Generic[T, R]):
         On timeout the waiting futures are cancelled, so jobs that have not started are dropped from
         their batch instead of occupying the model for a client that has gone.
         """
-        if self._queue.maxsize - self._queue.qsize() < len(payloads):
-            raise QueueFull(f"{len(payloads)} item(s) do not fit: {self._queue.qsize()} of {self._queue.maxsize} queue slots taken")
+        if self.queue_size - self._count < len(payloads):
+            raise QueueFull(f"{len(payloads)} item(s) do not fit: {self._count} of {self.queue_size} queue slots taken")
         loop = asyncio.get_running_loop()
         futures = []
+        jobs: deque[_Job[T]] = deque()
         for payload, key in zip(payloads, keys, strict=True):
             fut: asyncio.Future[Outcome[R]] = loop.create_future()
-            self._queue.put_nowait(_Job(payload, key, fut))
+            jobs.append(_Job(payload, key, fut))
             futures.append(fut)
+        self._pending[object()] = jobs
+        self._count += len(jobs)
+        self._arrived.set()
         try:
             return list(await asyncio.wait_for(asyncio.gather(*futures), timeout_s))
         finally:
@@ -121,21 +136,37 @@ class MicroBatcher(Generic[T, R]):
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
+    def _take(self) -> _Job[T] | None:
+        """The next live job, round-robin over requests: the first waiting request gives one job and goes to
+        the back of the line. Jobs of requests that timed out are discarded here."""
+        while self._pending:
+            group, jobs = self._pending.popitem(last=False)
+            job = jobs.popleft()
+            self._count -= 1
+            if jobs:
+                self._pending[group] = jobs
+            if not job.future.done():
+                return job
+        return None
+
     async def _collect(self) -> list[_Job[T]]:
         """Block for one job, then take whatever else arrives before the wait window closes."""
-        batch = [await self._queue.get()]
+        while (first := self._take()) is None:
+            self._arrived.clear()
+            await self._arrived.wait()
+        batch = [first]
         deadline = time.monotonic() + self.max_wait_s
         while len(batch) < self.max_batch:
-            try:
-                batch.append(self._queue.get_nowait())
+            job = self._take()
+            if job is not None:
+                batch.append(job)
                 continue
-            except asyncio.QueueEmpty:
-                pass
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
+            self._arrived.clear()
             try:
-                batch.append(await asyncio.wait_for(self._queue.get(), remaining))
+                await asyncio.wait_for(self._arrived.wait(), remaining)
             except TimeoutError:
                 break
         return batch
@@ -144,9 +175,12 @@ class MicroBatcher(Generic[T, R]):
         try:
             groups: dict[Hashable, list[_Job[T]]] = {}
             for job in batch:
-                if not job.future.done():
-                    groups.setdefault(job.key, []).append(job)
-            for key, jobs in groups.items():
+                groups.setdefault(job.key, []).append(job)
+            # Smaller groups first: a lone request does not wait behind the items of a big batch request.
+            for key, jobs in sorted(groups.items(), key=lambda kv: len(kv[1])):
+                jobs = [j for j in jobs if not j.future.done()]  # a request may have timed out meanwhile
+                if not jobs:
+                    continue
                 if self._on_batch is not None:
                     self._on_batch(len(jobs))
                 succeeded = await self._call(jobs, key)
@@ -154,7 +188,8 @@ class MicroBatcher(Generic[T, R]):
                     # One bad request (e.g. a query with nothing to search for) must not fail the
                     # requests it happened to be merged with: rerun them one by one.
                     for job in jobs:
-                        await self._call([job], key)
+                        if not job.future.done():
+                            await self._call([job], key)
         finally:
             self._slots.release()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any, Protocol
 
 from krqa.config import KrqaConfig
@@ -17,9 +18,19 @@ class AnswersItems(Protocol):
                      mode: str | None = None) -> list[Any]: ...
 
 
+def public_name(name: str | None, keep: int = 3) -> str | None:
+    """A model or adapter name fit for unauthenticated responses: a local path loses everything but its last
+    ``keep`` components (``demo/stage2/adapter``), so the server's directory layout is not disclosed."""
+    if name is None or not PurePath(name).is_absolute():
+        return name
+    parts = PurePath(name).parts[1:]
+    return "/".join(parts[-keep:])
+
+
 @dataclass
 class Engine:
-    """The loaded pieces; ``retriever`` is None when RAG is off and no index is configured."""
+    """The loaded pieces; ``retriever`` is None when RAG is off and no index is configured. ``model_name``
+    and ``adapter`` are the public names (see :func:`public_name`) the responses show."""
 
     answerer: AnswersItems
     retriever: Any | None
@@ -46,5 +57,6 @@ def load_engine(cfg: KrqaConfig) -> Engine:
         log.warning("no index, /search disabled (RAG is off): %s", err)
     generator = make_generator(cfg, adapter=cfg.model.adapter, backend=cfg.serve.backend)
     answerer = Answerer(cfg, retriever, generator)
-    return Engine(answerer=answerer, retriever=retriever, model_name=str(generator.model_name),
-                  adapter=generator.adapter)
+    log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
+    return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",
+                  adapter=public_name(generator.adapter))

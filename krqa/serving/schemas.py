@@ -23,7 +23,9 @@ _request_ids = itertools.count(1)
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+    """Unknown fields and loose types are rejected: ``"top_k": "3"`` or ``true`` is a 422, not 3 or 1."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
 
 
 class Context(BaseModel):
@@ -120,8 +122,17 @@ def request_models(cfg: KrqaConfig) -> RequestModels:
                 raise ValueError("question: 선다형 question without parseable options (put them after a newline as '1\\t… 2\\t…')")
             return self
 
+    max_batch_chars = cfg.serve.max_batch_chars
+
     class AnswerBatchRequest(_Strict):
-        items: list[AnswerRequest] = Field(min_length=1, max_length=cfg.serve.max_batch_items, description="Questions answered together, in order.")
+        items: list[AnswerRequest] = Field(min_length=1, max_length=cfg.serve.max_batch_items, description=f"Questions answered together, in order; at most {max_batch_chars} characters of question and topic_keyword in all.")
+
+        @model_validator(mode="after")
+        def _total(self) -> "AnswerBatchRequest":
+            total = sum(len(item.question) + len(item.topic_keyword) for item in self.items)
+            if total > max_batch_chars:
+                raise ValueError(f"items: {total} characters of question and topic_keyword in all, over serve.max_batch_chars={max_batch_chars}")
+            return self
 
     class SearchRequest(_Strict):
         query: str = Field(min_length=1, max_length=max_chars, description="Free-text query.")

@@ -38,11 +38,12 @@ def run(cfg: KrqaConfig) -> None:
     import uvicorn
 
     from krqa.serving.app import create_app
+    from krqa.serving.protocol import configure
 
     serve = cfg.serve
     if not _is_loopback(serve.host) and not os.environ.get(serve.api_key_env):
         log.warning("listening on %s without auth: set %s to require a bearer token", serve.host, serve.api_key_env)
-    common = dict(host=serve.host, port=serve.port, log_config=None, server_header=False,
+    common = dict(host=serve.host, port=serve.port, log_config=None, server_header=False, http=configure(serve),
                   timeout_graceful_shutdown=max(1, int(serve.request_timeout_s)))
     if serve.workers > 1:
         # Worker processes rebuild the app from the validated config passed through the environment.
@@ -70,10 +71,13 @@ def run(cfg: KrqaConfig) -> None:
 def app_from_env() -> FastAPI:
     """uvicorn factory for multi-worker mode (each worker process calls it once)."""
     from krqa.serving.app import create_app
+    from krqa.serving.protocol import configure
 
     setup_logging()
     logging.getLogger().setLevel(int(os.environ.get(_LEVEL_ENV, logging.INFO)))
-    return create_app(KrqaConfig.model_validate_json(os.environ[_CONFIG_ENV]))
+    cfg = KrqaConfig.model_validate_json(os.environ[_CONFIG_ENV])
+    configure(cfg.serve)
+    return create_app(cfg)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

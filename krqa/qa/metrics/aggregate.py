@@ -1,6 +1,8 @@
 """Match predictions to gold by id, score every item, and roll the scores up the way the leaderboard does.
 
 Leaderboard final = mean(선다형 accuracy, 단답형 EM, mean(ROUGE-1, BERTScore, BLEURT)), shown ×100.
+A 선다형 answer that is not written as an option number (``3번``, ``9``, ``""``, ``" 3"``) is wrong, as in the
+official scorer; its id is listed in ``invalid_mc_answers`` and in a warning instead of refusing the file.
 Two cases the leaderboard never meets are made explicit rather than guessed:
 - a question type absent from the gold set: the final is the mean over the types present and
   ``types_missing`` lists the others (such a number is not comparable with the leaderboard);
@@ -22,13 +24,17 @@ from typing import Any
 from krqa.errors import InputError
 from krqa.qa.config import EvaluateConfig
 from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem
-from krqa.qa.metrics.lexical import make_tokenizer, mc_correct, rouge1_scores, short_exact, short_relaxed
+from krqa.qa.metrics.lexical import (
+    is_option_answer, make_tokenizer, mc_correct, mc_correct_lenient, rouge1_scores, short_exact, short_exact_no_space,
+    short_relaxed,
+)
 from krqa.qa.metrics.models import BertScorer, BleurtScorer, MetricUnavailable
 
 log = logging.getLogger(__name__)
 
 DESC_METRICS: tuple[str, ...] = ("rouge1", "bertscore", "bleurt")
 _SHOW_IDS = 5
+_SHOW_INVALID = 50
 
 
 @dataclass
@@ -40,7 +46,9 @@ class ItemScore:
     domain: str
     category: str
     correct: bool | None = None
+    correct_lenient: bool | None = None
     exact: bool | None = None
+    exact_no_space: bool | None = None
     relaxed: bool | None = None
     rouge1: float | None = None
     bertscore: float | None = None
@@ -60,9 +68,9 @@ def _pred_fields(pred: QAItem | dict[str, Any]) -> tuple[str, str | None, str | 
     return str(pred.get("id")), answer if isinstance(answer, str) else None, inp.get("question_type")
 
 
-def _ids_text(ids: Sequence[str]) -> str:
-    shown = ", ".join(repr(i) for i in ids[:_SHOW_IDS])
-    return shown + (f", … ({len(ids)} in all)" if len(ids) > _SHOW_IDS else "")
+def _ids_text(ids: Sequence[str], limit: int = _SHOW_IDS) -> str:
+    shown = ", ".join(repr(i) for i in ids[:limit])
+    return shown + (f", … ({len(ids)} in all)" if len(ids) > limit else "")
 
 
 def match_predictions(preds: Sequence[QAItem | dict[str, Any]], gold: Sequence[QAItem],
@@ -125,9 +133,11 @@ def summarize(items: Sequence[ItemScore], unavailable: dict[str, str]) -> dict[s
             continue
         if qtype == MC:
             entry["accuracy"] = fmean(float(bool(s.correct)) for s in group)
+            entry["accuracy_lenient_not_official"] = fmean(float(bool(s.correct_lenient)) for s in group)
             official[qtype] = available[qtype] = entry["accuracy"]
         elif qtype == SHORT:
             entry["exact_match"] = fmean(float(bool(s.exact)) for s in group)
+            entry["exact_match_no_space_not_official"] = fmean(float(bool(s.exact_no_space)) for s in group)
             entry["relaxed_match_not_official"] = fmean(float(bool(s.relaxed)) for s in group)
             official[qtype] = available[qtype] = entry["exact_match"]
         else:
@@ -181,15 +191,23 @@ def score(preds: Sequence[QAItem | dict[str, Any]], gold: Sequence[QAItem], cfg:
     use_models = cfg.model_metrics if model_metrics is None else model_metrics
     items = [ItemScore(g.id, g.question_type, g.domain, g.category) for g in gold]
     desc_idx: list[int] = []
+    invalid_mc: list[str] = []
     for i, (g, answer) in enumerate(zip(gold, answers)):
         gold_answer = g.answer or ""
         if g.question_type == MC:
             items[i].correct = mc_correct(answer, gold_answer)
+            items[i].correct_lenient = mc_correct_lenient(answer, gold_answer)
+            if not is_option_answer(answer, len(g.options)):
+                invalid_mc.append(g.id)
         elif g.question_type == SHORT:
             items[i].exact = short_exact(answer, gold_answer)
+            items[i].exact_no_space = short_exact_no_space(answer, gold_answer)
             items[i].relaxed = short_relaxed(answer, gold_answer)
         else:
             desc_idx.append(i)
+    if invalid_mc:
+        log.warning("%s: %d 선다형 answer(s) not written as an option number, counted wrong as the official scorer "
+                    "does: %s", pred_name, len(invalid_mc), _ids_text(invalid_mc, limit=_SHOW_INVALID))
     unavailable: dict[str, str] = {}
     models: dict[str, str] = {}
     tokenizer_name = None
@@ -220,6 +238,7 @@ def score(preds: Sequence[QAItem | dict[str, Any]], gold: Sequence[QAItem], cfg:
     report = summarize(items, unavailable)
     report.update(
         rouge_tokenizer=tokenizer_name,
+        invalid_mc_answers=invalid_mc,
         models=models,
         unavailable=unavailable,
         by_domain={d: summarize([s for s in items if s.domain == d], unavailable) for d in sorted({s.domain for s in items})},

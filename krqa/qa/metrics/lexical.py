@@ -1,5 +1,9 @@
 """String metrics of the official scorer: 선다형 accuracy, 단답형 exact match, 서술형 ROUGE-1 over morphemes.
 
+``mc_correct`` and ``short_exact`` are the official rules exactly (raw-string equality; strip-only equality
+against any ``#`` alternative); the ``*_lenient`` / ``*_no_space`` / ``short_relaxed`` variants are shown beside
+them and labelled not official.
+
 The ROUGE-1 here follows the organisers' scorer (teddysum/korean_evaluation) step by step so numbers are
 comparable with the leaderboard: keep the first 1,000 whitespace words, lower-case, turn every character
 outside ``[A-Za-z0-9가-힣]`` into a space, split into Mecab morphemes, then per-pair F1 of clipped unigram
@@ -28,16 +32,34 @@ _TRAILING_PARTICLES = (
 
 
 def mc_correct(pred: str, gold: str) -> bool:
-    """The official check compares the option-number strings as written, so '3번' is wrong, ' 3 ' is right."""
+    """Official 선다형 check: the raw answer strings must be equal (the scorer's ``accuracy_score`` compares
+    them as written), so ``" 3"``, ``"3번"`` and ``""`` are all wrong against ``"3"``."""
+    return pred == gold
+
+
+def mc_correct_lenient(pred: str, gold: str) -> bool:
+    """NOT official: surrounding whitespace forgiven, to show how much of a gap is formatting."""
     return pred.strip() == gold.strip()
+
+
+def is_option_answer(pred: str, n_options: int) -> bool:
+    """Whether ``pred`` is written exactly as an option number of a question with ``n_options`` options."""
+    return pred.isascii() and pred.isdigit() and not pred.startswith("0") and 1 <= int(pred) <= n_options
+
+
+def short_exact(pred: str, gold: str) -> bool:
+    """Official 단답형 EM: ``any(pred.strip() == alt.strip() for alt in gold.split('#'))``. Only the ends are
+    stripped, so a spacing variant that the gold does not list (``만나이`` for ``만 나이``) is wrong."""
+    p = pred.strip()
+    return any(p == alt.strip() for alt in gold.split("#"))
 
 
 def _no_space(text: str) -> str:
     return _WHITESPACE.sub("", text)
 
 
-def short_exact(pred: str, gold: str) -> bool:
-    """Official 단답형 EM: whitespace never counts, and any ``#``-separated alternative is accepted."""
+def short_exact_no_space(pred: str, gold: str) -> bool:
+    """NOT official: exact match with every whitespace character removed on both sides."""
     p = _no_space(pred)
     return any(p == _no_space(alt) for alt in split_alternatives(gold))
 

