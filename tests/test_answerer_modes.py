@@ -53,9 +53,27 @@ def test_mc_scoring_matches_the_generator_scores(tiny_cfg, generator, items: lis
 
 def test_permutations_and_calibration_give_valid_options(tiny_cfg, generator, items: list[QAItem]) -> None:
     mc = [i for i in items if i.question_type == "선다형"][:4]
-    for gen in ({"mc_permutations": 4}, {"mc_normalization": "calibrated"}, {"mc_target": "number"}):
+    for gen in ({"mc_target": "text", "mc_permutations": 4}, {"mc_normalization": "calibrated"}, {"mc_target": "number"}, {"mc_target": "cloze"}):
         res = Answerer(_with(tiny_cfg, generation={"mc_mode": "score", **gen}), None, generator).answer_items(mc, rag=False)
         assert all(r.method == "score" and r.answer in {str(n) for n in range(1, len(i.options) + 1)} for i, r in zip(mc, res))
+
+
+def test_cloze_scores_one_order_and_listed_scores_every_order(tiny_cfg, generator, items: list[QAItem]) -> None:
+    mc = [i for i in items if i.question_type == "선다형"][:2]
+
+    class Counting:
+        def __init__(self, inner) -> None:
+            self.inner, self.tokenizer, self.prompts = inner, inner.tokenizer, []
+
+        def score_options(self, prompts, continuations):
+            self.prompts += prompts
+            return self.inner.score_options(prompts, continuations)
+
+    for target, orders in (("cloze", 1), ("text", 4)):
+        counting = Counting(generator)
+        Answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 4}), None, counting).answer_items(mc, rag=False)
+        assert len(counting.prompts) == orders * len(mc)
+        assert all(("[보기]" in p) == (target != "cloze") for p in counting.prompts)
 
 
 def test_unparseable_options_fall_back_to_generation(tiny_cfg, generator, repo: Path, tmp_path: Path) -> None:

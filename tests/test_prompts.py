@@ -75,6 +75,17 @@ def test_mc_text_target_and_reordered_options(tokenizer, items: list[QAItem]) ->
     assert item.stem not in free and all(opt in free for opt in item.options)
 
 
+def test_mc_cloze_prompt_hides_the_options(tokenizer, items: list[QAItem]) -> None:
+    """Listing the options lets a small model copy from the list instead of answering (on held-out KorQuAD items
+    with the right passage, Gemma-3-270m scored 0.30 with the list and 0.72 without it)."""
+    item = _mc(items)
+    cfg = PromptConfig()
+    text = PromptBuilder(cfg, tokenizer, mc_target="cloze").build(item, None)
+    assert cfg.options_header not in text and item.stem in text
+    assert not any(f"{n}. {opt}" in text for n, opt in enumerate(item.options, 1))
+    assert cfg.instructions["단답형"] in text
+
+
 def test_instruction_per_type(tokenizer, items: list[QAItem]) -> None:
     builder = PromptBuilder(PromptConfig(), tokenizer)
     for qtype in ("선다형", "단답형", "서술형"):

@@ -102,6 +102,7 @@ def test_training_targets_by_type() -> None:
     short = QAItem("2", "c", "d", SHORT, "k", "질문", answer="만 6세#만6세#6세")
     desc = QAItem("3", "c", "d", "서술형", "k", "질문", answer="긴 답")
     assert training_targets(mc, "each") == ["2"]
+    assert training_targets(mc, "each", "cloze") == ["나"] == training_targets(mc, "first", "text")
     assert training_targets(short, "first") == ["만 6세"]
     assert training_targets(short, "each") == ["만 6세", "만6세", "6세"]
     assert training_targets(desc, "first") == ["긴 답"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
+from krqa.generation.config import mc_answer_style
 from krqa.generation.generator import Generator
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
@@ -59,7 +60,7 @@ class Answerer:
         self.gen_cfg = cfg.generation
         self.rag_types = set(cfg.predict.rag_types)
         self.min_score = cfg.retrieval.min_score
-        self.builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target=self.gen_cfg.mc_target)
+        self.builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target=mc_answer_style(self.gen_cfg))
 
     def scores_options(self, item: QAItem) -> bool:
         return item.question_type == MC and self.gen_cfg.mc_mode == "score" and len(item.options) >= 2
@@ -138,7 +139,7 @@ class Answerer:
                     del bad[i]
 
     def _target(self, option: str, position: int) -> str:
-        return option if self.gen_cfg.mc_target == "text" else str(position + 1)
+        return str(position + 1) if self.gen_cfg.mc_target == "number" else option
 
     def _score(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
         """Every order of every item's options in one scoring call; calibrated scores add the content-free prompts."""
@@ -148,7 +149,8 @@ class Answerer:
         texts: list[str] = []
         conts: list[list[str]] = []
         for item, ctx in zip(items, contexts):
-            orders = rotations(len(item.options), g.mc_permutations)
+            # A cloze prompt does not show the options, so their order cannot bias it: one order is enough.
+            orders = rotations(len(item.options), 1 if g.mc_target == "cloze" else g.mc_permutations)
             prompts = []
             for order in orders:
                 shown = [item.options[o] for o in order]

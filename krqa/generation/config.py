@@ -27,7 +27,7 @@ class MaxNewTokens(Section):
 class GenerationConfig(Section):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine.")
     mc_mode: Literal["score", "generate"] = Field("score", description="선다형: 'score' picks the option whose text the model finds most likely after the prompt (always a valid option; one prompt pass shared by all options); 'generate' parses a generated option number.")
-    mc_target: Literal["text", "number"] = Field("text", description="What option scoring scores, and what training teaches for 선다형: the option's text, or its number.")
+    mc_target: Literal["cloze", "text", "number"] = Field("cloze", description="What option scoring scores, and what training teaches for 선다형: 'cloze' scores each option's text as the answer to the question alone (options not listed in the prompt, so the model cannot just copy the list); 'text' lists the options and scores their text; 'number' lists them and scores their number.")
     mc_normalization: Literal["sum", "mean", "char", "calibrated"] = Field("mean", description="Option log-likelihoods compared as a sum, per token, per character, or minus the option's log-likelihood under a content-free prompt (see README, answer quality).")
     mc_permutations: int = Field(1, ge=1, le=9, description="Score this many cyclic orders of the options and average each option's score (cancels position bias; costs that many prompt passes).")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
@@ -48,3 +48,9 @@ class PredictConfig(Section):
     rag: bool = Field(True, description="Prepend retrieved contexts.")
     rag_types: list[Literal["선다형", "단답형", "서술형"]] = Field(default_factory=lambda: ["선다형", "단답형", "서술형"], description="Question types that get retrieved contexts when RAG is on (predict, serve and stage-2 training alike).")
     progress_every: int = Field(1, ge=1, description="Append finished batches to the progress file every N batches.")
+
+
+def mc_answer_style(gen: GenerationConfig) -> str:
+    """How a 선다형 answer looks in prompts and training targets: generation always writes the option number;
+    option scoring uses ``mc_target``."""
+    return "number" if gen.mc_mode == "generate" else gen.mc_target

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from krqa.qa.config import DEFAULT_INSTRUCTIONS, PromptConfig
-from krqa.qa.data import MC, QAItem
+from krqa.qa.data import MC, SHORT, QAItem
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class PromptBuilder:
     """Builds prompt text for an item (and optional passages) with the model's own tokenizer."""
 
     def __init__(self, cfg: PromptConfig, tokenizer: Any, mc_target: str = "number") -> None:
-        """``mc_target`` is what a 선다형 answer is (its number or its text); it picks the 선다형 instruction."""
+        """``mc_target`` is what a 선다형 answer is: its number or its text after the listed options, or ('cloze')
+        its text as the short answer to the question, with no options in the prompt."""
         self.cfg = cfg
         self.tokenizer = tokenizer
         self.mc_target = mc_target
@@ -89,6 +90,8 @@ class PromptBuilder:
     # ---- pieces -----------------------------------------------------------------------------------------------------
 
     def instruction(self, item: QAItem) -> str:
+        if item.question_type == MC and self.mc_target == "cloze" and item.options:
+            return self.instructions[SHORT]
         if item.question_type == MC and self.mc_target == "text" and item.options:
             return self.cfg.mc_text_instruction
         return self.instructions[item.question_type]
@@ -97,7 +100,7 @@ class PromptBuilder:
         """The question and, for 선다형, its options (``options`` shows them in another order)."""
         lines = [self.cfg.question_header, (item.stem if stem is None else stem).strip()]
         shown = list(item.options if options is None else options)
-        if item.question_type == MC and shown:
+        if item.question_type == MC and shown and self.mc_target != "cloze":
             lines.append(self.cfg.options_header)
             lines += [f"{i}. {opt}" for i, opt in enumerate(shown, 1)]
         return "\n".join(lines)

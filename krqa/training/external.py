@@ -184,10 +184,11 @@ def load_external(ext: ExternalSet, path: Path, seed: int) -> list[SourceItem]:
 
 def training_targets(item: QAItem, alternatives: str, mc_target: str = "number") -> list[str]:
     """The answer strings an item is trained on: 단답형 '#' alternatives give the first, or each one; a 선다형
-    answer is its option number, or the option's text when inference scores option texts (``mc_target='text'``)."""
+    answer is its option number, or the option's text when inference scores option texts (``mc_target`` 'text' or
+    'cloze')."""
     if item.answer is None:
         return []
-    if item.question_type == MC and mc_target == "text" and item.options and item.answer.strip().isdigit():
+    if item.question_type == MC and mc_target in ("text", "cloze") and item.options and item.answer.strip().isdigit():
         n = int(item.answer)
         return [item.options[n - 1]] if 1 <= n <= len(item.options) else []
     if item.question_type != SHORT:

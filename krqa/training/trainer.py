@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from krqa.config import KrqaConfig, dump_config
+from krqa.generation.config import mc_answer_style
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_dir, atomic_write_json
 from krqa.log import progress_disabled
@@ -404,7 +405,7 @@ def execute(plan_: Plan) -> dict[str, Any]:
     state.wait_for_everyone()
 
     tokenizer = load_tokenizer(cfg.model)
-    mc_target = cfg.generation.mc_target
+    mc_target = mc_answer_style(cfg.generation)
     builder = PromptBuilder(cfg.prompt, tokenizer, mc_target=mc_target)
     alternatives = tc.short_answer_alternatives
     summary: dict[str, Any] = {"run_dir": str(run.root), "stages": {}}
