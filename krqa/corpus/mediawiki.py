@@ -103,38 +103,36 @@ def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki") -> Iter
         if offset < 0:
             prefix = _url_prefix(raw)
             continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield Skip("invalid_utf8", f"byte {offset + exc.start}", "page is not valid UTF-8")
-            continue
-        try:
-            page = ET.fromstring(text)
-        except ET.ParseError as exc:
-            yield Skip("malformed_xml", f"byte {offset}", str(exc))
-            continue
-        page_id = _field(page, "id").strip() or f"@{offset}"
-        title = _field(page, "title").strip()
-        where = f"page id {page_id} ({title or 'untitled'}, byte {offset})"
-        if _field(page, "ns").strip() not in ("0", ""):
-            yield Skip("namespace", where)
-            continue
-        rev = page.find("revision")
-        wikitext = _field(rev, "text") if rev is not None else ""
-        if page.find("redirect") is not None or _REDIRECT_TEXT.match(wikitext):
-            yield Skip("redirect", where)
-            continue
-        if not title or not wikitext.strip():
-            yield Skip("empty", where, "no title" if not title else "no text")
-            continue
-        if "(동음이의)" in title:
-            yield Skip("disambiguation", where)
-            continue
-        sections, disambiguation = clean_wikitext(wikitext)
-        if disambiguation:
-            yield Skip("disambiguation", where)
-            continue
-        if not sections:
-            yield Skip("no_content", where)
-            continue
-        yield Document(id=page_id, title=title, source=source, url=prefix + quote(title.replace(" ", "_")), sections=sections)
+        yield page_record(raw, offset, prefix, source)
+
+
+def page_record(raw: bytes, offset: int, prefix: str = DEFAULT_BASE, source: str = "kowiki", at: str = "byte") -> Document | Skip:
+    """One ``<page>…</page>`` span as a document or the reason it is not one; ``at`` names what ``offset``
+    counts (a parallel build reading a piece of a compressed dump says where that piece starts)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return Skip("invalid_utf8", f"{at} {offset + exc.start}", "page is not valid UTF-8")
+    try:
+        page = ET.fromstring(text)
+    except ET.ParseError as exc:
+        return Skip("malformed_xml", f"{at} {offset}", str(exc))
+    page_id = _field(page, "id").strip() or f"@{offset}"
+    title = _field(page, "title").strip()
+    where = f"page id {page_id} ({title or 'untitled'}, {at} {offset})"
+    if _field(page, "ns").strip() not in ("0", ""):
+        return Skip("namespace", where)
+    rev = page.find("revision")
+    wikitext = _field(rev, "text") if rev is not None else ""
+    if page.find("redirect") is not None or _REDIRECT_TEXT.match(wikitext):
+        return Skip("redirect", where)
+    if not title or not wikitext.strip():
+        return Skip("empty", where, "no title" if not title else "no text")
+    if "(동음이의)" in title:
+        return Skip("disambiguation", where)
+    sections, disambiguation = clean_wikitext(wikitext)
+    if disambiguation:
+        return Skip("disambiguation", where)
+    if not sections:
+        return Skip("no_content", where)
+    return Document(id=page_id, title=title, source=source, url=prefix + quote(title.replace(" ", "_")), sections=sections)
