@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +75,10 @@ def _load_shard(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory_mb: int | None = None) -> int:
-    """Write the bm25s index files for the concatenated shards into ``out_dir``; returns the document count."""
+def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory_mb: int | None = None, block_entries: int | None = None) -> int:
+    """Write the bm25s index files for the concatenated shards into ``out_dir``; returns the document count.
+
+    Blocks hold ``block_entries`` postings (default: what ``memory_mb``, else ``cfg.build_memory_mb``, allows)."""
     import bm25s
     from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
     from bm25s.utils import json_functions
@@ -117,7 +118,7 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(df, out=indptr[1:])
     budget = max(64, memory_mb or cfg.build_memory_mb) * 2**20
-    blocks = _term_blocks(indptr, max(1 << 16, budget // 4 // BYTES_PER_ENTRY))
+    blocks = _term_blocks(indptr, block_entries or max(1 << 16, budget // 4 // BYTES_PER_ENTRY))
 
     # Score each shard into a run sorted by (term, doc), with the run's offsets at every block boundary.
     runs: list[tuple[Path, np.ndarray]] = []
@@ -208,9 +209,48 @@ class _npy_writer:  # noqa: N801 - used like open()
             raise RuntimeError(f"{self.path}: wrote {written} bytes of postings, expected {self.expected}")
 
 
-def iter_shard_paths(shard_dir: Path, count: int) -> Iterator[Path]:
-    for i in range(count):
-        yield shard_dir / shard_name(i)
+def _tokenize_range(job: tuple[str, int, int, str], cfg: BM25Config) -> None:
+    """Pool worker: one shard of the chunk store (memory-mapped, so only its texts are read)."""
+    from krqa.corpus.store import load_chunks
+
+    store_dir, start, end, path = job
+    texts = load_chunks(store_dir)[start:end]["index_text"]
+    write_shard(tokenize_shard(texts, cfg.model_copy(update={"kiwi_workers": 1})), Path(path))
+
+
+def tokenize_store(store_dir: Path, n: int, cfg: BM25Config, shard_dir: Path, workers: int) -> list[Path]:
+    """Tokenize the chunk store into shard files, ``workers`` processes at a time; shards already on disk
+    (an interrupted build) are kept, so ``--resume`` redoes none of them."""
+    from tqdm import tqdm
+
+    from krqa.log import progress_disabled
+
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    ranges = shard_ranges(n, cfg.shard_chunks)
+    paths = [shard_dir / shard_name(i) for i in range(len(ranges))]
+    todo = [(str(store_dir), a, b, str(p)) for (a, b), p in zip(ranges, paths, strict=True) if not p.is_file()]
+    if len(todo) < len(ranges):
+        log.info("bm25: %d of %d shards already tokenized", len(ranges) - len(todo), len(ranges))
+    with tqdm(total=n, initial=n - sum(b - a for _, a, b, _ in todo), desc="kiwi tokenize", unit=" chunks", disable=progress_disabled()) as bar:
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
+                for job in pool.imap_unordered(_run_job, [(j, cfg) for j in todo]):
+                    bar.update(job[2] - job[1])
+        else:
+            from krqa.corpus.store import load_chunks
+
+            store = load_chunks(store_dir)
+            for job in todo:
+                write_shard(tokenize_shard(store[job[1]:job[2]]["index_text"], cfg), Path(job[3]))
+                bar.update(job[2] - job[1])
+    return paths
+
+
+def _run_job(args: tuple[tuple[str, int, int, str], BM25Config]) -> tuple[str, int, int, str]:
+    _tokenize_range(*args)
+    return args[0]
 
 
 def peak_rss_mb() -> float:

@@ -24,6 +24,7 @@ import numpy as np
 from krqa import __version__
 from krqa.config import KrqaConfig
 from krqa.corpus.config import SourceConfig
+from krqa.corpus.parallel import default_workers
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json
 from krqa.index import manifest as mf
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 STATE_FILE = "build_state.json"
 PROGRESS_FILE = "progress.json"
 BUFFER_FILE = "embeddings.npy.partial"
+SHARDS_DIR = "bm25_shards"
 
 
 def _sources(cfg: KrqaConfig, corpus_paths: list[str | os.PathLike[str]] | None) -> list[SourceConfig]:
@@ -90,8 +92,12 @@ def build_index(
     corpus_paths: list[str | os.PathLike[str]] | None = None,
     resume: bool = False,
     encoder: Encoder | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Build (or with ``resume`` continue) the index and return its manifest.
+
+    ``workers`` processes (default ``corpus.workers``; 0 = all cores) read, chunk and tokenize in parallel;
+    the index is the same for any count.
 
     ``encoder`` replaces the configured one (benchmarks pass a caching wrapper; tests inject failures); it
     must report the same name as the configured encoder or the index would not open with this config.
@@ -116,7 +122,7 @@ def build_index(
         from krqa.corpus.pipeline import build_chunks
 
         t = time.perf_counter()
-        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources)
+        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources, workers=workers)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
     from krqa.corpus.store import load_chunks
@@ -125,7 +131,7 @@ def build_index(
     n = len(store)
 
     if not state.done("bm25"):
-        _build_bm25(cfg, store, partial, state)
+        _build_bm25(cfg, store, partial, state, default_workers(cfg.corpus.workers if workers is None else workers))
         state.finish("bm25")
 
     enc_info = None
@@ -185,32 +191,30 @@ def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
     return manifest
 
 
-def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State) -> None:
-    from tqdm import tqdm
+def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State, workers: int = 1) -> None:
+    """Tokenize into shards (parallel, resumable), then merge them within ``index.bm25.build_memory_mb``."""
+    from krqa.index.bm25_build import tokenize_store
 
-    from krqa.index.bm25 import BM25Index
-    from krqa.index.tokenize import KiwiTokenizer
-
-    tokenizer = KiwiTokenizer(cfg.index.bm25)
-    bs = cfg.index.bm25.batch_size
-    vocab: dict[str, int] = {}
-    ids: list[list[int]] = []
+    shard_dir = partial / SHARDS_DIR
     t = time.perf_counter()
-    with tqdm(total=len(store), desc="kiwi tokenize", unit=" chunks", disable=progress_disabled()) as bar:
-        for start in range(0, len(store), bs):
-            texts = store[start:start + bs]["index_text"]
-            for terms in tokenizer.tokenize(texts):
-                ids.append([vocab.setdefault(term, len(vocab)) for term in terms])
-            bar.update(len(texts))
+    paths = tokenize_store(partial / mf.CHUNKS_DIR, len(store), cfg.index.bm25, shard_dir, workers)
     state.add_seconds("tokenize", time.perf_counter() - t)
     t = time.perf_counter()
-    index = BM25Index.build_from_ids(ids, vocab, cfg.index.bm25, tokenizer)
+    merge_bm25(paths, cfg.index.bm25, partial)
+    shutil.rmtree(shard_dir)
+    state.add_seconds("bm25", time.perf_counter() - t)
+
+
+def merge_bm25(paths: list[Path], bm25_cfg, partial: Path) -> None:
+    """Merge shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no half index)."""
+    from krqa.index.bm25_build import merge_shards
+
     tmp = partial / (mf.BM25_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    index.save(tmp)
+    tmp.mkdir()
+    merge_shards(paths, bm25_cfg, tmp)
     shutil.rmtree(partial / mf.BM25_DIR, ignore_errors=True)
     os.replace(tmp, partial / mf.BM25_DIR)
-    state.add_seconds("bm25", time.perf_counter() - t)
 
 
 def _encode(cfg: KrqaConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:

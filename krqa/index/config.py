@@ -25,6 +25,8 @@ class BM25Config(Section):
     k1: float = Field(1.2, gt=0, description="Term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="Length normalisation.")
     delta: float = Field(0.5, ge=0, description="Delta for bm25l / bm25+.")
+    shard_chunks: int = Field(50_000, ge=1, description="Chunks per tokenized shard: the unit of parallel work, of --resume, and of what the merge holds at once.")
+    build_memory_mb: int = Field(1024, ge=64, description="Memory budget of the BM25 merge (postings read per block of terms); the vocabulary comes on top.")
 
 
 class FaissConfig(Section):
