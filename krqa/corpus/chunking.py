@@ -141,10 +141,17 @@ class Chunker:
             raise ValueError("chunking.unit=tokens needs the encoder tokenizer's length function")
         self.cfg = cfg
         self.length_fn = length_fn or char_lengths
-        self.kiwi = kiwi or get_kiwi(cfg.kiwi_workers or os.cpu_count() or 1)
+        self._kiwi = kiwi
         self.exact = ExactDedup() if cfg.dedup else None
         self.near = NearDedup(cfg.near_dup_threshold) if cfg.near_dup_threshold < 1 else None
         self.stats = ChunkStats()
+
+    @property
+    def kiwi(self):
+        """Loaded on first use: a parallel build's parent only accepts chunks and never needs Kiwi."""
+        if self._kiwi is None:
+            self._kiwi = get_kiwi(self.cfg.kiwi_workers or os.cpu_count() or 1)
+        return self._kiwi
 
     def sentences(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Sentence spans for many texts with one Kiwi call (its worker threads split the list)."""
