@@ -70,10 +70,10 @@ def test_parallel_equals_single_process(repo: Path, tmp_path: Path, derived_dump
     sources = [*cfg.corpus.sources, *(SourceConfig(path=str(derived_dumps[k]), name=k) for k in ("xml", "bz2", "jsonl"))]
     one, rows_one = _build(cfg, tmp_path / "one", workers=1, sources=sources)
     two, rows_two = _build(cfg, tmp_path / "two", workers=2, sources=sources)
-    assert len(rows_one) == one.chunks > 600 and {r["source"] for r in rows_one} == {"kowiki", "namuwiki", "xml", "bz2", "jsonl"}
+    assert len(rows_one) == one.chunks > 500 and {r["source"] for r in rows_one} == {"kowiki", "namuwiki", "xml", "bz2", "jsonl"}
     assert rows_two == rows_one  # same chunk ids, order, text and every other column
     assert _summary(two) == _summary(one) and two.dropped_chunks == one.dropped_chunks
-    assert two.dropped_chunks.get("exact_duplicate", 0) + two.dropped_chunks.get("near_duplicate", 0) > 20
+    assert two.dropped_chunks.get("exact_duplicate", 0) + two.dropped_chunks.get("near_duplicate", 0) > 100
     jsonl = [s for s in two.sources if s.name == "jsonl"][0]
     assert [s["position"] for s in jsonl.skips] == ["line 43"]  # the bad last line keeps its global line number
 
