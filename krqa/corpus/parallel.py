@@ -3,7 +3,9 @@ candidate chunks and screened (length, Korean ratio, dedup hashes) in worker pro
 the candidates in corpus order, in the same document batches as a one-process build, so chunk ids, texts and
 duplicate decisions are identical. Only the first-seen-wins duplicate check is sequential, and it is cheap.
 
-The same :func:`chunk_piece` runs in Ray tasks (``krqa.index.ray_build``); only the map differs.
+The same :func:`chunk_piece` runs in Ray tasks (``krqa.index.ray_build``); only the map differs. The local
+pool uses the spawn start method (Kiwi's threads do not survive fork), so a script that builds with several
+workers needs the usual ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
