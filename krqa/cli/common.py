@@ -25,6 +25,11 @@ CorpusOpt = Annotated[
     typer.Option("--corpus", help="Dump to use instead of corpus.sources (repeatable; format detected).", show_default=False),
 ]
 
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option("--workers", "-w", min=0, help="Processes that read, clean, chunk and tokenize pieces of the dumps (default corpus.workers; 0 = all cores). The output does not depend on it.", show_default=False),
+]
+
 
 def get_config(config: Path | None, overrides: list[str] | None, **fields: Any) -> KrqaConfig:
     """Load the preset, then apply ``--set`` and then the command's own flags (``section.field=value``)."""

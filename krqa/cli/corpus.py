@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, WorkersOpt, get_config, print_json
 
 
 def build_corpus(
@@ -16,6 +16,7 @@ def build_corpus(
     corpus: CorpusOpt = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: <index.dir>/chunks).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping it.")] = False,
+    workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
@@ -30,7 +31,7 @@ def build_corpus(
     cfg = get_config(config, overrides, **{"corpus.strict": True if strict else None})
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
     out_dir = out if out is not None else cfg.resolve_path(cfg.index.dir) / "chunks"
-    report = build_chunks(cfg, out_dir, sources=sources)
+    report = build_chunks(cfg, out_dir, sources=sources, workers=workers)
     if json_out:
         print_json(report.to_json())
         return

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, WorkersOpt, get_config, print_json
 
 
 def build_index(
@@ -17,6 +17,9 @@ def build_index(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Index directory (default: index.dir); new, empty or a krqa index.", show_default=False)] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted build from its last finished batch.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping and reporting it; the previous index stays.")] = False,
+    workers: WorkersOpt = None,
+    engine: Annotated[str, typer.Option("--engine", help="local: worker processes on this machine; ray: a Ray cluster (needs the dist extra of krqa).")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join: 'auto' (this machine's cluster) or HOST:PORT; default index.ray.address, else a local one.", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Build BM25 (Kiwi morphemes, bm25s) and dense (FAISS) indexes over the corpus chunks.
@@ -24,12 +27,27 @@ def build_index(
     The build happens in <out>.partial/ and replaces <out> by an atomic swap only when complete; --resume
     continues it (or installs it, when it finished from the same corpus and config). <out> must be new,
     empty or a krqa index: any other directory, the current directory and its parents are refused.
+    Reading, chunking and tokenizing use --workers processes; with --engine ray they, and the encoding
+    (GPU actors when the cluster has GPUs), run on a Ray cluster. Every engine and worker count writes the
+    same index.
     """
+    from krqa.errors import InputError
     from krqa.index.build import build_index as build
 
+    if engine not in ("local", "ray"):
+        raise InputError(f"--engine {engine!r}: expected 'local' or 'ray'")
     cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None,
                                            "corpus.strict": True if strict else None})
-    manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume)
+    ray_engine = None
+    if engine == "ray":
+        from krqa.index.ray_build import RayEngine
+
+        ray_engine = RayEngine(cfg.index.ray, address=ray_address, base_dir=cfg.base_dir)
+    try:
+        manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume, workers=workers, engine=ray_engine)
+    finally:
+        if ray_engine is not None:
+            ray_engine.close()
     if json_out:
         print_json(manifest)
         return

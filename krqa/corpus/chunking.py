@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 
+import numpy as np
+
 from krqa.corpus.config import ChunkingConfig
 from krqa.corpus.dedup import ExactDedup, NearDedup
 from krqa.corpus.document import SECTION_SEP, Document
@@ -116,6 +118,16 @@ def pack(spans: list[tuple[int, int]], sizes: list[int], max_size: int, overlap:
 
 
 @dataclass
+class Screening:
+    """What :meth:`Chunker.screen` found per chunk: a drop reason or None, exact-dedup keys, and MinHash
+    signatures of the chunks that passed the length and Korean-ratio checks (in order)."""
+
+    reasons: list[str | None]
+    keys: list[bytes]
+    sigs: np.ndarray | None
+
+
+@dataclass
 class ChunkStats:
     chunks: int = 0
     dropped: Counter = field(default_factory=Counter)
@@ -129,10 +141,17 @@ class Chunker:
             raise ValueError("chunking.unit=tokens needs the encoder tokenizer's length function")
         self.cfg = cfg
         self.length_fn = length_fn or char_lengths
-        self.kiwi = kiwi or get_kiwi(cfg.kiwi_workers or os.cpu_count() or 1)
+        self._kiwi = kiwi
         self.exact = ExactDedup() if cfg.dedup else None
         self.near = NearDedup(cfg.near_dup_threshold) if cfg.near_dup_threshold < 1 else None
         self.stats = ChunkStats()
+
+    @property
+    def kiwi(self):
+        """Loaded on first use: a parallel build's parent only accepts chunks and never needs Kiwi."""
+        if self._kiwi is None:
+            self._kiwi = get_kiwi(self.cfg.kiwi_workers or os.cpu_count() or 1)
+        return self._kiwi
 
     def sentences(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Sentence spans for many texts with one Kiwi call (its worker threads split the list)."""
@@ -166,30 +185,61 @@ class Chunker:
             index_text = f"{prefix}\n{body}" if self.cfg.prefix_title else body
             yield Chunk(doc.id, doc.source, doc.title, section, doc.url, body, index_text, start, end)
 
-    def _accept(self, chunks: list[Chunk]) -> Iterator[Chunk]:
-        kept: list[Chunk] = []
+    def candidates_per_doc(self, docs: list[Document]) -> list[list[Chunk]]:
+        """Sentence split (one Kiwi call for all) and pack, before any filter: pure per document, so worker
+        processes can run it."""
+        units = [(doc, section, text) for doc in docs for section, text in doc.sections]
+        spans = iter(self.sentences([text for _, _, text in units]))
+        return [[c for section, text in doc.sections for c in self._chunks_for(doc, section, text, next(spans))] for doc in docs]
+
+    def candidates(self, docs: list[Document]) -> list[Chunk]:
+        return [c for doc_chunks in self.candidates_per_doc(docs) for c in doc_chunks]
+
+    def screen(self, chunks: list[Chunk]) -> Screening:
+        """The per-chunk half of the filters (length, Korean ratio, dedup hashes); no state is touched."""
+        reasons: list[str | None] = []
         for chunk in chunks:
             if len(chunk.text.strip()) < self.cfg.min_chars:
-                self.stats.dropped["too_short"] += 1
+                reasons.append("too_short")
             elif korean_ratio(chunk.text) < self.cfg.min_korean_ratio:
-                self.stats.dropped["low_korean_ratio"] += 1
-            elif self.exact is not None and self.exact.is_duplicate(chunk.text):
+                reasons.append("low_korean_ratio")
+            else:
+                reasons.append(None)
+        keys = [ExactDedup.key(c.text) if r is None else b"" for c, r in zip(chunks, reasons, strict=True)] if self.exact is not None else []
+        sigs = self.near.signatures([c.text for c, r in zip(chunks, reasons, strict=True) if r is None]) if self.near is not None else None
+        return Screening(reasons, keys, sigs)
+
+    def accept(self, chunks: list[Chunk], screening: Screening) -> list[Chunk]:
+        """The stateful half, in corpus order: first-seen-wins duplicate removal across the whole build."""
+        kept: list[Chunk] = []
+        kept_sigs: list[int] = []
+        passed = 0
+        for i, (chunk, reason) in enumerate(zip(chunks, screening.reasons, strict=True)):
+            if reason is not None:
+                self.stats.dropped[reason] += 1
+                continue
+            passed += 1
+            if self.exact is not None and self.exact.is_duplicate_key(screening.keys[i]):
                 self.stats.dropped["exact_duplicate"] += 1
             else:
                 kept.append(chunk)
-        dups = self.near.filter([c.text for c in kept]) if self.near is not None else [False] * len(kept)
+                kept_sigs.append(passed - 1)
+        if self.near is None or screening.sigs is None:
+            dups = [False] * len(kept)
+        else:
+            dups = self.near.filter_signatures(screening.sigs[kept_sigs])
+        out = []
         for chunk, dup in zip(kept, dups, strict=True):
             if dup:
                 self.stats.dropped["near_duplicate"] += 1
             else:
                 self.stats.chunks += 1
-                yield chunk
+                out.append(chunk)
+        return out
 
     def chunk_batch(self, docs: list[Document]) -> list[Chunk]:
-        units = [(doc, section, text) for doc in docs for section, text in doc.sections]
-        all_spans = self.sentences([text for _, _, text in units])
-        chunks = [c for (doc, section, text), spans in zip(units, all_spans, strict=True) for c in self._chunks_for(doc, section, text, spans)]
-        return list(self._accept(chunks))
+        chunks = self.candidates(docs)
+        return self.accept(chunks, self.screen(chunks))
 
     def chunk_documents(self, docs: Iterable[Document]) -> Iterator[Chunk]:
         batch: list[Document] = []

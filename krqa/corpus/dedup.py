@@ -31,8 +31,15 @@ class ExactDedup:
     def __init__(self) -> None:
         self._seen: set[bytes] = set()
 
+    @staticmethod
+    def key(text: str) -> bytes:
+        """The digest, computable anywhere (a worker process) and checked later with :meth:`is_duplicate_key`."""
+        return hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest()
+
     def is_duplicate(self, text: str) -> bool:
-        key = hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest()
+        return self.is_duplicate_key(self.key(text))
+
+    def is_duplicate_key(self, key: bytes) -> bool:
         if key in self._seen:
             return True
         self._seen.add(key)
@@ -82,9 +89,12 @@ class NearDedup:
     def filter(self, texts: list[str]) -> list[bool]:
         """For each text in order, True when it is a near duplicate of an accepted one (earlier batches or
         earlier in this batch); the others are accepted."""
-        if not texts:
+        return self.filter_signatures(self.signatures(texts)) if texts else []
+
+    def filter_signatures(self, sigs: np.ndarray) -> list[bool]:
+        """:meth:`filter` on signatures computed elsewhere: workers hash in parallel, one process decides in order."""
+        if not len(sigs):
             return []
-        sigs = self.signatures(texts)
         low = (sigs & np.uint64(0xFF)).astype(np.uint8)
         keys = self._band_keys(sigs)
         found = np.full(keys.shape, -1, dtype=np.int64)
@@ -97,7 +107,7 @@ class NearDedup:
         dup: list[bool] = []
         new_keys: list[np.ndarray] = []
         new_ids: list[int] = []
-        for i in range(len(texts)):
+        for i in range(len(sigs)):
             candidates = {int(c) for c in found[i] if c >= 0}
             candidates.update(batch[k] for k in keys[i].tolist() if k in batch)
             if any(self._similar(low[i], c) for c in candidates):

@@ -108,42 +108,43 @@ def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki",
         if offset < 0:
             prefix = _url_prefix(raw)
             continue
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield Skip("invalid_utf8", f"byte {offset + exc.start}", "page is not valid UTF-8")
-            continue
-        try:
-            page = ET.fromstring(text)
-        except ET.ParseError as exc:
-            yield Skip("malformed_xml", f"byte {offset}", str(exc))
-            continue
-        page_id = _field(page, "id").strip() or f"@{offset}"
-        title = _field(page, "title").strip()
-        where = f"page id {page_id} ({title or 'untitled'}, byte {offset})"
-        if _field(page, "ns").strip() not in ("0", ""):
-            yield Skip("namespace", where)
-            continue
-        rev = page.find("revision")
-        wikitext = _field(rev, "text") if rev is not None else ""
-        if page.find("redirect") is not None or _REDIRECT_TEXT.match(wikitext):
-            yield Skip("redirect", where)
-            continue
-        if not title or not wikitext.strip():
-            yield Skip("empty", where, "no title" if not title else "no text")
-            continue
-        if "(동음이의)" in title:
-            yield Skip("disambiguation", where)
-            continue
-        if len(wikitext) > max_page_chars:
-            log.warning("%s: %s: %d characters, cut to corpus.max_page_chars=%d", source, where, len(wikitext), max_page_chars)
-            yield Skip("page_truncated", where, f"{len(wikitext)} characters, the first {max_page_chars} kept")
-            wikitext = wikitext[:max_page_chars]
-        sections, disambiguation = clean_wikitext(wikitext)
-        if disambiguation:
-            yield Skip("disambiguation", where)
-            continue
-        if not sections:
-            yield Skip("no_content", where)
-            continue
-        yield Document(id=page_id, title=title, source=source, url=prefix + quote(title.replace(" ", "_")), sections=sections)
+        yield from page_record(raw, offset, prefix, source, max_page_chars=max_page_chars)
+
+
+def page_record(raw: bytes, offset: int, prefix: str = DEFAULT_BASE, source: str = "kowiki", at: str = "byte",
+                max_page_chars: int = DEFAULT_MAX_PAGE_CHARS) -> list[Document | Skip]:
+    """One ``<page>…</page>`` span as a document or the reason it is not one (a cut page gives a
+    ``page_truncated`` record, then its document); ``at`` names what ``offset`` counts (a parallel build
+    reading a piece of a compressed dump says where that piece starts)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [Skip("invalid_utf8", f"{at} {offset + exc.start}", "page is not valid UTF-8")]
+    try:
+        page = ET.fromstring(text)
+    except ET.ParseError as exc:
+        return [Skip("malformed_xml", f"{at} {offset}", str(exc))]
+    page_id = _field(page, "id").strip() or f"@{offset}"
+    title = _field(page, "title").strip()
+    where = f"page id {page_id} ({title or 'untitled'}, {at} {offset})"
+    if _field(page, "ns").strip() not in ("0", ""):
+        return [Skip("namespace", where)]
+    rev = page.find("revision")
+    wikitext = _field(rev, "text") if rev is not None else ""
+    if page.find("redirect") is not None or _REDIRECT_TEXT.match(wikitext):
+        return [Skip("redirect", where)]
+    if not title or not wikitext.strip():
+        return [Skip("empty", where, "no title" if not title else "no text")]
+    if "(동음이의)" in title:
+        return [Skip("disambiguation", where)]
+    out: list[Document | Skip] = []
+    if len(wikitext) > max_page_chars:
+        log.warning("%s: %s: %d characters, cut to corpus.max_page_chars=%d", source, where, len(wikitext), max_page_chars)
+        out.append(Skip("page_truncated", where, f"{len(wikitext)} characters, the first {max_page_chars} kept"))
+        wikitext = wikitext[:max_page_chars]
+    sections, disambiguation = clean_wikitext(wikitext)
+    if disambiguation:
+        return [*out, Skip("disambiguation", where)]
+    if not sections:
+        return [*out, Skip("no_content", where)]
+    return [*out, Document(id=page_id, title=title, source=source, url=prefix + quote(title.replace(" ", "_")), sections=sections)]

@@ -11,15 +11,17 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from krqa.config import KrqaConfig
-from krqa.corpus.chunking import Chunker, LengthFn
+from krqa.corpus.chunking import Chunk, Chunker, LengthFn
 from krqa.corpus.config import SourceConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.mediawiki import iter_mediawiki
 from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.parallel import PieceMap, accept_in_order, default_workers, pool_map
+from krqa.corpus.pieces import Piece, plan_pieces
 from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
 from krqa.corpus.store import write_chunks
 from krqa.errors import InputError
@@ -144,8 +146,14 @@ def build_chunks(
     sources: list[SourceConfig] | None = None,
     strict: bool | None = None,
     length_fn: LengthFn | None = None,
+    workers: int | None = None,
+    piece_map: PieceMap | None = None,
 ) -> CorpusReport:
-    """Read every source, chunk, and write the chunk store plus ``corpus_report.json`` into ``out_dir``."""
+    """Read every source, chunk, and write the chunk store plus ``corpus_report.json`` into ``out_dir``.
+
+    With more than one worker (default ``corpus.workers``, 0 = all cores) or a ``piece_map`` (Ray), the dumps
+    are cut into pieces processed in parallel (:mod:`krqa.corpus.parallel`); the chunks are the same.
+    """
     sources = list(sources if sources is not None else cfg.corpus.sources)
     strict = cfg.corpus.strict if strict is None else strict
     if not sources:
@@ -165,9 +173,43 @@ def build_chunks(
     report = CorpusReport(out_dir=str(out_dir), sources=reports)
     started = time.perf_counter()
 
+    workers = default_workers(cfg.corpus.workers if workers is None else workers)
+    piece_bytes = max(1, int(cfg.corpus.piece_mb * 1e6))
+    if piece_map is None and workers > 1 and length_fn is None and sum(r.bytes for r in reports) > piece_bytes:
+        piece_map = pool_map(workers)  # below one piece of input, starting processes costs more than it saves
+
+    def parallel_chunks() -> Iterator[Chunk]:
+        pieces = [replace(p, max_page_chars=cfg.corpus.max_page_chars) for i, (source, rep) in enumerate(zip(sources, reports, strict=True))
+                  for p in plan_pieces(i, rep.name, Path(rep.path), rep.format, piece_bytes, source.limit)]
+        log.info("corpus: %d pieces", len(pieces))
+        from tqdm import tqdm
+
+        from krqa.log import progress_disabled
+
+        with tqdm(desc="read+chunk", unit=" docs", disable=progress_disabled()) as bar:
+
+            def on_record(piece: Piece, record: Skip | None) -> None:
+                rep = reports[piece.source]
+                if record is None:
+                    rep.docs += 1
+                    bar.update()
+                else:
+                    _note(rep, record)
+
+            assert piece_map is not None
+            yield from accept_in_order(pieces, piece_map(pieces, cfg.corpus.chunking.model_dump()), chunker, on_record)
+
+    def _note(rep: SourceReport, record: Skip) -> None:
+        rep.note(record)
+        if record.is_error:
+            if strict:
+                raise InputError(f"{rep.path}: {record} (strict mode)")
+            log.warning("%s: skipped %s", rep.path, record)
+
     def rows() -> Iterator[dict]:
         by_source = {r.name: r for r in reports}
-        for chunk in chunker.chunk_documents(documents_with_source()):
+        chunks = parallel_chunks() if piece_map is not None else chunker.chunk_documents(documents_with_source())
+        for chunk in chunks:
             by_source[chunk.source].chunks += 1
             yield chunk.to_row()
 
@@ -183,11 +225,7 @@ def build_chunks(
         with tqdm(desc=f"read {rep.name}", unit=" docs", disable=progress_disabled()) as bar:
             for record in iter_records(source.model_copy(update={"format": rep.format}), base, cfg.corpus.max_page_chars):
                 if isinstance(record, Skip):
-                    rep.note(record)
-                    if record.is_error:
-                        if strict:
-                            raise InputError(f"{rep.path}: {record} (strict mode)")
-                        log.warning("%s: skipped %s", rep.path, record)
+                    _note(rep, record)
                     continue
                 record.source = rep.name
                 rep.docs += 1

@@ -20,25 +20,41 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
+from functools import partial as partial_fn
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from krqa import __version__
 from krqa.config import KrqaConfig
 from krqa.corpus.config import SourceConfig
+from krqa.corpus.parallel import PieceMap, default_workers
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
 from krqa.index import manifest as mf
+from krqa.index.config import BM25Config, DenseConfig
 from krqa.index.encoders import Encoder, make_encoder
 from krqa.log import progress_disabled
 
 log = logging.getLogger(__name__)
 
+
+class BuildEngine(Protocol):
+    """Where the parallel stages run; the local default is worker processes on this machine."""
+
+    piece_map: PieceMap
+
+    def tokenize(self, store_dir: Path, n: int, cfg: BM25Config, shard_dir: Path) -> list[Path]:
+        """Write every missing BM25 shard file under ``shard_dir``; return all shard paths in order."""
+
+    def encode(self, store_dir: Path, n: int, cfg: DenseConfig, dense_dir: Path, name: str, dim: int) -> None:
+        """Write ``dense_dir/embeddings.npy`` (n x dim), keeping finished shards of an interrupted run."""
+
 STATE_FILE = "build_state.json"
 PROGRESS_FILE = "progress.json"
 BUFFER_FILE = "embeddings.npy.partial"
+SHARDS_DIR = "bm25_shards"
 
 
 def _sources(cfg: KrqaConfig, corpus_paths: list[str | os.PathLike[str]] | None) -> list[SourceConfig]:
@@ -94,8 +110,14 @@ def build_index(
     corpus_paths: list[str | os.PathLike[str]] | None = None,
     resume: bool = False,
     encoder: Encoder | None = None,
+    workers: int | None = None,
+    engine: BuildEngine | None = None,
 ) -> dict[str, Any]:
     """Build (or with ``resume`` continue) the index and return its manifest.
+
+    ``workers`` processes (default ``corpus.workers``; 0 = all cores) read, chunk and tokenize in parallel;
+    the index is the same for any count. An ``engine`` (Ray: :mod:`krqa.index.ray_build`) runs those stages
+    and the encoding on a cluster instead; the files it leaves are the same.
 
     ``encoder`` replaces the configured one (benchmarks pass a caching wrapper; tests inject failures); it
     must report the same name as the configured encoder or the index would not open with this config.
@@ -127,7 +149,7 @@ def build_index(
         from krqa.corpus.pipeline import build_chunks
 
         t = time.perf_counter()
-        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources)
+        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
     from krqa.corpus.store import load_chunks
@@ -136,7 +158,7 @@ def build_index(
     n = len(store)
 
     if not state.done("bm25"):
-        _build_bm25(cfg, store, partial, state)
+        _build_bm25(cfg, store, partial, state, default_workers(cfg.corpus.workers if workers is None else workers), engine)
         state.finish("bm25")
 
     enc_info = None
@@ -145,7 +167,12 @@ def build_index(
         assert encoder is not None
         enc_info = {"backend": cfg.index.dense.backend, "name": encoder.name, "dim": int(encoder.dim)}
         if not state.done("encode"):
-            _encode(cfg, store, partial, state, encoder)
+            if engine is not None:
+                t = time.perf_counter()
+                engine.encode(partial / mf.CHUNKS_DIR, n, cfg.index.dense, partial / mf.DENSE_DIR, encoder.name, int(encoder.dim))
+                state.add_seconds("encode", time.perf_counter() - t)
+            else:
+                _encode(cfg, store, partial, state, encoder)
             state.finish("encode")
         if not state.done("faiss"):
             _build_faiss(cfg, partial, state)
@@ -203,32 +230,31 @@ def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
     return manifest
 
 
-def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State) -> None:
-    from tqdm import tqdm
+def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State, workers: int = 1, engine: BuildEngine | None = None) -> None:
+    """Tokenize into shards (parallel, resumable), then merge them within ``index.bm25.build_memory_mb``."""
+    from krqa.index.bm25_build import tokenize_store
 
-    from krqa.index.bm25 import BM25Index
-    from krqa.index.tokenize import KiwiTokenizer
-
-    tokenizer = KiwiTokenizer(cfg.index.bm25)
-    bs = cfg.index.bm25.batch_size
-    vocab: dict[str, int] = {}
-    ids: list[list[int]] = []
+    shard_dir = partial / SHARDS_DIR
     t = time.perf_counter()
-    with tqdm(total=len(store), desc="kiwi tokenize", unit=" chunks", disable=progress_disabled()) as bar:
-        for start in range(0, len(store), bs):
-            texts = store[start:start + bs]["index_text"]
-            for terms in tokenizer.tokenize(texts):
-                ids.append([vocab.setdefault(term, len(vocab)) for term in terms])
-            bar.update(len(texts))
+    tokenize = engine.tokenize if engine is not None else partial_fn(tokenize_store, workers=workers)
+    paths = tokenize(partial / mf.CHUNKS_DIR, len(store), cfg.index.bm25, shard_dir)
     state.add_seconds("tokenize", time.perf_counter() - t)
     t = time.perf_counter()
-    index = BM25Index.build_from_ids(ids, vocab, cfg.index.bm25, tokenizer)
+    merge_bm25(paths, cfg.index.bm25, partial)
+    shutil.rmtree(shard_dir)
+    state.add_seconds("bm25", time.perf_counter() - t)
+
+
+def merge_bm25(paths: list[Path], bm25_cfg, partial: Path) -> None:
+    """Merge shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no half index)."""
+    from krqa.index.bm25_build import merge_shards
+
     tmp = partial / (mf.BM25_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    index.save(tmp)
+    tmp.mkdir()
+    merge_shards(paths, bm25_cfg, tmp)
     shutil.rmtree(partial / mf.BM25_DIR, ignore_errors=True)
     os.replace(tmp, partial / mf.BM25_DIR)
-    state.add_seconds("bm25", time.perf_counter() - t)
 
 
 def _encode(cfg: KrqaConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:

@@ -25,6 +25,8 @@ class BM25Config(Section):
     k1: float = Field(1.2, gt=0, description="Term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="Length normalisation.")
     delta: float = Field(0.5, ge=0, description="Delta for bm25l / bm25+.")
+    shard_chunks: int = Field(50_000, ge=1, description="Chunks per tokenized shard: the unit of parallel work, of --resume, and of what the merge holds at once.")
+    build_memory_mb: int = Field(1024, ge=64, description="Memory budget of the BM25 merge (postings read per block of terms); the vocabulary comes on top.")
 
 
 class FaissConfig(Section):
@@ -52,10 +54,19 @@ class DenseConfig(Section):
     faiss: FaissConfig = Field(default_factory=FaissConfig, description="FAISS index settings.")
 
 
+class RayConfig(Section):
+    address: str | None = Field(None, description="Ray cluster for `build-index --engine ray`: 'auto' joins the cluster this machine belongs to; null starts a local one.")
+    encoder_actors: int = Field(0, ge=0, description="Encoder actors (each loads the encoder once); 0: one per GPU in the cluster, or 1 without GPUs.")
+    gpus_per_actor: float = Field(1.0, ge=0, description="GPUs each encoder actor reserves when the cluster has GPUs (0.5 packs two per GPU).")
+    cpus_per_task: float = Field(1.0, gt=0, description="CPUs reserved by each read/chunk and tokenize task.")
+    encode_shard_rows: int = Field(4096, ge=1, description="Chunks per encoding task: the unit of retry and of --resume.")
+
+
 class IndexConfig(Section):
     dir: str = Field("index/sample", description="Index directory (manifest, chunk store, BM25, FAISS).")
     bm25: BM25Config = Field(default_factory=BM25Config, description="Sparse index settings.")
     dense: DenseConfig = Field(default_factory=DenseConfig, description="Dense index settings.")
+    ray: RayConfig = Field(default_factory=RayConfig, description="The Ray engine of build-index (krqa[dist]).")
 
 
 class QueryConfig(Section):
