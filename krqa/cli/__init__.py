@@ -15,6 +15,7 @@ from krqa import __version__
 from krqa.cli import ablate, config_cmd, corpus, data, demo, eval_retrieval, evaluate, index, predict, search, serve, train
 from krqa.errors import KrqaError
 from krqa.log import setup_logging
+from krqa.sysmem import return_freed_memory
 
 app = typer.Typer(
     name="krqa",
@@ -59,6 +60,7 @@ app.command("ablate")(ablate.ablate)
 
 def main() -> None:
     """Console entry point: a KrqaError becomes one line on stderr and its exit code, never a trace."""
+    return_freed_memory()
     try:
         app()
     except KrqaError as err:
