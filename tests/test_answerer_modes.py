@@ -94,7 +94,7 @@ def test_unparseable_options_fall_back_to_generation(tiny_cfg, generator, repo: 
 
 
 def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
-    picked = items[:6]
+    picked = [i for i in items if i.question_type != "선다형"][:6]
     everything = Answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}), retriever, generator).answer_items(picked, rag=True, top_k=3)
     scores = sorted(h.score for r in everything for h in r.contexts)
     floor = scores[len(scores) // 2]
@@ -107,12 +107,31 @@ def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: l
     assert dropped == 0 and len(kept) == len(everything[0].contexts)
 
 
+def test_pmi_subtracts_the_no_passage_scores(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
+    """With passages: sum log p(option | passage, question) - w * sum log p(option | question), best passage only."""
+    cfg = _with(tiny_cfg, retrieval={"mode": "bm25"}, generation={"mc_normalization": "pmi", "mc_pmi_weight": 0.5, "mc_max_passages": 1})
+    answerer = Answerer(cfg, retriever, generator)
+    mc = [i for i in items if i.question_type == "선다형"][:4]
+    results = answerer.answer_items(mc, rag=True, top_k=3)
+    for item, res in zip(mc, results, strict=True):
+        assert len(res.contexts) == 1 and res.contexts_retrieved == 3
+        with_ctx = generator.score_options([answerer.builder.build_prompt(item, res.contexts).text], [list(item.options)])[0]
+        without = generator.score_options([answerer.builder.build_prompt(item, []).text], [list(item.options)])[0]
+        expected = [a.logprob - 0.5 * b.logprob for a, b in zip(with_ctx, without)]
+        assert res.answer == str(expected.index(max(expected)) + 1)
+    no_rag = answerer.answer_items(mc, rag=False)
+    for item, res in zip(mc, no_rag, strict=True):  # no passages: a plain sum
+        plain = generator.score_options([answerer.builder.build_prompt(item, []).text], [list(item.options)])[0]
+        sums = [s.logprob for s in plain]
+        assert res.answer == str(sums.index(max(sums)) + 1)
+
+
 def test_rag_types_turn_retrieval_off_per_type(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
     cfg = _with(tiny_cfg, retrieval={"mode": "bm25"}, predict={"rag_types": ["단답형"]})
     results = Answerer(cfg, retriever, generator).answer_items(items, rag=True, top_k=2)
     for item, res in zip(items, results, strict=True):
         assert res.rag == (item.question_type == "단답형")
-        assert bool(res.contexts) == res.rag
+        assert bool(res.contexts) == res.rag == (res.contexts_retrieved > 0)
 
 
 @pytest.mark.parametrize("text, problem", [

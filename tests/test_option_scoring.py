@@ -75,7 +75,7 @@ def test_normalisations() -> None:
     assert pick(normalise(lp, nt, nc, "sum")) == 2
     assert pick(normalise(lp, nt, nc, "mean")) == 1
     assert normalise(lp, nt, nc, "char").tolist() == [-0.5, -1.5, -3.0]
-    assert pick(normalise(lp, nt, nc, "calibrated", content_free=[-1.0, -0.5, -8.5])) == 3
+    assert pick(normalise(lp, nt, nc, "calibrated", reference=[-1.0, -0.5, -8.5])) == 3
     assert normalise([0.0], [0], [0], "mean")[0] == -np.inf
     with pytest.raises(ValueError):
         normalise(lp, nt, nc, "calibrated")

@@ -142,13 +142,14 @@ class Answerer:
         return str(position + 1) if self.gen_cfg.mc_target == "number" else option
 
     def _score(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
-        """Every order of every item's options in one scoring call; calibrated scores add the content-free prompts."""
+        """Every order of every item's options in one scoring call, plus a reference prompt per order when the
+        normalisation needs one (content-free for 'calibrated', no passages for 'pmi' when there are passages)."""
         g = self.gen_cfg
-        calibrated = g.mc_normalization == "calibrated"
-        plans: list[tuple[list[list[int]], list[Prompt]]] = []
         texts: list[str] = []
         conts: list[list[str]] = []
+        plans: list[tuple[list[list[int]], list[Prompt], bool]] = []
         for item, ctx in zip(items, contexts):
+            ctx = ctx[: g.mc_max_passages]
             # A cloze prompt does not show the options, so their order cannot bias it: one order is enough.
             orders = rotations(len(item.options), 1 if g.mc_target == "cloze" else g.mc_permutations)
             prompts = []
@@ -159,25 +160,33 @@ class Answerer:
                 targets = [self._target(opt, pos) for pos, opt in enumerate(shown)]
                 texts.append(prompt.text)
                 conts.append(targets)
-                if calibrated:
-                    texts.append(self.builder.content_free(item, shown))
+                reference = self._reference_prompt(item, shown, prompt)
+                if reference is not None:
+                    texts.append(reference)
                     conts.append(targets)
-            plans.append((orders, prompts))
+            plans.append((orders, prompts, self._reference_prompt(item, [item.options[o] for o in orders[0]], prompts[0]) is not None))
         started = time.perf_counter()
         scores = iter(self.generator.score_options(texts, conts))
         ms = round((time.perf_counter() - started) * 1000.0, 3)
         out = []
-        for item, ctx, (orders, prompts) in zip(items, contexts, plans, strict=True):
+        for item, ctx, (orders, prompts, has_reference) in zip(items, contexts, plans, strict=True):
             per_order = []
             for _ in orders:
                 row = next(scores)
-                free = [s.logprob for s in next(scores)] if calibrated else None
-                per_order.append(normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.mc_normalization, free))
+                ref = [s.logprob for s in next(scores)] if has_reference else None
+                per_order.append(normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.mc_normalization, ref, g.mc_pmi_weight))
             final = average_orders(orders, per_order)
-            probs = softmax(final)
-            answer = str(pick(final))
             raw = json.dumps({"option_scores": [round(float(x), 4) for x in final]}, ensure_ascii=False)
             first = prompts[0]
-            out.append(AnswerResult(answer=answer, raw=raw, contexts=list(ctx[: first.contexts_used]), timings_ms={"generate": ms},
-                                    prompt_tokens=first.n_tokens, method="score", option_probs=[round(p, 4) for p in probs]))
+            out.append(AnswerResult(answer=str(pick(final)), raw=raw, contexts=list(ctx[: first.contexts_used]), timings_ms={"generate": ms},
+                                    prompt_tokens=first.n_tokens, method="score", option_probs=[round(p, 4) for p in softmax(final)]))
         return out
+
+    def _reference_prompt(self, item: QAItem, shown: list[str], prompt: Prompt) -> str | None:
+        """The prompt whose option scores are subtracted, or None when the normalisation needs none."""
+        how = self.gen_cfg.mc_normalization
+        if how == "calibrated":
+            return self.builder.content_free(item, shown)
+        if how == "pmi" and prompt.contexts_used:
+            return self.builder.build_prompt(item, [], options=shown).text
+        return None

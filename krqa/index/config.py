@@ -71,7 +71,7 @@ class IndexConfig(Section):
 
 class QueryConfig(Section):
     use_topic_keyword: bool = Field(True, description="Add the item's topic_keyword to the query.")
-    options: Literal["none", "append", "per_option"] = Field("append", description="선다형 options: ignored, appended to the query, or one sub-query per option with merged results.")
+    options: Literal["none", "append", "per_option"] = Field("none", description="선다형 options: ignored (default: options taken from other paragraphs of the same article pull those paragraphs up; on held-out KorQuAD items the top chunk held the answer for 0.97 of questions without them, 0.93 with them appended), appended to the query, or one sub-query per option with merged results.")
 
 
 class RerankerConfig(Section):
