@@ -47,14 +47,27 @@ def _write_variants(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def proof_rows(run_dir: Path, top_k: int) -> list[dict]:
-    """base no-RAG / RAG, stage 1 RAG, stage 2 RAG, each with 선다형 by generation and by option scoring."""
+def proof_rows(run_dir: Path | None, top_k: int) -> list[dict]:
+    """base no-RAG / RAG, stage 1 RAG, stage 2 RAG, each with 선다형 by generation and by option scoring (the
+    default: cloze prompt, top passage, pmi); then the base model with the 선다형 alternatives that the defaults
+    were chosen over (options listed in the prompt, with and without averaging 4 orders; three passages; no floor).
+    Rows that differ only in 선다형 settings share their 단답형/서술형 predictions."""
     rows = []
-    models = [("base", None, False), ("base", None, True), ("stage1", str(run_dir / "stage1" / "adapter"), True), ("stage2", str(run_dir / "stage2" / "adapter"), True)]
+    models = [("base", None, False), ("base", None, True)]
+    if run_dir is not None:
+        models += [("stage1", str(run_dir / "stage1" / "adapter"), True), ("stage2", str(run_dir / "stage2" / "adapter"), True)]
     for name, adapter, rag in models:
         for mode in ("generate", "score"):
             where = f"RAG k={top_k}" if rag else "no-RAG"
             rows.append({"name": f"{name} · {where} · {mode}", "rag": rag, "adapter": adapter, "top_k": top_k if rag else None, "set": {"generation.mc_mode": mode}})
+    rag = {"rag": True, "adapter": None, "top_k": top_k}
+    rows += [
+        {"name": f"base · RAG k={top_k} · score, options listed", **rag, "set": {"generation.mc_target": "text"}},
+        {"name": f"base · RAG k={top_k} · score, options listed, 4 orders", **rag, "set": {"generation.mc_target": "text", "generation.mc_permutations": 4}},
+        {"name": f"base · RAG k={top_k} · score, 3 passages", **rag, "set": {"generation.mc_max_passages": 3}},
+        {"name": f"base · RAG k={top_k} · score, mean log-lik (no pmi)", **rag, "set": {"generation.mc_normalization": "mean"}},
+        {"name": f"base · RAG k={top_k} · score, no score floor", **rag, "set": {"retrieval.min_score": None}},
+    ]
     return rows
 
 
@@ -118,8 +131,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "quality")
     parser.add_argument("--only", default="reading,nikl,click")
-    parser.add_argument("--train-items", type=int, default=600, help="Reading items (balanced by type) in the training slice.")
-    parser.add_argument("--steps", type=int, default=150, help="Optimizer steps per stage (batch 4).")
+    parser.add_argument("--train-items", type=int, default=400, help="Reading items (balanced by type) in the training slice.")
+    parser.add_argument("--steps", type=int, default=100, help="Optimizer steps per stage (batch 4).")
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)

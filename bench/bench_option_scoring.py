@@ -1,11 +1,12 @@
 """Cost of answering 선다형 by option scoring against a greedy 6-token generation of the same prompts.
 
 The issue's budget: scoring 4–5 options must cost at most 1.5x a greedy generation of 6 new tokens of the same
-prompt. Both run on the same prompts (NIKL-style 선다형 items with retrieved passages, so the prompt dominates as
-in real use), the same model and batch size; generation is forced to 6 new tokens (``min_new_tokens``) so it never
-stops early. Timed: ``Generator.score_options`` (one prefill per prompt, its KV cache shared by the options) and
-``Generator.generate_timed``; also scoring with a full forward pass per option (no shared cache), which is what
-the cache saves. Median of ``--runs`` interleaved runs; ratios are from the same run.
+prompt. Both run on the same prompts (KorQuAD 선다형 items with passages, so the prompt dominates as in real use),
+the same model and batch size; generation is forced to 6 new tokens (``min_new_tokens``) so it never stops early.
+Timed: ``Generator.score_options`` on the prompts (one prefill per prompt, its KV cache shared by the options);
+the default 'pmi' scoring, which also scores the options after the same question without passages (a shorter
+second prompt); ``Generator.generate_timed``; and scoring with a full forward pass per option (no shared cache),
+which is what the cache saves. Median of ``--runs`` interleaved runs; ratios are from the same run.
 
     .venv/bin/python bench/bench_option_scoring.py [--config configs/cpu-demo.yaml] [--items 16] [--runs 3]
 """
@@ -28,7 +29,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=16, help="선다형 items per run.")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--passages", type=int, default=3, help="Passages (paragraphs of the same article) per prompt.")
+    parser.add_argument("--passages", type=int, default=1, help="Passages (paragraphs of the same article) per prompt; 선다형 scoring uses one.")
     args = parser.parse_args()
 
     import torch
@@ -41,7 +42,7 @@ def main() -> None:
 
     cfg = load_config(args.config, [f"generation.batch_size={args.batch_size}", "generation.max_new_tokens.선다형=6"])
     generator = make_generator(cfg, adapter="", backend="transformers")
-    builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target="text")
+    builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target="cloze")
     if READING.is_file():
         import json
 
@@ -57,6 +58,7 @@ def main() -> None:
         items = [i for i in load_items(REPO / "corpus" / "sample_qa.json") if i.question_type == MC][: args.items]
         contexts = [[{"title": i.topic_keyword, "text": i.question * 8}] * args.passages for i in items]
     prompts = [builder.build_prompt(i, c).text for i, c in zip(items, contexts)]
+    bare = [builder.build_prompt(i, []).text for i in items]
     options = [list(i.options) for i in items]
     n_tokens = [len(generator.tokenizer(p)["input_ids"]) for p in prompts]
     generator.gen_cfg = cfg.generation.model_copy(update={"desc_min_new_tokens": 0})
@@ -73,12 +75,16 @@ def main() -> None:
     def score() -> None:
         generator.score_options(prompts, options)
 
+    def score_pmi() -> None:
+        generator.score_options(prompts + bare, options + options)
+
     def per_option() -> None:
         # One prompt + option sequence per row, no shared cache: what scoring costs without the prefix reuse.
         flat_prompts = [p + o for p, opts in zip(prompts, options) for o in opts]
         generator.score_options(flat_prompts, [[""] for _ in flat_prompts])
 
-    cases = {"greedy generation, 6 new tokens": generate, "option scoring, shared prompt cache": score, "option scoring, one pass per option": per_option}
+    cases = {"greedy generation, 6 new tokens": generate, "option scoring, shared prompt cache": score,
+             "option scoring + no-passage reference (pmi, the default)": score_pmi, "option scoring, one pass per option": per_option}
     for fn in cases.values():
         fn()  # warm-up
     times: dict[str, list[float]] = {k: [] for k in cases}

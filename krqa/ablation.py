@@ -28,7 +28,7 @@ from krqa.qa.data import MC, QUESTION_TYPES, QAItem, load_items, save_items
 
 log = logging.getLogger(__name__)
 
-MC_FIELDS = ("mc_mode", "mc_target", "mc_normalization", "mc_permutations")
+MC_FIELDS = ("mc_mode", "mc_target", "mc_normalization", "mc_permutations", "mc_pmi_weight", "mc_max_passages")
 
 
 @dataclass

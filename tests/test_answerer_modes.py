@@ -58,6 +58,14 @@ def test_permutations_and_calibration_give_valid_options(tiny_cfg, generator, it
         assert all(r.method == "score" and r.answer in {str(n) for n in range(1, len(i.options) + 1)} for i, r in zip(mc, res))
 
 
+def test_five_options(tiny_cfg, generator) -> None:
+    item = QAItem("five", "문화 지식", "역사", "선다형", "한글", "한글을 만든 왕은?\\n 1\\t태조 2\\t태종 3\\t세종 4\\t세조 5\\t성종", answer="3")
+    assert len(item.options) == 5
+    for target in ("cloze", "text", "number"):
+        res = Answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 5}), None, generator).answer_items([item], rag=False)[0]
+        assert res.answer in {"1", "2", "3", "4", "5"} and len(res.option_probs) == 5
+
+
 def test_cloze_scores_one_order_and_listed_scores_every_order(tiny_cfg, generator, items: list[QAItem]) -> None:
     mc = [i for i in items if i.question_type == "선다형"][:2]
 

@@ -129,7 +129,10 @@ class Answerer:
                 return
             idx = sorted(bad)
             log.info("서술형: %d answers are not prose (%s); sampling candidate %d", len(idx), ", ".join(sorted(set(bad.values()))), attempt + 1)
-            again = self.generator.generate_timed([prompts[i].text for i in idx], [DESC] * len(idx), sample_seed=self.gen_cfg.seed + attempt)
+            # One prompt per call: a sampled batch depends on its neighbours and padding, and the same question
+            # must get the same answer from predict's batches and from the server's micro-batches.
+            seed = self.gen_cfg.seed + attempt
+            again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed)[0] for i in idx]
             for i, gen in zip(idx, again, strict=True):
                 answer = postprocess(items[i], gen.text, self.gen_cfg)
                 results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)

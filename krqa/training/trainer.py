@@ -27,7 +27,7 @@ from krqa.generation.config import mc_answer_style
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_dir, atomic_write_json
 from krqa.log import progress_disabled
-from krqa.qa.data import QAItem
+from krqa.qa.data import MC, QAItem
 from krqa.training import lora
 from krqa.training.data import PadCollator, TrainExample, count_tokens, encode_examples, pack
 from krqa.training.external import SourceItem, load_external, load_nikl, training_targets
@@ -360,12 +360,20 @@ def _retrieve(plan_: Plan, items: list[QAItem]) -> tuple[dict[str, list[Hit]], d
 
 
 def _usable_hits(cfg: KrqaConfig, hits: dict[str, list[Any]], items: list[QAItem]) -> dict[str, list[Any]]:
-    """What predict would put in each prompt: nothing for types outside ``predict.rag_types``, and only passages
-    at or above ``retrieval.min_score``."""
+    """What predict would put in each prompt: nothing for types outside ``predict.rag_types``, only passages at or
+    above ``retrieval.min_score``, and for 선다형 option scoring at most ``generation.mc_max_passages``."""
     from krqa.generation.answerer import gate
 
     rag_types = set(cfg.predict.rag_types)
-    return {i.id: gate(hits[i.id], cfg.retrieval.min_score)[0] if i.question_type in rag_types else [] for i in items}
+    mc_cap = cfg.generation.mc_max_passages if cfg.generation.mc_mode == "score" else None
+
+    def usable(item: QAItem) -> list[Any]:
+        if item.question_type not in rag_types:
+            return []
+        kept = gate(hits[item.id], cfg.retrieval.min_score)[0]
+        return kept[:mc_cap] if item.question_type == MC and mc_cap is not None else kept
+
+    return {i.id: usable(i) for i in items}
 
 
 def _unique_items(groups: list[list[QAItem]]) -> list[QAItem]:
