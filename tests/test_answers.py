@@ -166,3 +166,12 @@ def test_short_degenerate_answer_keeps_first_raw_word(raw: str) -> None:
 @pytest.mark.parametrize(("raw", "expected"), [("## 누리호 발사", "누리호 발사"), ("三國", "三國"), ("**<b>설날</b>**", "설날")])
 def test_desc_never_empty(raw: str, expected: str) -> None:
     assert desc_answer(raw, 600) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("설날에는 차례를 지내고 세배를 한다. [질문] 추석에는 무엇을 하나요? [답변] 송편을 빚는다.", "설날에는 차례를 지내고 세배를 한다."),
+    ("[답변] 설날에는 떡국을 먹는다.", "설날에는 떡국을 먹는다."),
+    ("[답변]\n[참고 문서] 설날은 음력 1월 1일이다.", "설날은 음력 1월 1일이다."),
+])
+def test_desc_stops_at_the_next_prompt_turn(raw: str, expected: str) -> None:
+    assert desc_answer(raw, 600) == expected

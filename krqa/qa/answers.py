@@ -226,9 +226,21 @@ def desc_problem(answer: str, avoid: Sequence[str] = ()) -> str | None:
     return None
 
 
+def _before_prompt_mark(text: str) -> str:
+    """The answer up to the first prompt marker: a base model that writes '[질문]' or '[답변]' after its answer
+    has started another turn of the prompt, and what follows is not part of the answer. A marker that opens the
+    text is dropped instead."""
+    while (mark := _PROMPT_MARK.search(text)) is not None:
+        head = text[: mark.start()]
+        if head.strip():
+            return head
+        text = text[mark.end():]
+    return text
+
+
 def desc_answer(text: str, max_chars: int) -> str:
     """One plain paragraph (no lists, markup or hanja) capped at a sentence boundary."""
-    text = _LEAD.sub("", text, count=1)
+    text = _LEAD.sub("", _before_prompt_mark(text), count=1)
     plain = re.sub(r"\s+", " ", _plain(text)).strip()
     if not plain:
         # Only a heading, markup or hanja: keep the words without the markup rather than submit nothing.
