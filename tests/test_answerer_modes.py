@@ -168,7 +168,8 @@ class _Scripted:
         from krqa.generation.generator import Generation
 
         self.seeds.append(sample_seed)
-        text = "설날 > 풍습과 놀이 > 차례와 성묘 > 음식" if sample_seed is None else self.sampled[len(self.seeds) - 2]
+        seeds = sorted({s for s in self.seeds if s is not None})
+        text = "설날 > 풍습과 놀이 > 차례와 성묘 > 음식" if sample_seed is None else self.sampled[seeds.index(sample_seed)]
         return [Generation(text, 1.0, 5, len(prompts)) for _ in prompts]
 
 
@@ -177,7 +178,7 @@ def test_descriptive_candidates_replace_non_prose(tiny_cfg, tiny_tokenizer, item
     prose = "설날은 음력 정월 초하루로, 차례를 지내고 세배를 하며 떡국을 먹는 명절이다."
     scripted = _Scripted(tiny_tokenizer, ["설날 풍습 음식 차례", prose])
     res = Answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(desc, rag=False)
-    assert scripted.seeds == [None, 8, 9]  # greedy, then two seeded samples
+    assert scripted.seeds == [None, 8, 8, 9, 9]  # greedy for both, then two seeded samples, one prompt per call
     assert all(r.answer == prose and r.method == "generate-candidate-3" and r.problem is None for r in res)
     assert all(r.timings_ms["generate"] == 3.0 for r in res)
     stuck = _Scripted(tiny_tokenizer, ["설날 > 풍습 > 차례와 성묘 > 음식"])
