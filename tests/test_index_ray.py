@@ -139,10 +139,13 @@ def test_killed_encoder_worker_is_retried_and_result_unchanged(repo: Path, tmp_p
 
 class FailAfter:
     """The configured encoder that logs each batch to a file and raises after ``limit`` batches (a build
-    interrupted mid-encoding); ``limit=None`` never fails."""
+    interrupted mid-encoding); ``limit=None`` never fails. Before raising it waits until the driver has recorded a
+    finished batch in ``progress``: otherwise the failure can overtake every result still in Ray's queues (under
+    load it did) and the resume would have nothing to skip. Ray hands results on in its own time, so anywhere
+    from one to ``limit`` shards count as done."""
 
-    def __init__(self, dense: dict, log: str, limit: int | None, load: bool = False) -> None:
-        self.dense, self.log, self.limit = dense, log, limit
+    def __init__(self, dense: dict, log: str, limit: int | None, progress: str = "", load: bool = False) -> None:
+        self.dense, self.log, self.limit, self.progress = dense, log, limit, progress
         if load:
             from krqa.index.config import DenseConfig
             from krqa.index.encoders import make_encoder
@@ -151,10 +154,23 @@ class FailAfter:
             self.name, self.dim, self.calls = self.inner.name, self.inner.dim, 0
 
     def __call__(self) -> FailAfter:
-        return FailAfter(self.dense, self.log, self.limit, load=True)
+        return FailAfter(self.dense, self.log, self.limit, self.progress, load=True)
+
+    def _recorded(self) -> int:
+        import json
+
+        try:
+            return len(json.loads(Path(self.progress).read_text(encoding="utf-8"))["done"])
+        except (OSError, ValueError, KeyError):
+            return 0
 
     def encode_passages(self, texts):
+        import time
+
         if self.limit is not None and self.calls >= self.limit:
+            deadline = time.monotonic() + 120
+            while self._recorded() < 1 and time.monotonic() < deadline:
+                time.sleep(0.1)
             raise RuntimeError("injected failure")
         self.calls += 1
         with open(self.log, "a", encoding="utf-8") as fh:
@@ -171,10 +187,10 @@ def test_interrupted_ray_encoding_resumes_without_redoing_shards(repo: Path, tmp
     sets = [*encoder_sets, "index.ray.encode_shard_rows=4", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
     cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'index'}", *sets])
     log = tmp_path / "batches.log"
+    progress_path = tmp_path / "index.partial" / "dense" / "ray_progress.json"
     with pytest.raises(Exception, match="injected failure"):
-        build_index(cfg, corpus_paths=[corpus], engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=2)))
-    progress = json.loads((tmp_path / "index.partial" / "dense" / "ray_progress.json").read_text())
-    done = len(progress["done"])
+        build_index(cfg, corpus_paths=[corpus], engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=2, progress=str(progress_path))))
+    done = len(json.loads(progress_path.read_text())["done"])
     assert 1 <= done <= 2 and not (tmp_path / "index").exists()
     log.unlink()
     manifest = build_index(cfg, corpus_paths=[corpus], resume=True, engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=None)))
