@@ -48,8 +48,8 @@ def _write_variants(path: Path, rows: list[dict]) -> Path:
 
 
 def proof_rows(run_dir: Path | None, top_k: int) -> list[dict]:
-    """base no-RAG / RAG, stage 1 RAG, stage 2 RAG, each with 선다형 by generation and by option scoring (the
-    default: cloze prompt, top passage, pmi); then the base model with the 선다형 alternatives that the defaults
+    """base no-RAG / RAG with 선다형 by generation and by option scoring (the default: cloze prompt, top passage,
+    pmi), stage 1 RAG and stage 2 RAG by option scoring; then the base model with the 선다형 alternatives that the defaults
     were chosen over (options listed in the prompt, with and without averaging 4 orders; three passages; no floor).
     Rows that differ only in 선다형 settings share their 단답형/서술형 predictions."""
     rows = []
@@ -57,7 +57,7 @@ def proof_rows(run_dir: Path | None, top_k: int) -> list[dict]:
     if run_dir is not None:
         models += [("stage1", str(run_dir / "stage1" / "adapter"), True), ("stage2", str(run_dir / "stage2" / "adapter"), True)]
     for name, adapter, rag in models:
-        for mode in ("generate", "score"):
+        for mode in ("generate", "score") if adapter is None else ("score",):
             where = f"RAG k={top_k}" if rag else "no-RAG"
             rows.append({"name": f"{name} · {where} · {mode}", "rag": rag, "adapter": adapter, "top_k": top_k if rag else None, "set": {"generation.mc_mode": mode}})
     rag = {"rag": True, "adapter": None, "top_k": top_k}
