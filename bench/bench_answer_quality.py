@@ -14,7 +14,7 @@ its output exists, so a killed run continues):
 
     .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,click]
 
-Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown under --work.
+Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown (ablation.md) under --work.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from typing import Any
 
 from krqa.config import KrqaConfig, dump_config, load_config_data
 from krqa.errors import InputError
-from krqa.fsutil import atomic_write_json, sha256_file
+from krqa.fsutil import atomic_write_json, atomic_write_text, sha256_file
 from krqa.qa.data import MC, QUESTION_TYPES, QAItem, load_items, save_items
 
 log = logging.getLogger(__name__)
@@ -203,7 +203,31 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
         "official": model_metrics, "config": dump_config(base), "rows": rows,
     }
     atomic_write_json(out_dir / "ablation.json", result)
+    atomic_write_text(out_dir / "ablation.md", markdown_table(result))
     from krqa.ablation_plot import plot_ablation
 
     result["chart"] = str(plot_ablation(result, out_dir / "ablation.png"))
     return result
+
+
+def _md_cell(score: dict[str, float] | None) -> str:
+    return "—" if score is None else f"{score['value']:.3f} [{score['low']:.3f}, {score['high']:.3f}]"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """``ablation.md``: the table as Markdown, for a report or a README, with the same columns as the terminal."""
+    desc = "서술형" if result["official"] else "서술형 ROUGE-1 ²"
+    head = ["variant", "선다형 acc", "단답형 EM", desc, "final ¹", "Δ final vs baseline", "p"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1)]
+    for row in result["rows"]:
+        vs, sc = row["vs_baseline"], row["scores"]
+        delta = "baseline" if vs is None else f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]"
+        p_value = "" if vs is None else f"{vs['p_value']:.3f}"
+        cells = [row["name"], _md_cell(sc.get(QUESTION_TYPES[0])), _md_cell(sc.get(QUESTION_TYPES[1])), _md_cell(sc.get(QUESTION_TYPES[2])), _md_cell(sc.get("final")), delta, p_value]
+        lines.append("| " + " | ".join(cells) + " |")
+    counts = ", ".join(f"{t} {n}" for t, n in result["by_type"].items() if n)
+    notes = [f"{result['items']} items ({counts}). ¹ mean of the per-type scores over the types present; [low, high] = 95% bootstrap "
+             "interval (items resampled within each type); p = paired bootstrap, two-sided."]
+    if not result["official"] and result["by_type"].get(QUESTION_TYPES[2]):
+        notes.append("² BERTScore/BLEURT not run: 서술형 and final are NOT the official numbers.")
+    return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
