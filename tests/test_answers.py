@@ -171,7 +171,10 @@ def test_desc_never_empty(raw: str, expected: str) -> None:
 @pytest.mark.parametrize(("raw", "expected"), [
     ("설날에는 차례를 지내고 세배를 한다. [질문] 추석에는 무엇을 하나요? [답변] 송편을 빚는다.", "설날에는 차례를 지내고 세배를 한다."),
     ("[답변] 설날에는 떡국을 먹는다.", "설날에는 떡국을 먹는다."),
-    ("[답변]\n[참고 문서] 설날은 음력 1월 1일이다.", "설날은 음력 1월 1일이다."),
+    ("[답변]\n[참고 문서] 설날은 음력 1월 1일을 이르는 한국의 명절이다.", "설날은 음력 1월 1일을 이르는 한국의 명절이다."),
+    ("판소리\n소리꾼\n추임새\n\n[답변]\n판소리는 소리꾼이 고수의 북장단에 맞추어 이야기를 노래하는 공연이다.",
+     "판소리는 소리꾼이 고수의 북장단에 맞추어 이야기를 노래하는 공연이다."),
+    ("설날\n[답변]\n설날", "설날"),
 ])
-def test_desc_stops_at_the_next_prompt_turn(raw: str, expected: str) -> None:
+def test_desc_keeps_the_answer_between_prompt_turns(raw: str, expected: str) -> None:
     assert desc_answer(raw, 600) == expected

@@ -226,21 +226,19 @@ def desc_problem(answer: str, avoid: Sequence[str] = ()) -> str | None:
     return None
 
 
-def _before_prompt_mark(text: str) -> str:
-    """The answer up to the first prompt marker: a base model that writes '[질문]' or '[답변]' after its answer
-    has started another turn of the prompt, and what follows is not part of the answer. A marker that opens the
-    text is dropped instead."""
-    while (mark := _PROMPT_MARK.search(text)) is not None:
-        head = text[: mark.start()]
-        if head.strip():
-            return head
-        text = text[mark.end():]
-    return text
+def _answer_segment(text: str) -> str:
+    """The part of a generation between prompt markers that holds the answer. A base model often writes a
+    heading, then '[답변]' and the answer; or the answer, then '[질문]' and another turn. The first part that
+    reads as a sentence is the answer; without one, the first non-empty part."""
+    parts = [p for p in _PROMPT_MARK.split(text) if p.strip()]
+    if not parts:
+        return text
+    return next((p for p in parts if len(p.strip()) >= DESC_MIN_CHARS and _PREDICATE_END.search(p)), parts[0])
 
 
 def desc_answer(text: str, max_chars: int) -> str:
     """One plain paragraph (no lists, markup or hanja) capped at a sentence boundary."""
-    text = _LEAD.sub("", _before_prompt_mark(text), count=1)
+    text = _LEAD.sub("", _answer_segment(text), count=1)
     plain = re.sub(r"\s+", " ", _plain(text)).strip()
     if not plain:
         # Only a heading, markup or hanja: keep the words without the markup rather than submit nothing.
