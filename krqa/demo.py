@@ -105,7 +105,10 @@ def step_compare(cfg: KrqaConfig, report: DemoReport) -> None:
     started = time.perf_counter()
     adapter = _adapter_dir(cfg)
     use = str(adapter) if (adapter / "adapter_config.json").is_file() else None
-    rows = [Variant("no-RAG", rag=False, adapter=use), Variant("RAG", rag=True, adapter=use)]
+    # One greedy 서술형 answer per question here: sampling candidates one prompt at a time would double the step's
+    # time, and both rows are compared under the same settings (the serve step keeps the configured candidates).
+    one = {"generation.desc_candidates": 1}
+    rows = [Variant("no-RAG", rag=False, adapter=use, sets=one), Variant("RAG", rag=True, adapter=use, sets=one)]
     out = cfg.resolve_path(cfg.train.output_dir) / "compare"
     report.comparison = ablate(cfg, cfg.resolve_path(cfg.train.train_file), rows, out, baseline="no-RAG", n_boot=1000)
     _timed(report, "compare", {"status": "scored", "dir": str(out), "adapter": use}, started)

@@ -53,6 +53,10 @@ def test_demo_end_to_end_on_tiny_config(repo: Path, tmp_path: Path) -> None:
     report = json.loads(proc.stdout)
     assert [report["steps"][s]["status"] for s in ("index", "model", "train", "serve")] == ["built", "ready", "trained", "answered"]
     assert (tmp_path / "run" / "loss_curve.png").is_file()
+    assert report["steps"]["compare"]["status"] == "scored"
+    rows = report["comparison"]["rows"]
+    assert [r["name"] for r in rows] == ["no-RAG", "RAG"] and all(r["sets"] == {"generation.desc_candidates": 1} for r in rows)
+    assert rows[1]["vs_baseline"] is not None and set(rows[1]["scores"]) == {"선다형", "단답형", "서술형", "final"}
     assert len(report["answers"]) == 3 * QUESTIONS_PER_TYPE
     for ans in report["answers"]:
         assert ans["contexts"] and all(c["source"] in {"kowiki", "namuwiki"} for c in ans["contexts"])
