@@ -40,7 +40,7 @@ def measure_cpu(runs: int, steps: int) -> list[dict]:
     import torch
 
     from krqa.config import load_config
-    from krqa.generation.models import load_tokenizer
+    from krqa.generation.lm import load_tokenizer
     from krqa.qa.prompts import PromptBuilder
     from krqa.training import lora
 
@@ -210,7 +210,7 @@ def main() -> None:
         tokenizer = None
         if args.tokenizer_model:
             from krqa.generation.config import ModelConfig
-            from krqa.generation.models import load_tokenizer
+            from krqa.generation.lm import load_tokenizer
 
             tokenizer = load_tokenizer(ModelConfig(base=args.tokenizer_model))
         estimate(args.chars_per_token, args.mfu, tokenizer)

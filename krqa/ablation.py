@@ -151,7 +151,7 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
 
 def item_scores(report: dict[str, Any]) -> dict[str, list[float]]:
     """Per-item official scores by type, from a ``score`` report (서술형: mean of the metrics that ran)."""
-    from krqa.qa.metrics.aggregate import DESC_METRICS
+    from krqa.qa.scorer.aggregate import DESC_METRICS
 
     out: dict[str, list[float]] = {t: [] for t in QUESTION_TYPES}
     for it in report["items"]:
@@ -173,8 +173,8 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
     from tqdm.auto import tqdm
 
     from krqa.log import progress_disabled
-    from krqa.qa.metrics import score
-    from krqa.qa.metrics.bootstrap import confidence, paired
+    from krqa.qa.scorer import score
+    from krqa.qa.scorer.bootstrap import confidence, paired
 
     if not variants:
         raise InputError("no variants to run")
@@ -190,7 +190,7 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
     per_item: dict[str, dict[str, list[float]]] = {}
     for variant in tqdm(variants, desc="ablate", unit="variant", disable=progress_disabled()):
         answers, info = run_variant(base, variant, gold, out_dir, config_hint)
-        report = score([g.to_json(a) for g, a in zip(gold, answers, strict=True)], gold, base.evaluate, model_metrics=model_metrics, base_dir=base.base_dir)
+        report = score([g.to_json(a) for g, a in zip(gold, answers, strict=True)], gold, base.evaluate, model_metrics=model_metrics)
         per_item[variant.name] = item_scores(report)
         ci = confidence(per_item[variant.name], n_boot=n_boot, seed=seed)
         rows.append({**variant.to_json(), "scores": {k: v.to_json() for k, v in ci.items()}, "n": {t: len(v) for t, v in per_item[variant.name].items()},

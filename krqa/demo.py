@@ -60,7 +60,7 @@ def step_index(cfg: KrqaConfig, report: DemoReport, force: bool) -> None:
 
 
 def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
-    from krqa.generation.models import resolve_base_model
+    from krqa.generation.lm import resolve_base_model
 
     started = time.perf_counter()
     path = resolve_base_model(cfg.model)

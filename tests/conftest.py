@@ -48,7 +48,7 @@ def tiny_cfg(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_cfg):
-    from krqa.generation.models import load_tokenizer
+    from krqa.generation.lm import load_tokenizer
 
     return load_tokenizer(tiny_cfg.model)
 

@@ -27,7 +27,7 @@ def _config(repo: Path, *sets: str):
 
 
 def _build(cfg, out: Path, workers: int, sources=None):
-    report = build_chunks(cfg, out, sources=sources, workers=workers)
+    report = build_chunks(cfg.corpus, out, sources=sources, workers=workers)
     return report, load_chunks(out).to_list()
 
 
@@ -95,5 +95,5 @@ def test_corrupt_bz2_stream_costs_only_its_pages(repo: Path, tmp_path: Path, der
     single, _ = _build(cfg, tmp_path / "seq", workers=1, sources=sources)
     assert single.sources[0].docs < report.sources[0].docs  # one pass stops at the damage
     with pytest.raises(InputError, match=f"corrupt_stream at bz2 stream at file byte {start}"):
-        build_chunks(_config(repo, "corpus.strict=true"), tmp_path / "strict", sources=sources, workers=2)
+        build_chunks(_config(repo, "corpus.strict=true").corpus, tmp_path / "strict", sources=sources, workers=2)
     assert not (tmp_path / "strict").exists()

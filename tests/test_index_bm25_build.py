@@ -23,7 +23,7 @@ QUERIES = ["설날은 음력 몇 월 며칠인가", "판소리 고수 북장단"
 @pytest.fixture(scope="module")
 def texts(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     out = tmp_path_factory.mktemp("chunks") / "store"
-    build_chunks(load_config(repo / "configs" / "tiny-test.yaml"), out, workers=1)
+    build_chunks(load_config(repo / "configs" / "tiny-test.yaml").corpus, out, workers=1)
     return list(load_chunks(out)["index_text"])
 
 

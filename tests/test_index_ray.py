@@ -35,7 +35,7 @@ def cluster():
 def _engine(cfg, factory=None):
     from krqa.index.ray_build import RayEngine
 
-    return RayEngine(cfg.index.ray, base_dir=cfg.base_dir, encoder_factory=factory)
+    return RayEngine(cfg.index.ray, encoder_factory=factory)
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 from krqa.errors import InputError
 from krqa.qa.config import EvaluateConfig
 from krqa.qa.data import QAItem
-from krqa.qa.metrics import (
+from krqa.qa.scorer import (
     BertScorer, BleurtScorer, MetricUnavailable, final_score, match_predictions, mc_correct, rouge1_f1,
     rouge1_scores, score, short_exact, short_relaxed,
 )
-from krqa.qa.metrics.aggregate import ItemScore, summarize
-from krqa.qa.metrics.lexical import (
+from krqa.qa.scorer.aggregate import ItemScore, summarize
+from krqa.qa.scorer.lexical import (
     KiwiTokenizer, make_tokenizer, mc_correct_lenient, mecab_available, rouge_preprocess, short_exact_no_space,
 )
 
@@ -242,7 +242,7 @@ def test_bleurt_with_embedding_projection_loads_and_runs(tmp_path: Path) -> None
     import torch
     from safetensors.torch import save_file
 
-    from krqa.qa.metrics.models import _bleurt_module
+    from krqa.qa.scorer.model_scores import _bleurt_module
 
     path, tokenizer, model = _tiny_bert(tmp_path, "bleurt20")
     _save_as_bleurt(path, tokenizer, model, embedding_size=16)
@@ -287,7 +287,7 @@ def test_score_with_tiny_models_gives_official_final(tiny_bert_dir: Path, tmp_pa
 def test_bleurt_sentencepiece_pair_encoding(tmp_path: Path) -> None:
     import sentencepiece
 
-    from krqa.qa.metrics.models import _bleurt_tokenizer
+    from krqa.qa.scorer.model_scores import _bleurt_tokenizer
 
     corpus = tmp_path / "c.txt"
     corpus.write_text("\n".join(["세종대왕은 훈민정음을 창제하였다", "한국의 전통 문화"] * 20), encoding="utf-8")

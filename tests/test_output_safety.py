@@ -96,11 +96,11 @@ def test_build_corpus_refuses_a_foreign_directory(repo: Path, tmp_path: Path) ->
 
     sources = [SourceConfig(path=str(corpus))]
     with pytest.raises(InputError, match=r"chunks: not empty and not a krqa chunk store \(no corpus_report.json\)"):
-        build_chunks(cfg, out, sources=sources)
+        build_chunks(cfg.corpus, out, sources=sources)
     assert _intact(out)
     store = tmp_path / "store"
-    assert build_chunks(cfg, store, sources=sources).chunks > 0
-    assert build_chunks(cfg, store, sources=sources).chunks > 0  # a chunk store may be replaced
+    assert build_chunks(cfg.corpus, store, sources=sources).chunks > 0
+    assert build_chunks(cfg.corpus, store, sources=sources).chunks > 0  # a chunk store may be replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks", "corpus.jsonl", "store"]
 
 

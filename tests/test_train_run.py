@@ -97,7 +97,7 @@ def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_stage1_loss_goes_down_and_resume(repo: Path, tmp_path: Path) -> None:
-    from krqa.generation.models import load_model
+    from krqa.generation.lm import load_model
 
     run = tmp_path / "run"
     # interrupted: the run stops after 2 of its 12 optimizer steps (3 epochs x 32 items / batch 8)
@@ -147,7 +147,7 @@ def tiny_index(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_two_stages_with_rag(repo: Path, tmp_path: Path, tiny_index: Path) -> None:
-    from krqa.generation.models import load_model
+    from krqa.generation.lm import load_model
 
     run = tmp_path / "run"
     sets = [f"index.dir={tiny_index}", "train.stage1.epochs=1", "train.stage2.epochs=1"]

@@ -42,7 +42,7 @@ def build_index(
     if engine == "ray":
         from krqa.index.ray_build import RayEngine
 
-        ray_engine = RayEngine(cfg.index.ray, address=ray_address, base_dir=cfg.base_dir)
+        ray_engine = RayEngine(cfg.index.ray, address=ray_address)
     try:
         manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume, workers=workers, engine=ray_engine)
     finally:

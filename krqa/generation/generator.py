@@ -92,11 +92,12 @@ class TransformersGenerator(Generator):
 
     def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
         super().__init__(cfg.generation)
-        from krqa.generation.models import load_model, load_tokenizer, resolve_device
+        from krqa.generation.lm import load_model, load_tokenizer
+        from krqa.model_location import resolve_device
 
         self.tokenizer = load_tokenizer(cfg.model)
         self.model = load_model(cfg.model, adapter=adapter)
-        self.device = resolve_device(cfg.model)
+        self.device = resolve_device(cfg.model.device)
         self.model_name = cfg.model.base
         self.adapter = adapter
         self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
@@ -179,7 +180,7 @@ class VllmGenerator(Generator):
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
-        from krqa.generation.models import load_tokenizer, resolve_base_model
+        from krqa.generation.lm import load_tokenizer, resolve_base_model
 
         base = resolve_base_model(cfg.model)
         self.tokenizer = load_tokenizer(cfg.model)
@@ -188,7 +189,7 @@ class VllmGenerator(Generator):
         lora: dict[str, Any] = {}
         self.lora_request = None
         if adapter:
-            from krqa.generation.models import check_adapter
+            from krqa.generation.lm import check_adapter
 
             check_adapter(adapter, base, cfg.model.base)
             lora = {"enable_lora": True, "max_lora_rank": adapter_rank(adapter), "max_loras": 1}

@@ -149,7 +149,8 @@ def build_index(
         from krqa.corpus.pipeline import build_chunks
 
         t = time.perf_counter()
-        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None)
+        build_chunks(cfg.corpus, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None,
+                     token_model=cfg.index.dense.model)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
     from krqa.corpus.store import load_chunks
@@ -163,7 +164,7 @@ def build_index(
 
     enc_info = None
     if cfg.index.dense.backend != "none":
-        encoder = encoder or make_encoder(cfg.index.dense, cfg.base_dir)
+        encoder = encoder or make_encoder(cfg.index.dense)
         assert encoder is not None
         enc_info = {"backend": cfg.index.dense.backend, "name": encoder.name, "dim": int(encoder.dim)}
         if not state.done("encode"):

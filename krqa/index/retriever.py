@@ -230,11 +230,13 @@ def _load_cross_encoder(model: str):
         from sentence_transformers import CrossEncoder
     except ImportError:
         raise InputError("retrieval.reranker needs: pip install sentence-transformers") from None
+    from krqa.model_location import find_model_dir
+
+    path = find_model_dir(model, "retrieval.reranker.model")
     try:
-        return CrossEncoder(model, local_files_only=True)
+        return CrossEncoder(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"retrieval.reranker.model '{model}': not found locally ({exc.__class__.__name__}); "
-                         f"download it once with `huggingface-cli download {model}` or set a local directory") from None
+        raise InputError(f"retrieval.reranker.model={model!r}: cannot load {path} ({exc.__class__.__name__})") from None
 
 
 def _open_table(store_dir: Path):
@@ -273,7 +275,7 @@ def open_retriever(cfg: KrqaConfig, index_dir: str | os.PathLike[str] | None = N
         mf.check_encoder(root, manifest, wanted)
         from krqa.index.dense import read_faiss
 
-        encoder = make_encoder(cfg.index.dense, cfg.base_dir)
+        encoder = make_encoder(cfg.index.dense)
         mf.check_encoder(root, manifest, encoder.name, int(encoder.dim))
         faiss_cfg = cfg.index.dense.faiss.model_copy(update={"type": manifest["faiss"]["type"]})
         faiss_index = read_faiss(root / mf.FAISS_FILE, faiss_cfg)

@@ -62,7 +62,7 @@ def peft_config(lora: LoraConfig) -> Any:
 
 def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision: str, base_path: Path | None = None) -> Any:
     """The frozen base model in the training dtype (4-bit when QLoRA); ``base_path`` overrides model.base."""
-    from krqa.generation.models import load_model
+    from krqa.generation.lm import load_model
 
     dtype = _DTYPES[precision]
     cfg = model_cfg.model_copy(update={"dtype": dtype, **({"base": str(base_path)} if base_path else {})})
@@ -71,7 +71,7 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from krqa.generation.models import resolve_base_model
+    from krqa.generation.lm import resolve_base_model
 
     quant = BitsAndBytesConfig(
         load_in_4bit=True,

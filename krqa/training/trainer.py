@@ -111,7 +111,7 @@ def _check_resume_bases(cfg: KrqaConfig, run: RunDir, stages: list[str], base_pa
 
 def plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: bool = False, config_path: str | None = None) -> Plan:
     """Validate the invocation and load the data; raises InputError with a one-line reason on bad input."""
-    from krqa.generation.models import resolve_base_model
+    from krqa.generation.lm import resolve_base_model
 
     tc = cfg.train
     if stage not in ("1", "2", "all"):
@@ -390,7 +390,7 @@ def _eval_callbacks(plan_: Plan, dev_contexts: dict[str, list[Any]] | None, base
     """Generation eval answers through predict's code path; ``base`` is the merged base of stage2_init=merge."""
     if not plan_.cfg.train.eval_generate or not plan_.dev_items:
         return []
-    from krqa.training.evalgen import GenerateEvalCallback
+    from krqa.training.answer_eval import GenerateEvalCallback
 
     cfg = plan_.cfg if base is None else plan_.cfg.model_copy(update={"model": plan_.cfg.model.model_copy(update={"base": str(base)})})
     return [GenerateEvalCallback(cfg, plan_.dev_items[: plan_.cfg.train.eval_generate_max_items], dev_contexts)]
@@ -400,7 +400,7 @@ def execute(plan_: Plan) -> dict[str, Any]:
     """Run the planned stages; returns a summary (paths, per-stage loss and time) for the CLI."""
     from accelerate import PartialState
 
-    from krqa.generation.models import load_tokenizer
+    from krqa.generation.lm import load_tokenizer
     from krqa.qa.prompts import PromptBuilder
     from krqa.training.plot import plot_loss_curve
 

@@ -37,10 +37,10 @@ class GenerateEvalCallback(TrainerCallback):
         from krqa.generation.answerer import Answerer
         from krqa.generation.generator import make_generator
         from krqa.index.retriever import open_retriever
-        from krqa.qa.metrics import score
+        from krqa.qa.scorer import score
 
         was_training = model.training
-        with tempfile.TemporaryDirectory(prefix="krqa-evalgen-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="krqa-answer-eval-") as tmp:
             model.save_pretrained(tmp)
             generator = make_generator(self.cfg, adapter=tmp, backend="transformers")
             retriever = open_retriever(self.cfg) if self.rag else None
