@@ -120,7 +120,9 @@ def part_key(cfg: KrqaConfig, variant: Variant, qa_sha: str, kind: str, adapter_
 
 def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir: Path, config_hint: str) -> tuple[list[str], dict[str, Any]]:
     """Answers for ``items`` (in order) and where they came from; each part is predicted once per key."""
-    from krqa.generation.predict import PredictOptions, adapter_identity, predict, resolve_adapter
+    from krqa.generation.predict import adapter_identity
+    from krqa.index.types import SearchParams
+    from krqa.wiring import resolve_adapter, run_predict
 
     cfg = variant_config(base, variant)
     adapter = resolve_adapter(cfg, variant.adapter if variant.adapter is not None else "")
@@ -140,8 +142,9 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         qa_path = part_dir / "questions.json"
         if not qa_path.is_file():
             save_items(part, qa_path)
-        opts = PredictOptions(input=qa_path, output=part_dir / "pred.json", adapter=adapter or "", rag=variant.rag, top_k=variant.top_k, resume=True)
-        report = predict(cfg_part, opts, config_hint=config_hint)
+        cfg_part = cfg_part.model_copy(update={"predict": cfg_part.predict.model_copy(update={"rag": variant.rag})})
+        report = run_predict(cfg_part, qa_path, part_dir / "pred.json", adapter=adapter or "", search=SearchParams(top_k=variant.top_k),
+                             resume=True, config_hint=config_hint)
         preds = json.loads((part_dir / "pred.json").read_text(encoding="utf-8"))
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
         info["parts"][kind] = {"dir": str(part_dir), "answered_now": report["answered_now"], "resumed": report["resumed"],

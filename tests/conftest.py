@@ -61,5 +61,5 @@ def tiny_bm25_index(tiny_cfg, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-bm25") / "index"
     cfg = tiny_cfg.model_copy(update={"index": tiny_cfg.index.model_copy(update={"dir": str(out), "dense": tiny_cfg.index.dense.model_copy(update={"backend": "none"})}),
                                       "retrieval": tiny_cfg.retrieval.model_copy(update={"mode": "bm25"})})
-    build_index(cfg, out_dir=out)
+    build_index(cfg.corpus, cfg.index, out_dir=out)
     return out

@@ -33,7 +33,7 @@ def cfg(repo: Path, cache: Path) -> KrqaConfig:
 def generator(cfg: KrqaConfig):
     from krqa.generation.generator import make_generator
 
-    return make_generator(cfg)
+    return make_generator(cfg.model, cfg.generation)
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +167,7 @@ def test_vllm_backend(cfg: KrqaConfig, tmp_path: Path) -> None:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(InputError, match=r"vllm is not installed"):
-            make_generator(cfg, backend="vllm")
+            make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "vllm"}))
         pytest.skip("vllm not installed: only the missing-backend error is checked")
     pytest.skip("vllm needs a CUDA GPU; not exercised in the CPU suite")
 
@@ -176,16 +176,16 @@ def test_unknown_backend_and_missing_adapter(cfg: KrqaConfig, tmp_path: Path) ->
     from krqa.generation.generator import make_generator
 
     with pytest.raises(InputError, match="expected transformers or vllm"):
-        make_generator(cfg, backend="onnx")
+        make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "onnx"}))
     with pytest.raises(InputError, match="directory not found"):
-        make_generator(cfg, adapter=str(tmp_path / "none"))
+        make_generator(cfg.model, cfg.generation, adapter=str(tmp_path / "none"))
 
 
 class _Retriever:
     """Test double with the retriever's item API: two fixed passages per item."""
 
     def __init__(self) -> None:
-        from krqa.index.retriever import Hit
+        from krqa.index.types import Hit
 
         self.hits = [Hit(i, 1.0 / i, f"doc{i}", f"제목{i}", "", "설날에는 떡국을 먹는다. " * 10, "test", "") for i in (1, 2)]
         self.calls: list[int] = []
@@ -196,10 +196,10 @@ class _Retriever:
 
 
 def test_answerer(cfg: KrqaConfig, generator, items: list[QAItem]) -> None:
-    from krqa.generation.answerer import Answerer
+    from krqa.wiring import make_answerer
 
     retriever = _Retriever()
-    answerer = Answerer(cfg, retriever, generator)
+    answerer = make_answerer(cfg, retriever, generator)
     results = answerer.answer_items(items[:10], rag=True, top_k=2)
     assert retriever.calls == [10]  # one retrieval call for the whole batch
     for item, res in zip(items[:10], results):
@@ -212,5 +212,5 @@ def test_answerer(cfg: KrqaConfig, generator, items: list[QAItem]) -> None:
     no_rag = answerer.answer_items(items[:10], rag=False)
     assert all(r.contexts == [] for r in no_rag) and all(r.prompt_tokens < w.prompt_tokens for r, w in zip(no_rag, results))
     with pytest.raises(InputError, match="no index is loaded"):
-        Answerer(cfg, None, generator).answer_items(items[:1], rag=True)
+        make_answerer(cfg, None, generator).answer_items(items[:1], rag=True)
     assert answerer.answer_items([], rag=False) == []

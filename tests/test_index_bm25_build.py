@@ -64,13 +64,13 @@ def test_interrupted_merge_resumes_without_retokenizing(repo: Path, tmp_path: Pa
 
     monkeypatch.setattr(bm25_build, "merge_shards", crash)
     with pytest.raises(RuntimeError, match="injected crash"):
-        build_index(cfg, workers=1)
+        build_index(cfg.corpus, cfg.index, workers=1)
     shards = sorted((tmp_path / "index.partial" / "bm25_shards").glob("shard-*.npz"))
     assert len(shards) == 4 and not out.exists()
     monkeypatch.undo()
     calls = []
     monkeypatch.setattr(bm25_build, "tokenize_shard", lambda *a, **k: calls.append(a) or {})
-    manifest = build_index(cfg, resume=True, workers=1)
+    manifest = build_index(cfg.corpus, cfg.index, resume=True, workers=1)
     assert calls == []  # every shard came from the interrupted run
-    assert manifest["chunk_count"] > 300 and not (out / "bm25_shards").exists()
-    assert BM25Index.load(out / "bm25", cfg.index.bm25).num_docs == manifest["chunk_count"]
+    assert manifest.chunk_count > 300 and not (out / "bm25_shards").exists()
+    assert BM25Index.load(out / "bm25", cfg.index.bm25).num_docs == manifest.chunk_count

@@ -11,7 +11,9 @@ import pytest
 
 from krqa.config import KrqaConfig, load_config
 from krqa.errors import InputError
-from krqa.generation.predict import PredictOptions, predict, side_paths
+from krqa.generation.predict import side_paths
+from krqa.index.types import SearchParams
+from krqa.wiring import run_predict
 from krqa.qa.data import load_items
 
 FAST = ["generation.max_new_tokens.선다형=2", "generation.max_new_tokens.단답형=4", "generation.max_new_tokens.서술형=6", "generation.batch_size=8"]
@@ -24,6 +26,11 @@ def sets(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 def _cfg(repo: Path, sets: list[str], *extra: str) -> KrqaConfig:
     return load_config(repo / "configs" / "tiny-test.yaml", [*sets, *extra])
+
+
+def _rag(cfg: KrqaConfig, on: bool) -> KrqaConfig:
+    """The config with ``predict.rag`` set, as ``--rag/--no-rag`` sets it."""
+    return cfg.model_copy(update={"predict": cfg.predict.model_copy(update={"rag": on})})
 
 
 def _check_submission(out: Path, src: Path, n: int | None = None) -> list[dict]:
@@ -63,11 +70,11 @@ def test_resume_after_interruption(repo: Path, sets: list[str], tmp_path: Path) 
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
     cfg = _cfg(repo, sets)
-    first = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=10))
+    first = run_predict(_rag(cfg, False), src, out, limit=10)
     assert first["items"] == 10 and not first["complete"] and first["answered_now"] == 10
     partial = _check_submission(out, src, 10)
 
-    full = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    full = run_predict(_rag(cfg, False), src, out)
     total = len(load_items(src))
     assert full["resumed"] == 10 and full["answered_now"] == total - 10 and full["complete"]
     preds = _check_submission(out, src)
@@ -75,9 +82,9 @@ def test_resume_after_interruption(repo: Path, sets: list[str], tmp_path: Path) 
     _, progress = side_paths(out)
     assert len(progress.read_text(encoding="utf-8").splitlines()) == total + 1
 
-    again = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    again = run_predict(_rag(cfg, False), src, out)
     assert again["answered_now"] == 0 and again["resumed"] == total
-    fresh = predict(cfg, PredictOptions(input=src, output=out, rag=False, resume=False, limit=3))
+    fresh = run_predict(_rag(cfg, False), src, out, resume=False, limit=3)
     assert fresh["resumed"] == 0 and fresh["answered_now"] == 3
 
 
@@ -85,11 +92,11 @@ def test_killed_mid_write_and_mismatched_progress(repo: Path, sets: list[str], t
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
     cfg = _cfg(repo, sets)
-    predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=8))
+    run_predict(_rag(cfg, False), src, out, limit=8)
     _, progress = side_paths(out)
     with open(progress, "a", encoding="utf-8") as fh:
         fh.write('{"id": "s009", "answ')  # a record cut off by a kill
-    report = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=12))
+    report = run_predict(_rag(cfg, False), src, out, limit=12)
     assert report["resumed"] == 8 and report["answered_now"] == 4
     lines = progress.read_text(encoding="utf-8").splitlines()
     # answered grouped by type (not in input order), each item exactly once
@@ -97,14 +104,14 @@ def test_killed_mid_write_and_mismatched_progress(repo: Path, sets: list[str], t
 
     changed = _cfg(repo, sets, "prompt.system=다른 시스템 프롬프트")
     with pytest.raises(InputError, match="progress belongs to another input or other settings"):
-        predict(changed, PredictOptions(input=src, output=out, rag=False))
+        run_predict(_rag(changed, False), src, out)
     other_input = tmp_path / "other.json"
     other_input.write_text(json.dumps(json.loads(src.read_text(encoding="utf-8"))[:5], ensure_ascii=False), encoding="utf-8")
     with pytest.raises(InputError, match="--no-resume"):
-        predict(cfg, PredictOptions(input=other_input, output=out, rag=False))
+        run_predict(_rag(cfg, False), other_input, out)
     # batch size only changes speed, so the progress still applies
     faster = _cfg(repo, sets, "generation.batch_size=2")
-    assert predict(faster, PredictOptions(input=src, output=out, rag=False, limit=12))["answered_now"] == 0
+    assert run_predict(_rag(faster, False), src, out, limit=12)["answered_now"] == 0
 
 
 def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -> None:
@@ -117,11 +124,11 @@ def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -
     assert not out.parent.exists()
     cfg = _cfg(repo, sets)
     with pytest.raises(InputError, match="--limit 0"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, limit=0))
+        run_predict(_rag(cfg, False), repo / "corpus" / "sample_qa.json", out, limit=0)
     with pytest.raises(InputError, match="same file as --input"):
-        predict(cfg, PredictOptions(input=bad, output=bad, rag=False))
+        run_predict(_rag(cfg, False), bad, bad)
     with pytest.raises(InputError, match="--adapter .*directory not found"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, adapter=str(tmp_path / "nope")))
+        run_predict(_rag(cfg, False), repo / "corpus" / "sample_qa.json", out, adapter=str(tmp_path / "nope"))
 
 
 def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_path: Path) -> None:
@@ -139,7 +146,7 @@ def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_
 def test_rag_needs_an_index(repo: Path, sets: list[str], tmp_path: Path) -> None:
     cfg = _cfg(repo, sets, f"index.dir={tmp_path / 'no-index'}")
     with pytest.raises(InputError, match=r"--rag needs an index: .*krqa build-index"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=tmp_path / "p.json", rag=True))
+        run_predict(_rag(cfg, True), repo / "corpus" / "sample_qa.json", tmp_path / "p.json")
     assert not (tmp_path / "p.json").exists() and not side_paths(tmp_path / "p.json")[1].exists()
 
 
@@ -148,7 +155,7 @@ def bm25_index(repo: Path, sets: list[str], tmp_path_factory: pytest.TempPathFac
     from krqa.index.build import build_index
 
     out = tmp_path_factory.mktemp("index") / "bm25"
-    build_index(_cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25"), out_dir=out)
+    build_index((c := _cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25")).corpus, c.index, out_dir=out)
     return out
 
 
@@ -157,14 +164,14 @@ def test_rag_on_the_sample_corpus(repo: Path, sets: list[str], bm25_index: Path,
     cfg = _cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25", f"index.dir={bm25_index}")
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
-    report = predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=2, limit=12))
+    report = run_predict(_rag(cfg, True), src, out, search=SearchParams(top_k=2), limit=12)
     assert report["rag"] and report["items"] == 12
     _check_submission(out, src, 12)
     rows = [json.loads(line) for line in side_paths(out)[0].read_text(encoding="utf-8").splitlines()]
     assert all(1 <= len(r["contexts"]) <= 2 and r["contexts_retrieved"] == 2 for r in rows)
     first = rows[0]["contexts"][0]
     assert first["rank"] == 1 and first["title"] and first["doc_id"] and isinstance(first["score"], float) and first["text"]
-    no_rag = predict(cfg, PredictOptions(input=src, output=tmp_path / "plain.json", rag=False, limit=12))
+    no_rag = run_predict(_rag(cfg, False), src, tmp_path / "plain.json", limit=12)
     assert report["mean_prompt_tokens"] > no_rag["mean_prompt_tokens"]
     with pytest.raises(InputError, match="progress belongs to another"):  # --top-k changes answers: a new run
-        predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=3, limit=12))
+        run_predict(_rag(cfg, True), src, out, search=SearchParams(top_k=3), limit=12)

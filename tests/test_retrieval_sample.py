@@ -12,7 +12,8 @@ import pytest
 
 from krqa.config import KrqaConfig, load_config
 from krqa.index.build import build_index
-from krqa.index.retriever import Retriever, open_retriever
+from krqa.index.retriever import IndexRetriever
+from krqa.wiring import open_index
 
 # (query, article that must come first); each article exists in exactly one of the two dumps.
 QUERIES = [
@@ -25,10 +26,10 @@ QUERIES = [
 ]
 
 
-def _build(repo: Path, out: Path, *sets: str) -> tuple[KrqaConfig, Retriever, dict]:
+def _build(repo: Path, out: Path, *sets: str) -> tuple[KrqaConfig, IndexRetriever, dict]:
     cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={out}", *sets])
-    manifest = build_index(cfg)
-    return cfg, open_retriever(cfg), manifest
+    manifest = build_index(cfg.corpus, cfg.index)
+    return cfg, open_index(cfg), manifest
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +39,10 @@ def bm25_only(repo: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def test_sample_build_reads_both_dumps(bm25_only) -> None:
     _, r, manifest = bm25_only
-    names = {s["name"]: s for s in manifest["sources"]}
-    assert set(names) == {"kowiki", "namuwiki"} and all(s["docs"] >= 40 and s["chunks"] > 0 for s in names.values())
-    assert manifest["chunk_count"] == len(r) == sum(s["chunks"] for s in names.values())
-    assert manifest["encoder"] is None and r.modes == ("bm25",)
+    names = {s.name: s for s in manifest.sources}
+    assert set(names) == {"kowiki", "namuwiki"} and all(s.docs >= 40 and s.chunks > 0 for s in names.values())
+    assert manifest.chunk_count == len(r) == sum(s.chunks for s in names.values())
+    assert manifest.encoder is None and r.modes == ("bm25",)
     assert [h.chunk_id for h in r.search("김장 배추")] == [h.chunk_id for h in r.search("김장 배추", mode="bm25")]  # default mode falls back
     sources = {h.source for q, _ in QUERIES for h in r.search(q, top_k=5, mode="bm25")}
     assert sources == {"kowiki", "namuwiki"}  # hits come from both dumps
@@ -58,6 +59,6 @@ def test_sample_bm25_top_hit_is_the_article(bm25_only, query: str, title: str) -
 @pytest.mark.slow
 def test_sample_hybrid_top_hits(repo: Path, tmp_path: Path) -> None:
     _, r, manifest = _build(repo, tmp_path / "index")
-    assert manifest["encoder"]["dim"] == 384 and r.modes == ("bm25", "dense", "hybrid")
+    assert manifest.encoder.dim == 384 and r.modes == ("bm25", "dense", "hybrid")
     batch = r.search_batch([q for q, _ in QUERIES], top_k=3, mode="hybrid")
     assert [hits[0].title for hits in batch] == [t for _, t in QUERIES]

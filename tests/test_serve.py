@@ -48,7 +48,7 @@ def index_dir(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from krqa.index.build import build_index
 
     out = tmp_path_factory.mktemp("serve-index") / "index"
-    build_index(tiny_config(repo, out), out_dir=out)
+    build_index((c := tiny_config(repo, out)).corpus, c.index, out_dir=out)
     return out
 
 

@@ -141,7 +141,7 @@ def tiny_index(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from krqa.index.build import build_index
 
     out = tmp_path_factory.mktemp("index") / "tiny-test"
-    build_index(load_config(repo / "configs" / "tiny-test.yaml"), out_dir=out)
+    build_index((c := load_config(repo / "configs" / "tiny-test.yaml")).corpus, c.index, out_dir=out)
     return out
 
 

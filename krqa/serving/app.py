@@ -308,7 +308,7 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         engine = state.engine
         chunks = None
         if engine is not None and engine.retriever is not None:
-            chunks = (getattr(engine.retriever, "manifest", None) or {}).get("chunks")
+            chunks = getattr(getattr(engine.retriever, "manifest", None), "chunk_count", None)
         return Health(status=state.status, model=engine.model_name if engine else None,
                       adapter=engine.adapter if engine else None,
                       index_chunks=chunks if isinstance(chunks, int) else None,

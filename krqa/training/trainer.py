@@ -35,7 +35,7 @@ from krqa.training.raft import mix_contexts, summarize
 from krqa.training.run import RunDir, hash_path
 
 if TYPE_CHECKING:
-    from krqa.index.retriever import Hit
+    from krqa.index.types import Hit
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict
 
 
 def _check_index(cfg: KrqaConfig, config_path: str | None) -> None:
-    index_dir = cfg.resolve_path(cfg.index.dir)
+    index_dir = Path(cfg.index.dir)
     if not index_dir.is_dir() or not any(index_dir.iterdir()):
         raise InputError(
             f"{index_dir}: index not found (stage 2 / --rag trains on retrieved contexts); "
@@ -117,23 +117,23 @@ def plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: bool 
     if stage not in ("1", "2", "all"):
         raise InputError(f"--stage: {stage!r} is not one of 1, 2, all")
     stages = ["stage1"] if stage == "1" else ["stage2"] if stage == "2" else (["stage1", "stage2"] if rag else ["stage1"])
-    run = RunDir(cfg.resolve_path(tc.output_dir).resolve())
+    run = RunDir(Path(tc.output_dir).resolve())
     precision = lora.resolve_precision(tc.precision)
     lora.check_qlora(tc)
     base_path = Path(resolve_base_model(cfg.model))
 
-    train_file = cfg.resolve_path(tc.train_file)
+    train_file = Path(tc.train_file)
     train_sources = load_nikl(train_file, source="train")
     external_sources: list[SourceItem] = []
     hashes = {f"train_file:{tc.train_file}": hash_path(train_file)}
     for ext in tc.external:
-        path = cfg.resolve_path(ext.path)
+        path = Path(ext.path)
         external_sources += load_external(ext, path, tc.seed)
         if path.exists():
             hashes[f"external:{ext.kind}:{ext.path}"] = hash_path(path)
     dev_items: list[QAItem] = []
     if tc.dev_file:
-        dev_path = cfg.resolve_path(tc.dev_file)
+        dev_path = Path(tc.dev_file)
         dev_items = [s.item for s in load_nikl(dev_path, source="dev")]
         hashes[f"dev_file:{tc.dev_file}"] = hash_path(dev_path)
 
