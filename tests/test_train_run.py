@@ -12,7 +12,8 @@ import pytest
 
 from krqa.config import KrqaConfig, load_config
 from krqa.errors import InputError
-from krqa.training.trainer import plan, train
+from krqa.training.plan import make_plan
+from krqa.training.trainer import train
 
 
 def _cfg(repo: Path, out: Path, *sets: str) -> KrqaConfig:
@@ -33,20 +34,20 @@ def test_empty_training_set(repo: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text("[]", encoding="utf-8")
     with pytest.raises(InputError, match=r"empty\.json: no training examples after filtering"):
-        plan(_cfg(repo, tmp_path / "run", f"train.train_file={empty}"))
+        make_plan(_cfg(repo, tmp_path / "run", f"train.train_file={empty}"))
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_base_model(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
-        plan(_cfg(repo, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
+        make_plan(_cfg(repo, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
     assert "\n" not in str(err.value) and "no-such-model" in str(err.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_index_for_rag(repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"index not found.*krqa build-index --config configs/tiny-test\.yaml"):
-        plan(_cfg(repo, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
+        make_plan(_cfg(repo, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
 
 
 def test_stage2_needs_stage1(repo: Path, tmp_path: Path) -> None:
@@ -54,7 +55,7 @@ def test_stage2_needs_stage1(repo: Path, tmp_path: Path) -> None:
     index.mkdir()
     (index / "manifest.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match=r"stage1/adapter: stage-1 adapter not found"):
-        plan(_cfg(repo, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
+        make_plan(_cfg(repo, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
 
 
 def test_qlora_without_gpu(repo: Path, tmp_path: Path) -> None:
@@ -63,7 +64,7 @@ def test_qlora_without_gpu(repo: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match=r"train\.qlora: 4-bit QLoRA needs a CUDA GPU"):
-        plan(_cfg(repo, tmp_path / "run", "train.qlora=true"))
+        make_plan(_cfg(repo, tmp_path / "run", "train.qlora=true"))
 
 
 def test_resume_onto_other_base(repo: Path, tmp_path: Path) -> None:
@@ -71,10 +72,10 @@ def test_resume_onto_other_base(repo: Path, tmp_path: Path) -> None:
     (run / "stage1" / "adapter").mkdir(parents=True)
     (run / "stage1" / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Other-7B"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"adapter_config\.json: adapter belongs to base model 'meta-llama/Other-7B'"):
-        plan(_cfg(repo, run), resume=True)
+        make_plan(_cfg(repo, run), resume=True)
     (run / "run.json").write_text(json.dumps({"base_model": "gguf:gemma3-270m"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"run\.json: run was trained on base model 'gguf:gemma3-270m'"):
-        plan(_cfg(repo, run), resume=True)
+        make_plan(_cfg(repo, run), resume=True)
 
 
 def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
