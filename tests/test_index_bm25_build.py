@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krqa.config import load_config
 from krqa.corpus.pipeline import build_chunks
 from krqa.corpus.store import load_chunks
 from krqa.index import bm25_build
@@ -21,9 +20,9 @@ QUERIES = ["설날은 음력 몇 월 며칠인가", "판소리 고수 북장단"
 
 
 @pytest.fixture(scope="module")
-def texts(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def texts(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     out = tmp_path_factory.mktemp("chunks") / "store"
-    build_chunks(load_config(repo / "configs" / "tiny-test.yaml").corpus, out, workers=1)
+    build_chunks(tiny_config().corpus, out, workers=1)
     return list(load_chunks(out)["index_text"])
 
 
@@ -55,9 +54,9 @@ def test_sharded_merge_equals_in_memory_build(texts: list[str], tmp_path: Path, 
     assert not (out / "runs").exists()
 
 
-def test_interrupted_merge_resumes_without_retokenizing(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_merge_resumes_without_retokenizing(tiny_config, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "index"
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={out}", "index.dense.backend=none", "index.bm25.shard_chunks=100"])
+    cfg = tiny_config(f"index.dir={out}", "index.dense.backend=none", "index.bm25.shard_chunks=100")
 
     def crash(*args, **kwargs):
         raise RuntimeError("injected crash in the merge")

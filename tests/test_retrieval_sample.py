@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from krqa.config import KrqaConfig, load_config
-from krqa.index.build import build_index
+from krqa.config import KrqaConfig
+from krqa.index.manifest import IndexManifest, read_manifest
 from krqa.index.retriever import IndexRetriever
 from krqa.wiring import open_index
 
@@ -26,15 +26,13 @@ QUERIES = [
 ]
 
 
-def _build(repo: Path, out: Path, *sets: str) -> tuple[KrqaConfig, IndexRetriever, dict]:
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={out}", *sets])
-    manifest = build_index(cfg.corpus, cfg.index)
-    return cfg, open_index(cfg), manifest
+def _open(cfg: KrqaConfig) -> tuple[KrqaConfig, IndexRetriever, IndexManifest]:
+    return cfg, open_index(cfg), read_manifest(cfg.index.dir)
 
 
 @pytest.fixture(scope="module")
-def bm25_only(repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    return _build(repo, tmp_path_factory.mktemp("sample") / "index", "index.dense.backend=none")
+def bm25_only(tiny_config, tiny_bm25_index: Path):
+    return _open(tiny_config(f"index.dir={tiny_bm25_index}", "index.dense.backend=none"))
 
 
 def test_sample_build_reads_both_dumps(bm25_only) -> None:
@@ -57,8 +55,8 @@ def test_sample_bm25_top_hit_is_the_article(bm25_only, query: str, title: str) -
 
 
 @pytest.mark.slow
-def test_sample_hybrid_top_hits(repo: Path, tmp_path: Path) -> None:
-    _, r, manifest = _build(repo, tmp_path / "index")
+def test_sample_hybrid_top_hits(tiny_config, tiny_hybrid_index: Path) -> None:
+    _, r, manifest = _open(tiny_config(f"index.dir={tiny_hybrid_index}"))
     assert manifest.encoder.dim == 384 and r.modes == ("bm25", "dense", "hybrid")
     batch = r.search_batch([q for q, _ in QUERIES], top_k=3, mode="hybrid")
     assert [hits[0].title for hits in batch] == [t for _, t in QUERIES]

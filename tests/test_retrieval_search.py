@@ -26,10 +26,10 @@ MC = QAItem(id="mc1", category="c", domain="d", question_type="선다형", topic
 
 
 @pytest.fixture(scope="module")
-def env(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, IndexRetriever, Path]:
+def env(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, IndexRetriever, Path]:
     root = tmp_path_factory.mktemp("retrieval")
     corpus = write_corpus(root / "corpus.jsonl")
-    cfg = small_config(repo, root / "index", "retrieval.candidates=20", "retrieval.max_top_k=50")
+    cfg = small_config(tiny_config, root / "index", "retrieval.candidates=20", "retrieval.max_top_k=50")
     build_index(cfg.corpus, cfg.index, corpus_paths=[corpus])
     return cfg, open_index(cfg), root
 
@@ -112,9 +112,9 @@ def test_search_items_per_option_merges_and_dedupes(env) -> None:
         r.search_items([bad])
 
 
-def test_bm25_only_index_refuses_dense(repo: Path, env) -> None:
+def test_bm25_only_index_refuses_dense(tiny_config, repo: Path, env) -> None:
     _, _, root = env
-    cfg = small_config(repo, root / "bm25only", "index.dense.backend=none", "retrieval.mode=bm25")
+    cfg = small_config(tiny_config, root / "bm25only", "index.dense.backend=none", "retrieval.mode=bm25")
     build_index(cfg.corpus, cfg.index, corpus_paths=[root / "corpus.jsonl"])
     r = open_index(cfg)
     assert r.modes == ("bm25",) and r.search("김장", top_k=1)[0].title == "김치"

@@ -48,12 +48,12 @@ def adapter(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path, adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tiny_config, repo: Path, adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from krqa.index.build import build_index
 
     root = tmp_path_factory.mktemp("hardening")
     index = root / "index"
-    cfg = small_config(repo, index)
+    cfg = small_config(tiny_config, index)
     build_index(cfg.corpus, cfg.index, corpus_paths=[write_corpus(root / "corpus.jsonl")])
     port = free_port()
     log = (root / "serve.log").open("w")
