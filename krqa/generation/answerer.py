@@ -114,7 +114,7 @@ class Answerer:
         generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items])
         method = ["generate-fallback" if i.question_type == MC and self.gen_cfg.mc_mode == "score" else "generate" for i in items]
         results = [
-            AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
+            AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg.desc_max_chars), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
                          timings_ms={"generate": round(gen.ms, 3)}, prompt_tokens=prompt.n_tokens, new_tokens=gen.new_tokens, method=m)
             for item, ctx, prompt, gen, m in zip(items, contexts, prompts, generations, method, strict=True)
         ]
@@ -139,7 +139,7 @@ class Answerer:
             seed = self.gen_cfg.seed + attempt
             again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed)[0] for i in idx]
             for i, gen in zip(idx, again, strict=True):
-                answer = postprocess(items[i], gen.text, self.gen_cfg)
+                answer = postprocess(items[i], gen.text, self.gen_cfg.desc_max_chars)
                 results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)
                 if desc_problem(answer, avoid[i]) is None:
                     results[i].answer, results[i].raw, results[i].new_tokens = answer, gen.text, gen.new_tokens

@@ -46,17 +46,16 @@ def check_qlora(train: TrainConfig) -> None:
 
 def peft_config(lora: LoraConfig) -> Any:
     """'all-linear' makes peft adapt every linear layer except the output head; embeddings are never linear."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import TaskType
+    import peft
 
-    return PeftLoraConfig(
+    return peft.LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         modules_to_save=list(lora.modules_to_save) or None,
         bias="none",
-        task_type=TaskType.CAUSAL_LM,
+        task_type=peft.TaskType.CAUSAL_LM,
     )
 
 
