@@ -19,8 +19,8 @@ from typing import Any
 
 from krqa.qa.config import EvaluateConfig
 from krqa.qa.data import QAItem, load_items, split_alternatives
-from krqa.qa.metrics import score
-from krqa.qa.metrics.lexical import mecab_available
+from krqa.qa.scorer import score
+from krqa.qa.scorer.lexical import mecab_available
 
 DEFAULT_GOLD = Path(__file__).resolve().parents[2] / "shared" / "data" / "nikl_culture_qa" / "korean_culture_qa_V1.0_dev+.json"
 

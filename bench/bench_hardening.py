@@ -109,7 +109,8 @@ def serve_table(runs: int) -> None:
     batch = {"items": [{"question": _long(i, serve.max_batch_chars // n), "question_type": "단답형"} for i in range(n)]}
     with tempfile.TemporaryDirectory() as tmp:
         index = Path(tmp) / "index"
-        build_index(small_config(REPO, index), corpus_paths=[write_corpus(Path(tmp) / "corpus.jsonl")])
+        cfg = small_config(lambda *sets: load_config(REPO / "configs" / "tiny-test.yaml", list(sets)), index)
+        build_index(cfg.corpus, cfg.index, corpus_paths=[write_corpus(Path(tmp) / "corpus.jsonl")])
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         env.pop("KRQA_API_KEY", None)
         args = ["--config", str(REPO / "configs" / "tiny-test.yaml"), "--set", f"index.dir={index}"]

@@ -41,7 +41,7 @@ def main() -> None:
     from krqa.qa.reading import make_items, read_squad
 
     cfg = load_config(args.config, [f"generation.batch_size={args.batch_size}", "generation.max_new_tokens.선다형=6"])
-    generator = make_generator(cfg, adapter="", backend="transformers")
+    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "transformers"}), adapter="")
     builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target="cloze")
     if READING.is_file():
         import json

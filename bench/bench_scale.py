@@ -142,7 +142,7 @@ def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int, s
     row: dict = {}
     with PeakRSS() as rss:
         t = time.perf_counter()
-        report = build_chunks(cfg, store, sources=[SourceConfig(path=str(corpus))], workers=workers,
+        report = build_chunks(cfg.corpus, store, sources=[SourceConfig(path=str(corpus))], workers=workers,
                               piece_map=engine.piece_map if engine else None)
         row["corpus_s"], row["corpus_mb"] = time.perf_counter() - t, rss.mb
     row["corpus_cpu"], row["corpus_parent_cpu"] = rss.cpu, rss.parent_cpu

@@ -129,7 +129,7 @@ def main() -> None:
         from krqa.index.build import build_index
 
         print(f"building the sample index into {index_dir} …", file=sys.stderr)
-        build_index(cfg, out_dir=index_dir)
+        build_index(cfg.corpus, cfg.index, out_dir=index_dir)
     items = load_items(args.qa)
     answer_bodies = [{"question": i.question, "question_type": i.question_type, "topic_keyword": i.topic_keyword,
                       "category": i.category, "domain": i.domain, "return_contexts": False} for i in items]

@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 def _examples(cfg, builder, tokenizer, batch_size: int):
     from krqa.training.data import PadCollator, encode_examples
     from krqa.training.external import load_nikl
-    from krqa.training.trainer import _stage_examples
+    from krqa.training.plan import stage_examples
 
     sources = load_nikl(cfg.resolve_path(cfg.train.train_file))
-    enc, _ = encode_examples(builder.build_training_pair, tokenizer, _stage_examples(sources, "first"), cfg.train.max_seq_len)
+    enc, _ = encode_examples(builder.build_training_pair, tokenizer, stage_examples(sources, "first"), cfg.train.max_seq_len)
     collate = PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id)
     return [collate(enc[i : i + batch_size]) for i in range(0, len(enc) - batch_size + 1, batch_size)]
 
@@ -40,7 +40,7 @@ def measure_cpu(runs: int, steps: int) -> list[dict]:
     import torch
 
     from krqa.config import load_config
-    from krqa.generation.models import load_tokenizer
+    from krqa.generation.lm import load_tokenizer
     from krqa.qa.prompts import PromptBuilder
     from krqa.training import lora
 
@@ -117,7 +117,7 @@ def token_counts(chars_per_token: float, tokenizer=None) -> dict[str, dict]:
     from krqa.config import load_config
     from krqa.qa.prompts import PromptBuilder
     from krqa.training.external import Passage, convert_click, convert_squad, load_nikl
-    from krqa.training.trainer import _stage_examples
+    from krqa.training.plan import stage_examples
 
     shared = REPO.parent / "shared" / "data"
     cfg = load_config(REPO / "configs" / "kanana-8b.yaml")
@@ -139,7 +139,7 @@ def token_counts(chars_per_token: float, tokenizer=None) -> dict[str, dict]:
     out = {}
     for stage, sources, with_ctx in (("stage1", nikl + click, False), ("stage2", nikl, True)):
         lengths = []
-        for ex in _stage_examples(sources, "first"):
+        for ex in stage_examples(sources, "first"):
             ctx = [Passage("문서", wiki[int(j)]) for j in rng.choice(len(wiki), int(rng.integers(raft.min_contexts, raft.max_contexts + 1)))] if with_ctx else ex.contexts
             prompt, answer = builder.build_training_pair(ex.item, ctx, ex.target)
             lengths.append(min(n_tokens(prompt) + n_tokens(answer), cfg.train.max_seq_len))
@@ -210,7 +210,7 @@ def main() -> None:
         tokenizer = None
         if args.tokenizer_model:
             from krqa.generation.config import ModelConfig
-            from krqa.generation.models import load_tokenizer
+            from krqa.generation.lm import load_tokenizer
 
             tokenizer = load_tokenizer(ModelConfig(base=args.tokenizer_model))
         estimate(args.chars_per_token, args.mfu, tokenizer)

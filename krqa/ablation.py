@@ -120,7 +120,9 @@ def part_key(cfg: KrqaConfig, variant: Variant, qa_sha: str, kind: str, adapter_
 
 def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir: Path, config_hint: str) -> tuple[list[str], dict[str, Any]]:
     """Answers for ``items`` (in order) and where they came from; each part is predicted once per key."""
-    from krqa.generation.predict import PredictOptions, adapter_identity, predict, resolve_adapter
+    from krqa.generation.predict import adapter_identity
+    from krqa.index.types import SearchParams
+    from krqa.wiring import resolve_adapter, run_predict
 
     cfg = variant_config(base, variant)
     adapter = resolve_adapter(cfg, variant.adapter if variant.adapter is not None else "")
@@ -140,8 +142,9 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         qa_path = part_dir / "questions.json"
         if not qa_path.is_file():
             save_items(part, qa_path)
-        opts = PredictOptions(input=qa_path, output=part_dir / "pred.json", adapter=adapter or "", rag=variant.rag, top_k=variant.top_k, resume=True)
-        report = predict(cfg_part, opts, config_hint=config_hint)
+        cfg_part = cfg_part.model_copy(update={"predict": cfg_part.predict.model_copy(update={"rag": variant.rag})})
+        report = run_predict(cfg_part, qa_path, part_dir / "pred.json", adapter=adapter or "", search=SearchParams(top_k=variant.top_k),
+                             resume=True, config_hint=config_hint)
         preds = json.loads((part_dir / "pred.json").read_text(encoding="utf-8"))
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
         info["parts"][kind] = {"dir": str(part_dir), "answered_now": report["answered_now"], "resumed": report["resumed"],
@@ -151,7 +154,7 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
 
 def item_scores(report: dict[str, Any]) -> dict[str, list[float]]:
     """Per-item official scores by type, from a ``score`` report (서술형: mean of the metrics that ran)."""
-    from krqa.qa.metrics.aggregate import DESC_METRICS
+    from krqa.qa.scorer.aggregate import DESC_METRICS
 
     out: dict[str, list[float]] = {t: [] for t in QUESTION_TYPES}
     for it in report["items"]:
@@ -173,8 +176,8 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
     from tqdm.auto import tqdm
 
     from krqa.log import progress_disabled
-    from krqa.qa.metrics import score
-    from krqa.qa.metrics.bootstrap import confidence, paired
+    from krqa.qa.scorer import score
+    from krqa.qa.scorer.bootstrap import confidence, paired
 
     if not variants:
         raise InputError("no variants to run")
@@ -190,7 +193,7 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
     per_item: dict[str, dict[str, list[float]]] = {}
     for variant in tqdm(variants, desc="ablate", unit="variant", disable=progress_disabled()):
         answers, info = run_variant(base, variant, gold, out_dir, config_hint)
-        report = score([g.to_json(a) for g, a in zip(gold, answers, strict=True)], gold, base.evaluate, model_metrics=model_metrics, base_dir=base.base_dir)
+        report = score([g.to_json(a) for g, a in zip(gold, answers, strict=True)], gold, base.evaluate, model_metrics=model_metrics)
         per_item[variant.name] = item_scores(report)
         ci = confidence(per_item[variant.name], n_boot=n_boot, seed=seed)
         rows.append({**variant.to_json(), "scores": {k: v.to_json() for k, v in ci.items()}, "n": {t: len(v) for t, v in per_item[variant.name].items()},

@@ -39,6 +39,38 @@ class KrqaConfig(Section):
         p = Path(os.path.expanduser(str(path)))
         return p if p.is_absolute() else Path(self.base_dir) / p
 
+    def with_resolved_paths(self) -> KrqaConfig:
+        """The config with every file and directory setting made absolute against ``base_dir``, and every model
+        setting that names a directory of the project too (a hub id stays an id), so the library never needs
+        ``base_dir``. Done once, by :func:`load_config_data`; resolving twice changes nothing."""
+
+        def path(value: str) -> str:
+            return str(self.resolve_path(value))
+
+        def model(value: str) -> str:
+            local = self.resolve_path(value)
+            return str(local) if local.exists() else value
+
+        corpus = self.corpus.model_copy(update={"sources": [s.model_copy(update={"path": path(s.path)}) for s in self.corpus.sources]})
+        dense = self.index.dense.model_copy(update={"model": model(self.index.dense.model)})
+        index = self.index.model_copy(update={"dir": path(self.index.dir), "dense": dense})
+        reranker = self.retrieval.reranker
+        if reranker.model:
+            reranker = reranker.model_copy(update={"model": model(reranker.model)})
+        retrieval = self.retrieval.model_copy(update={"reranker": reranker})
+        model_cfg = self.model.model_copy(update={"cache_dir": path(self.model.cache_dir),
+                                                  "adapter": path(self.model.adapter) if self.model.adapter else self.model.adapter})
+        train = self.train.model_copy(update={
+            "output_dir": path(self.train.output_dir),
+            "train_file": path(self.train.train_file),
+            "dev_file": path(self.train.dev_file) if self.train.dev_file else self.train.dev_file,
+            "external": [e.model_copy(update={"path": path(e.path)}) for e in self.train.external],
+        })
+        evaluate = self.evaluate.model_copy(update={"bertscore_model": model(self.evaluate.bertscore_model),
+                                                    "bleurt_model": model(self.evaluate.bleurt_model)})
+        return self.model_copy(update={"corpus": corpus, "index": index, "retrieval": retrieval, "model": model_cfg,
+                                       "train": train, "evaluate": evaluate})
+
 
 def _format_errors(source: str, err: ValidationError) -> str:
     parts = []
@@ -107,9 +139,10 @@ def load_config_data(data: dict[str, Any], overrides: list[str] | None, source: 
         key, value = parse_override(item)
         _set_dotted(data, key, value)
     try:
-        return KrqaConfig.model_validate(data)
+        cfg = KrqaConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_errors(source, exc)) from None
+    return cfg.with_resolved_paths()
 
 
 def dump_config(cfg: KrqaConfig) -> str:

@@ -44,23 +44,23 @@ def _timed(report: DemoReport, step: str, info: dict[str, Any], started: float) 
 
 def step_index(cfg: KrqaConfig, report: DemoReport, force: bool) -> None:
     from krqa.index.build import build_index
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import open_index
 
     started = time.perf_counter()
-    index_dir = cfg.resolve_path(cfg.index.dir)
+    index_dir = cfg.index.dir
     if not force:
         try:
-            retriever = open_retriever(cfg)
-            _timed(report, "index", {"status": "reused", "dir": str(index_dir), "chunks": retriever.manifest.get("chunk_count")}, started)
+            retriever = open_index(cfg)
+            _timed(report, "index", {"status": "reused", "dir": index_dir, "chunks": retriever.manifest.chunk_count}, started)
             return
         except InputError as err:
             log.info("building the index (%s)", err)
-    manifest = build_index(cfg)
-    _timed(report, "index", {"status": "built", "dir": str(index_dir), "chunks": manifest.get("chunk_count")}, started)
+    manifest = build_index(cfg.corpus, cfg.index)
+    _timed(report, "index", {"status": "built", "dir": index_dir, "chunks": manifest.chunk_count}, started)
 
 
 def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
-    from krqa.generation.models import resolve_base_model
+    from krqa.generation.lm import resolve_base_model
 
     started = time.perf_counter()
     path = resolve_base_model(cfg.model)
@@ -68,7 +68,7 @@ def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
 
 
 def _adapter_dir(cfg: KrqaConfig) -> Path:
-    return cfg.resolve_path(cfg.train.output_dir) / "stage2" / "adapter"
+    return Path(cfg.train.output_dir) / "stage2" / "adapter"
 
 
 def _loss_summary(run_dir: Path) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: st
 
     started = time.perf_counter()
     adapter = _adapter_dir(cfg)
-    run_dir = cfg.resolve_path(cfg.train.output_dir)
+    run_dir = Path(cfg.train.output_dir)
     status = "reused"
     if force or not (adapter / "adapter_config.json").is_file():
         train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
@@ -109,14 +109,14 @@ def step_compare(cfg: KrqaConfig, report: DemoReport) -> None:
     # time, and both rows are compared under the same settings (the serve step keeps the configured candidates).
     one = {"generation.desc_candidates": 1}
     rows = [Variant("no-RAG", rag=False, adapter=use, sets=one), Variant("RAG", rag=True, adapter=use, sets=one)]
-    out = cfg.resolve_path(cfg.train.output_dir) / "compare"
-    report.comparison = ablate(cfg, cfg.resolve_path(cfg.train.train_file), rows, out, baseline="no-RAG", n_boot=1000)
+    out = Path(cfg.train.output_dir) / "compare"
+    report.comparison = ablate(cfg, Path(cfg.train.train_file), rows, out, baseline="no-RAG", n_boot=1000)
     _timed(report, "compare", {"status": "scored", "dir": str(out), "adapter": use}, started)
 
 
 def demo_questions(cfg: KrqaConfig) -> list[QAItem]:
     """A few questions of each type from the bundled sample set, always the same ones."""
-    items = load_items(cfg.resolve_path(cfg.train.train_file))
+    items = load_items(Path(cfg.train.train_file))
     picked: list[QAItem] = []
     for qtype in QUESTION_TYPES:
         picked += [i for i in items if i.question_type == qtype][:QUESTIONS_PER_TYPE]

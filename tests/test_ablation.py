@@ -12,7 +12,7 @@ import pytest
 from krqa.ablation import Variant, ablate, grid, read_variants, sample_items
 from krqa.errors import InputError
 from krqa.qa.data import load_items
-from krqa.qa.metrics.bootstrap import confidence, paired
+from krqa.qa.scorer.bootstrap import confidence, paired
 
 
 def test_bootstrap_interval_matches_the_normal_approximation() -> None:

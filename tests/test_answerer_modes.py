@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from krqa.generation.answerer import Answerer, gate
+from krqa.generation.answerer import gate
+from krqa.wiring import make_answerer
 from krqa.qa.answers import desc_problem
 from krqa.qa.data import QAItem, load_items
 
@@ -15,7 +16,7 @@ from krqa.qa.data import QAItem, load_items
 def generator(tiny_cfg):
     from krqa.generation.generator import make_generator
 
-    return make_generator(tiny_cfg)
+    return make_generator(tiny_cfg.model, tiny_cfg.generation)
 
 
 @pytest.fixture(scope="module")
@@ -25,10 +26,10 @@ def items(repo: Path) -> list[QAItem]:
 
 @pytest.fixture(scope="module")
 def retriever(tiny_cfg, tiny_bm25_index: Path):
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import open_index
 
     cfg = tiny_cfg.model_copy(update={"retrieval": tiny_cfg.retrieval.model_copy(update={"mode": "bm25"})})
-    return open_retriever(cfg, tiny_bm25_index)
+    return open_index(cfg, tiny_bm25_index)
 
 
 def _with(cfg, **sections):
@@ -39,7 +40,7 @@ def _with(cfg, **sections):
 def test_mc_scoring_matches_the_generator_scores(tiny_cfg, generator, items: list[QAItem]) -> None:
     """The chosen option is the argmax of the per-token mean log-likelihood of the option texts after the prompt."""
     cfg = _with(tiny_cfg, generation={"mc_mode": "score", "mc_target": "text", "mc_normalization": "mean"})
-    answerer = Answerer(cfg, None, generator)
+    answerer = make_answerer(cfg, None, generator)
     mc = [i for i in items if i.question_type == "선다형"][:6]
     results = answerer.answer_items(mc, rag=False)
     for item, res in zip(mc, results, strict=True):
@@ -54,7 +55,7 @@ def test_mc_scoring_matches_the_generator_scores(tiny_cfg, generator, items: lis
 def test_permutations_and_calibration_give_valid_options(tiny_cfg, generator, items: list[QAItem]) -> None:
     mc = [i for i in items if i.question_type == "선다형"][:4]
     for gen in ({"mc_target": "text", "mc_permutations": 4}, {"mc_normalization": "calibrated"}, {"mc_target": "number"}, {"mc_target": "cloze"}):
-        res = Answerer(_with(tiny_cfg, generation={"mc_mode": "score", **gen}), None, generator).answer_items(mc, rag=False)
+        res = make_answerer(_with(tiny_cfg, generation={"mc_mode": "score", **gen}), None, generator).answer_items(mc, rag=False)
         assert all(r.method == "score" and r.answer in {str(n) for n in range(1, len(i.options) + 1)} for i, r in zip(mc, res))
 
 
@@ -62,7 +63,7 @@ def test_five_options(tiny_cfg, generator) -> None:
     item = QAItem("five", "문화 지식", "역사", "선다형", "한글", "한글을 만든 왕은?\\n 1\\t태조 2\\t태종 3\\t세종 4\\t세조 5\\t성종", answer="3")
     assert len(item.options) == 5
     for target in ("cloze", "text", "number"):
-        res = Answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 5}), None, generator).answer_items([item], rag=False)[0]
+        res = make_answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 5}), None, generator).answer_items([item], rag=False)[0]
         assert res.answer in {"1", "2", "3", "4", "5"} and len(res.option_probs) == 5
 
 
@@ -79,7 +80,7 @@ def test_cloze_scores_one_order_and_listed_scores_every_order(tiny_cfg, generato
 
     for target, orders in (("cloze", 1), ("text", 4)):
         counting = Counting(generator)
-        Answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 4}), None, counting).answer_items(mc, rag=False)
+        make_answerer(_with(tiny_cfg, generation={"mc_target": target, "mc_permutations": 4}), None, counting).answer_items(mc, rag=False)
         assert len(counting.prompts) == orders * len(mc)
         assert all(("[보기]" in p) == (target != "cloze") for p in counting.prompts)
 
@@ -97,16 +98,16 @@ def test_unparseable_options_fall_back_to_generation(tiny_cfg, generator, repo: 
     with pytest.raises(QAFormatError, match=f"item '{broken['id']}'.*options"):
         load_items(path)
     item = load_items(path, strict_options=False)[0]
-    res = Answerer(_with(tiny_cfg, generation={"mc_mode": "score"}), None, generator).answer_items([item], rag=False)[0]
+    res = make_answerer(_with(tiny_cfg, generation={"mc_mode": "score"}), None, generator).answer_items([item], rag=False)[0]
     assert res.method == "generate-fallback" and res.answer.isdigit()
 
 
 def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
     picked = [i for i in items if i.question_type != "선다형"][:6]
-    everything = Answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    everything = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}), retriever, generator).answer_items(picked, rag=True, top_k=3)
     scores = sorted(h.score for r in everything for h in r.contexts)
     floor = scores[len(scores) // 2]
-    gated = Answerer(_with(tiny_cfg, retrieval={"mode": "bm25", "min_score": floor}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    gated = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25", "min_score": floor}), retriever, generator).answer_items(picked, rag=True, top_k=3)
     assert sum(r.contexts_below_floor for r in gated) > 0
     for full, res in zip(everything, gated, strict=True):
         assert all(h.score >= floor for h in res.contexts)
@@ -118,7 +119,7 @@ def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: l
 def test_pmi_subtracts_the_no_passage_scores(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
     """With passages: sum log p(option | passage, question) - w * sum log p(option | question), best passage only."""
     cfg = _with(tiny_cfg, retrieval={"mode": "bm25"}, generation={"mc_normalization": "pmi", "mc_pmi_weight": 0.5, "mc_max_passages": 1})
-    answerer = Answerer(cfg, retriever, generator)
+    answerer = make_answerer(cfg, retriever, generator)
     mc = [i for i in items if i.question_type == "선다형"][:4]
     results = answerer.answer_items(mc, rag=True, top_k=3)
     for item, res in zip(mc, results, strict=True):
@@ -136,7 +137,7 @@ def test_pmi_subtracts_the_no_passage_scores(tiny_cfg, generator, retriever, ite
 
 def test_rag_types_turn_retrieval_off_per_type(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
     cfg = _with(tiny_cfg, retrieval={"mode": "bm25"}, predict={"rag_types": ["단답형"]})
-    results = Answerer(cfg, retriever, generator).answer_items(items, rag=True, top_k=2)
+    results = make_answerer(cfg, retriever, generator).answer_items(items, rag=True, top_k=2)
     for item, res in zip(items, results, strict=True):
         assert res.rag == (item.question_type == "단답형")
         assert bool(res.contexts) == res.rag == (res.contexts_retrieved > 0)
@@ -177,17 +178,17 @@ def test_descriptive_candidates_replace_non_prose(tiny_cfg, tiny_tokenizer, item
     desc = [i for i in items if i.question_type == "서술형"][:2]
     prose = "설날은 음력 정월 초하루로, 차례를 지내고 세배를 하며 떡국을 먹는 명절이다."
     scripted = _Scripted(tiny_tokenizer, ["설날 풍습 음식 차례", prose])
-    res = Answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(desc, rag=False)
+    res = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(desc, rag=False)
     assert scripted.seeds == [None, 8, 8, 9, 9]  # greedy for both, then two seeded samples, one prompt per call
     assert all(r.answer == prose and r.method == "generate-candidate-3" and r.problem is None for r in res)
     assert all(r.timings_ms["generate"] == 3.0 for r in res)
     stuck = _Scripted(tiny_tokenizer, ["설날 > 풍습 > 차례와 성묘 > 음식"])
-    res = Answerer(_with(tiny_cfg, generation={"desc_candidates": 2}), None, stuck).answer_items(desc[:1], rag=False)
+    res = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 2}), None, stuck).answer_items(desc[:1], rag=False)
     assert res[0].problem == "section path" and res[0].method == "generate"
 
 
 def test_descriptive_check_on_the_tiny_model(tiny_cfg, generator, items: list[QAItem]) -> None:
     desc = [i for i in items if i.question_type == "서술형"][:3]
-    one = Answerer(_with(tiny_cfg, generation={"desc_candidates": 1}), None, generator)
+    one = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 1}), None, generator)
     for item, res in zip(desc, one.answer_items(desc, rag=False), strict=True):
         assert res.problem == desc_problem(res.answer, [one.builder.system, one.builder.instruction(item)])

@@ -59,7 +59,7 @@ def test_mc_fallbacks_are_valid_and_logged(caplog: pytest.LogCaptureFixture) -> 
     ["", "모르겠다", "%%%", "9999", "0", "①②", "정답: ⑨", "\n\n", "twenty"],
 )
 def test_mc_always_a_valid_number(raw: str) -> None:
-    answer = postprocess(MC_ITEM, raw, GenerationConfig())
+    answer = postprocess(MC_ITEM, raw, GenerationConfig().desc_max_chars)
     assert answer.isdigit() and 1 <= int(answer) <= len(MC_ITEM.options)
 
 
@@ -141,16 +141,16 @@ def test_desc_cap_at_sentence_boundary() -> None:
 
 def test_desc_uses_config_limit() -> None:
     text = "조선은 1392년에 세워졌다. " * 100
-    assert len(postprocess(_item("서술형"), text, GenerationConfig(desc_max_chars=120))) <= 120
+    assert len(postprocess(_item("서술형"), text, 120)) <= 120
 
 
 def test_escaped_newlines_in_raw() -> None:
-    assert postprocess(_item("단답형"), "강강술래\\n설명", GenerationConfig()) == "강강술래"
+    assert postprocess(_item("단답형"), "강강술래\\n설명", GenerationConfig().desc_max_chars) == "강강술래"
 
 
 def test_broken_bytes_and_control_characters_removed() -> None:
-    assert postprocess(_item("단답형"), "\ufffd강강\x1c술래\u200b\ufffd", GenerationConfig()) == "강강술래"
-    assert postprocess(MC_ITEM, "\ufffd45\ufffd 2", GenerationConfig()) == "2"
+    assert postprocess(_item("단답형"), "\ufffd강강\x1c술래\u200b\ufffd", GenerationConfig().desc_max_chars) == "강강술래"
+    assert postprocess(MC_ITEM, "\ufffd45\ufffd 2", GenerationConfig().desc_max_chars) == "2"
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("1. 강강술래", "강강술래"), ("- 강강술래", "강강술래"), ("2) 세배를", "세배"), ("3.1 운동", "3.1 운동")])
@@ -160,7 +160,7 @@ def test_short_list_marker_removed(raw: str, expected: str) -> None:
 
 @pytest.mark.parametrize("raw", ["...", "(仲秋)", "정답: ...", "「」"])
 def test_short_degenerate_answer_keeps_first_raw_word(raw: str) -> None:
-    assert postprocess(_item("단답형"), raw, GenerationConfig()) != ""
+    assert postprocess(_item("단답형"), raw, GenerationConfig().desc_max_chars) != ""
 
 
 @pytest.mark.parametrize(("raw", "expected"), [("## 누리호 발사", "누리호 발사"), ("三國", "三國"), ("**<b>설날</b>**", "설날")])

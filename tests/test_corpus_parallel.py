@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from krqa.config import load_config
 from krqa.corpus.config import SourceConfig
 from krqa.corpus.document import Document
 from krqa.corpus.mediawiki import iter_mediawiki
@@ -22,12 +21,12 @@ pytestmark = pytest.mark.slow
 PIECE_MB = 0.004  # 4 kB pieces: the 56 kB Namuwiki sample becomes about a dozen
 
 
-def _config(repo: Path, *sets: str):
-    return load_config(repo / "configs" / "tiny-test.yaml", [f"corpus.piece_mb={PIECE_MB}", *sets])
+def _config(tiny_config, *sets: str):
+    return tiny_config(f"corpus.piece_mb={PIECE_MB}", *sets)
 
 
 def _build(cfg, out: Path, workers: int, sources=None):
-    report = build_chunks(cfg, out, sources=sources, workers=workers)
+    report = build_chunks(cfg.corpus, out, sources=sources, workers=workers)
     return report, load_chunks(out).to_list()
 
 
@@ -60,13 +59,13 @@ def derived_dumps(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
             "streams": [len(s) for s in streams]}
 
 
-def test_parallel_equals_single_process(repo: Path, tmp_path: Path, derived_dumps) -> None:
+def test_parallel_equals_single_process(tiny_config, repo: Path, tmp_path: Path, derived_dumps) -> None:
     """Both samples plus the kowiki sample as plain XML and as multistream .bz2, and JSONL, in one build."""
     for kind, fmt in (("xml", "mediawiki"), ("bz2", "mediawiki"), ("jsonl", "jsonl")):
         pieces = plan_pieces(0, kind, derived_dumps[kind], fmt, 4000)
         assert len(pieces) > 2 and {p.kind for p in pieces} == {kind}
     assert len(plan_pieces(1, "namuwiki", repo / "corpus" / "sample_namuwiki.json", "namuwiki", 4000)) >= 10
-    cfg = _config(repo)
+    cfg = _config(tiny_config)
     sources = [*cfg.corpus.sources, *(SourceConfig(path=str(derived_dumps[k]), name=k) for k in ("xml", "bz2", "jsonl"))]
     one, rows_one = _build(cfg, tmp_path / "one", workers=1, sources=sources)
     two, rows_two = _build(cfg, tmp_path / "two", workers=2, sources=sources)
@@ -78,14 +77,14 @@ def test_parallel_equals_single_process(repo: Path, tmp_path: Path, derived_dump
     assert [s["position"] for s in jsonl.skips] == ["line 43"]  # the bad last line keeps its global line number
 
 
-def test_corrupt_bz2_stream_costs_only_its_pages(repo: Path, tmp_path: Path, derived_dumps) -> None:
+def test_corrupt_bz2_stream_costs_only_its_pages(tiny_config, repo: Path, tmp_path: Path, derived_dumps) -> None:
     data = bytearray(derived_dumps["bz2"].read_bytes())
     sizes = derived_dumps["streams"]
     start = sum(sizes[:3])  # the third page stream
     data[start + 40:start + 60] = bytes(20)
     bad = tmp_path / "damaged.xml.bz2"
     bad.write_bytes(bytes(data))
-    cfg = _config(repo)
+    cfg = _config(tiny_config)
     sources = [SourceConfig(path=str(bad), name="x")]
     clean_docs = sum(isinstance(r, Document) for r in iter_mediawiki(derived_dumps["bz2"]))
     report, rows = _build(cfg, tmp_path / "par", workers=2, sources=sources)
@@ -95,5 +94,5 @@ def test_corrupt_bz2_stream_costs_only_its_pages(repo: Path, tmp_path: Path, der
     single, _ = _build(cfg, tmp_path / "seq", workers=1, sources=sources)
     assert single.sources[0].docs < report.sources[0].docs  # one pass stops at the damage
     with pytest.raises(InputError, match=f"corrupt_stream at bz2 stream at file byte {start}"):
-        build_chunks(_config(repo, "corpus.strict=true"), tmp_path / "strict", sources=sources, workers=2)
+        build_chunks(_config(tiny_config, "corpus.strict=true").corpus, tmp_path / "strict", sources=sources, workers=2)
     assert not (tmp_path / "strict").exists()

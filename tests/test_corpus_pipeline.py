@@ -22,7 +22,7 @@ REMNANTS = ("[[", "{{", "'''", "||", "<ref", "[*", "]]", "}}", "<!--", "{|")
 def sample_store(tmp_path_factory) -> tuple[Path, object]:
     out = tmp_path_factory.mktemp("store") / "chunks"
     cfg = load_config(None, ["corpus.chunking.kiwi_workers=1"])
-    return out, build_chunks(cfg, out)
+    return out, build_chunks(cfg.corpus, out)
 
 
 def test_samples_build_clean_chunks(sample_store):
@@ -64,7 +64,7 @@ def test_sample_questions_are_answerable_from_the_corpus(sample_store, repo: Pat
 
 def test_source_limit_and_iter_documents(repo: Path):
     skips = []
-    docs = list(iter_documents(SourceConfig(path="corpus/sample_namuwiki.json", limit=5), repo, on_skip=skips.append))
+    docs = list(iter_documents(SourceConfig(path=str(repo / "corpus/sample_namuwiki.json"), limit=5), on_skip=skips.append))
     assert len(docs) == 5 and all(d.source == "namuwiki" for d in docs)
 
 
@@ -79,19 +79,19 @@ def _bad_namuwiki(tmp_path: Path) -> Path:
 def test_bad_input_is_reported_and_strict_fails_without_output(tmp_path: Path):
     cfg = load_config(None, ["corpus.chunking.kiwi_workers=1"])
     src = [SourceConfig(path=str(_bad_namuwiki(tmp_path)))]
-    report = build_chunks(cfg, tmp_path / "ok", sources=src)
+    report = build_chunks(cfg.corpus, tmp_path / "ok", sources=src)
     assert report.docs == 2 and report.skipped == {"truncated": 1}
     assert report.sources[0].skips[0]["position"].startswith("item 3 at file byte ")
     out = tmp_path / "strict"
     with pytest.raises(InputError, match=r"cut.json: truncated at item 3 at file byte \d+: .*\(strict mode\)"):
-        build_chunks(cfg, out, sources=src, strict=True)
+        build_chunks(cfg.corpus, out, sources=src, strict=True)
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".strict")]
 
 
 def test_missing_source_is_input_error(tmp_path: Path):
     cfg = load_config(None, [])
     with pytest.raises(InputError, match="nope.xml: corpus source not found"):
-        build_chunks(cfg, tmp_path / "o", sources=[SourceConfig(path=str(tmp_path / "nope.xml"))])
+        build_chunks(cfg.corpus, tmp_path / "o", sources=[SourceConfig(path=str(tmp_path / "nope.xml"))])
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from krqa.qa.metrics import mc_correct, short_exact
-from krqa.qa.metrics.lexical import make_tokenizer
+from krqa.qa.scorer import mc_correct, short_exact
+from krqa.qa.scorer.lexical import make_tokenizer
 
 DEV = "korean_culture_qa_V1.0_dev+.json"
 

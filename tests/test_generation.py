@@ -10,7 +10,8 @@ import pytest
 
 from krqa.config import KrqaConfig, load_config
 from krqa.errors import InputError
-from krqa.generation import models
+from krqa import model_location
+from krqa.generation import lm, tiny_random
 from krqa.generation.config import ModelConfig
 from krqa.qa.data import QAItem, load_items
 
@@ -32,7 +33,7 @@ def cfg(repo: Path, cache: Path) -> KrqaConfig:
 def generator(cfg: KrqaConfig):
     from krqa.generation.generator import make_generator
 
-    return make_generator(cfg)
+    return make_generator(cfg.model, cfg.generation)
 
 
 @pytest.fixture(scope="module")
@@ -41,14 +42,14 @@ def items(repo: Path) -> list[QAItem]:
 
 
 def test_tiny_random_built_once_and_reused(cfg: KrqaConfig) -> None:
-    path = models.resolve_base_model(cfg.model)
-    assert path.name == f"tiny-random-{models.tiny_recipe_hash()}"
+    path = lm.resolve_base_model(cfg.model)
+    assert path.name == f"tiny-random-{tiny_random.tiny_recipe_hash()}"
     stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert models.resolve_base_model(cfg.model) == path
+    assert lm.resolve_base_model(cfg.model) == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"], config["intermediate_size"]) == (64, 2, 4, 128)
-    tok = models.load_tokenizer(cfg.model)
+    tok = lm.load_tokenizer(cfg.model)
     assert 2000 <= len(tok) <= 4000 and tok.padding_side == "left"
     assert {tok.pad_token, tok.bos_token, tok.eos_token} == {"<pad>", "<s>", "</s>"}
     ids = tok("설날에는 떡국을 먹는다")["input_ids"]
@@ -59,48 +60,48 @@ def test_tiny_random_built_once_and_reused(cfg: KrqaConfig) -> None:
 def test_tiny_random_is_deterministic(tmp_path: Path, cfg: KrqaConfig) -> None:
     from krqa.fsutil import sha256_file
 
-    other = models.build_tiny_random(tmp_path)
-    ours = models.resolve_base_model(cfg.model)
+    other = tiny_random.build_tiny_random(tmp_path)
+    ours = lm.resolve_base_model(cfg.model)
     for name in ("tokenizer.json", "model.safetensors"):
         assert sha256_file(other / name) == sha256_file(ours / name)
 
 
 def test_resolve_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory not found"):
-        models.resolve_base_model(ModelConfig(base=str(tmp_path / "nope")))
+        lm.resolve_base_model(ModelConfig(base=str(tmp_path / "nope")))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no config.json"):
-        models.resolve_base_model(ModelConfig(base=str(tmp_path / "empty")))
+        lm.resolve_base_model(ModelConfig(base=str(tmp_path / "empty")))
     with pytest.raises(InputError, match=r"huggingface-cli download krqa-test/not-cached"):
-        models.resolve_base_model(ModelConfig(base="krqa-test/not-cached"))
+        lm.resolve_base_model(ModelConfig(base="krqa-test/not-cached"))
     with pytest.raises(InputError, match="unknown GGUF model"):
-        models.resolve_base_model(ModelConfig(base="gguf:llama-9000", cache_dir=str(tmp_path)))
+        lm.resolve_base_model(ModelConfig(base="gguf:llama-9000", cache_dir=str(tmp_path)))
 
 
 def test_gguf_package_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(models.GGUF_MODELS, "gemma3-270m", "krqa_no_such_package")
+    monkeypatch.setitem(model_location.GGUF_PACKAGES, "gemma3-270m", "krqa_no_such_package")
     with pytest.raises(InputError, match=r"pip install -e '\.\[demo\]'"):
-        models.resolve_base_model(ModelConfig(base="gguf:gemma3-270m", cache_dir=str(tmp_path)))
+        lm.resolve_base_model(ModelConfig(base="gguf:gemma3-270m", cache_dir=str(tmp_path)))
 
 
 def test_local_dir_used_as_is(cfg: KrqaConfig) -> None:
-    path = models.resolve_base_model(cfg.model)
-    assert models.resolve_base_model(ModelConfig(base=str(path))) == path
+    path = lm.resolve_base_model(cfg.model)
+    assert lm.resolve_base_model(ModelConfig(base=str(path))) == path
 
 
 def test_dtype_and_device_on_cpu() -> None:
     import torch
 
     auto = ModelConfig(device="cpu")
-    assert models.resolve_device(auto) == "cpu" and models.resolve_dtype(auto) == torch.float32
-    assert models.resolve_dtype(ModelConfig(dtype="bfloat16")) == torch.bfloat16
+    assert model_location.resolve_device(auto.device) == "cpu" and lm.resolve_dtype(auto) == torch.float32
+    assert lm.resolve_dtype(ModelConfig(dtype="bfloat16")) == torch.bfloat16
 
 
 @pytest.fixture(scope="module")
 def adapter(cfg: KrqaConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    model = models.load_model(cfg.model, for_training=True)
+    model = lm.load_model(cfg.model, for_training=True)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     out = tmp_path_factory.mktemp("adapter")
     peft_model.save_pretrained(str(out))
@@ -108,7 +109,7 @@ def adapter(cfg: KrqaConfig, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_load_model_with_adapter(cfg: KrqaConfig, adapter: Path) -> None:
-    model = models.load_model(cfg.model, adapter=str(adapter))
+    model = lm.load_model(cfg.model, adapter=str(adapter))
     assert any("lora_" in name for name, _ in model.named_parameters())
     assert not model.training
 
@@ -116,16 +117,16 @@ def test_load_model_with_adapter(cfg: KrqaConfig, adapter: Path) -> None:
 def test_adapter_for_another_architecture(cfg: KrqaConfig, adapter: Path, tmp_path: Path) -> None:
     other_base = tmp_path / "other-base"
     other_base.mkdir()
-    config = json.loads((models.resolve_base_model(cfg.model) / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((lm.resolve_base_model(cfg.model) / "config.json").read_text(encoding="utf-8"))
     (other_base / "config.json").write_text(json.dumps({**config, "hidden_size": 128}), encoding="utf-8")
     moved = tmp_path / "adapter"
     shutil.copytree(adapter, moved)
     acfg = json.loads((moved / "adapter_config.json").read_text(encoding="utf-8"))
     (moved / "adapter_config.json").write_text(json.dumps({**acfg, "base_model_name_or_path": str(other_base)}), encoding="utf-8")
     with pytest.raises(InputError, match=r"hidden_size 128 vs 64"):
-        models.load_model(cfg.model, adapter=str(moved))
+        lm.load_model(cfg.model, adapter=str(moved))
     with pytest.raises(InputError, match="no adapter_config.json"):
-        models.load_model(cfg.model, adapter=str(tmp_path))
+        lm.load_model(cfg.model, adapter=str(tmp_path))
 
 
 def test_batched_generation_equals_one_at_a_time(generator, items: list[QAItem]) -> None:
@@ -166,7 +167,7 @@ def test_vllm_backend(cfg: KrqaConfig, tmp_path: Path) -> None:
         import vllm  # noqa: F401
     except ImportError:
         with pytest.raises(InputError, match=r"vllm is not installed"):
-            make_generator(cfg, backend="vllm")
+            make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "vllm"}))
         pytest.skip("vllm not installed: only the missing-backend error is checked")
     pytest.skip("vllm needs a CUDA GPU; not exercised in the CPU suite")
 
@@ -175,16 +176,16 @@ def test_unknown_backend_and_missing_adapter(cfg: KrqaConfig, tmp_path: Path) ->
     from krqa.generation.generator import make_generator
 
     with pytest.raises(InputError, match="expected transformers or vllm"):
-        make_generator(cfg, backend="onnx")
+        make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "onnx"}))
     with pytest.raises(InputError, match="directory not found"):
-        make_generator(cfg, adapter=str(tmp_path / "none"))
+        make_generator(cfg.model, cfg.generation, adapter=str(tmp_path / "none"))
 
 
 class _Retriever:
     """Test double with the retriever's item API: two fixed passages per item."""
 
     def __init__(self) -> None:
-        from krqa.index.retriever import Hit
+        from krqa.index.types import Hit
 
         self.hits = [Hit(i, 1.0 / i, f"doc{i}", f"제목{i}", "", "설날에는 떡국을 먹는다. " * 10, "test", "") for i in (1, 2)]
         self.calls: list[int] = []
@@ -195,10 +196,10 @@ class _Retriever:
 
 
 def test_answerer(cfg: KrqaConfig, generator, items: list[QAItem]) -> None:
-    from krqa.generation.answerer import Answerer
+    from krqa.wiring import make_answerer
 
     retriever = _Retriever()
-    answerer = Answerer(cfg, retriever, generator)
+    answerer = make_answerer(cfg, retriever, generator)
     results = answerer.answer_items(items[:10], rag=True, top_k=2)
     assert retriever.calls == [10]  # one retrieval call for the whole batch
     for item, res in zip(items[:10], results):
@@ -211,5 +212,5 @@ def test_answerer(cfg: KrqaConfig, generator, items: list[QAItem]) -> None:
     no_rag = answerer.answer_items(items[:10], rag=False)
     assert all(r.contexts == [] for r in no_rag) and all(r.prompt_tokens < w.prompt_tokens for r, w in zip(no_rag, results))
     with pytest.raises(InputError, match="no index is loaded"):
-        Answerer(cfg, None, generator).answer_items(items[:1], rag=True)
+        make_answerer(cfg, None, generator).answer_items(items[:1], rag=True)
     assert answerer.answer_items([], rag=False) == []

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krqa.config import load_config
 from krqa.corpus.pipeline import build_chunks
 from krqa.corpus.store import load_chunks
 from krqa.index import bm25_build
@@ -21,9 +20,9 @@ QUERIES = ["설날은 음력 몇 월 며칠인가", "판소리 고수 북장단"
 
 
 @pytest.fixture(scope="module")
-def texts(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def texts(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     out = tmp_path_factory.mktemp("chunks") / "store"
-    build_chunks(load_config(repo / "configs" / "tiny-test.yaml"), out, workers=1)
+    build_chunks(tiny_config().corpus, out, workers=1)
     return list(load_chunks(out)["index_text"])
 
 
@@ -55,22 +54,22 @@ def test_sharded_merge_equals_in_memory_build(texts: list[str], tmp_path: Path, 
     assert not (out / "runs").exists()
 
 
-def test_interrupted_merge_resumes_without_retokenizing(repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_merge_resumes_without_retokenizing(tiny_config, repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "index"
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={out}", "index.dense.backend=none", "index.bm25.shard_chunks=100"])
+    cfg = tiny_config(f"index.dir={out}", "index.dense.backend=none", "index.bm25.shard_chunks=100")
 
     def crash(*args, **kwargs):
         raise RuntimeError("injected crash in the merge")
 
     monkeypatch.setattr(bm25_build, "merge_shards", crash)
     with pytest.raises(RuntimeError, match="injected crash"):
-        build_index(cfg, workers=1)
+        build_index(cfg.corpus, cfg.index, workers=1)
     shards = sorted((tmp_path / "index.partial" / "bm25_shards").glob("shard-*.npz"))
     assert len(shards) == 4 and not out.exists()
     monkeypatch.undo()
     calls = []
     monkeypatch.setattr(bm25_build, "tokenize_shard", lambda *a, **k: calls.append(a) or {})
-    manifest = build_index(cfg, resume=True, workers=1)
+    manifest = build_index(cfg.corpus, cfg.index, resume=True, workers=1)
     assert calls == []  # every shard came from the interrupted run
-    assert manifest["chunk_count"] > 300 and not (out / "bm25_shards").exists()
-    assert BM25Index.load(out / "bm25", cfg.index.bm25).num_docs == manifest["chunk_count"]
+    assert manifest.chunk_count > 300 and not (out / "bm25_shards").exists()
+    assert BM25Index.load(out / "bm25", cfg.index.bm25).num_docs == manifest.chunk_count

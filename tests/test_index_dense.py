@@ -127,7 +127,7 @@ def test_sentence_transformers_backend_offline(tiny_st_model: Path) -> None:
 def test_sentence_transformers_missing_model_is_input_error(tmp_path: Path) -> None:
     cfg = DenseConfig(backend="sentence-transformers", model="no-such-org/no-such-model-krqa", device="cpu")
     with pytest.raises(InputError, match="not found locally.*huggingface-cli download no-such-org/no-such-model-krqa"):
-        make_encoder(cfg, tmp_path)
+        make_encoder(cfg)
 
 
 def test_sentence_transformers_queries_are_cut_to_max_query_tokens(tiny_st_model: Path) -> None:

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krqa.config import load_config
 from krqa.corpus.store import load_chunks
 from krqa.index.build import build_index
-from krqa.index.retriever import open_retriever
+from krqa.wiring import open_index
 
 ray = pytest.importorskip("ray", reason="Ray is the dist extra")
 pytestmark = pytest.mark.slow
@@ -35,7 +34,7 @@ def cluster():
 def _engine(cfg, factory=None):
     from krqa.index.ray_build import RayEngine
 
-    return RayEngine(cfg.index.ray, base_dir=cfg.base_dir, encoder_factory=factory)
+    return RayEngine(cfg.index.ray, encoder_factory=factory)
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +66,13 @@ def encoder_sets(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[s
 
 
 @pytest.fixture(scope="module")
-def both(repo: Path, tmp_path_factory: pytest.TempPathFactory, cluster, encoder_sets):
+def both(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory, cluster, encoder_sets):
     root = tmp_path_factory.mktemp("ray")
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={root / 'local'}", *encoder_sets])
-    ray_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={root / 'ray'}", *encoder_sets])
-    local = build_index(local_cfg, workers=1)
-    remote = build_index(ray_cfg, engine=_engine(ray_cfg))
-    return (local_cfg, local, open_retriever(local_cfg)), (ray_cfg, remote, open_retriever(ray_cfg))
+    local_cfg = tiny_config(f"index.dir={root / 'local'}", *encoder_sets)
+    ray_cfg = tiny_config(f"index.dir={root / 'ray'}", *encoder_sets)
+    local = build_index(local_cfg.corpus, local_cfg.index, workers=1)
+    remote = build_index(ray_cfg.corpus, ray_cfg.index, engine=_engine(ray_cfg))
+    return (local_cfg, local, open_index(local_cfg)), (ray_cfg, remote, open_index(ray_cfg))
 
 
 def _top(retriever, mode: str) -> list[list[tuple[str, int, float]]]:
@@ -82,15 +81,15 @@ def _top(retriever, mode: str) -> list[list[tuple[str, int, float]]]:
 
 def test_ray_build_equals_local_build(both) -> None:
     (local_cfg, local, r_local), (ray_cfg, remote, r_ray) = both
-    assert remote["chunk_count"] == local["chunk_count"] > 300
-    assert set(remote["stage_seconds"]) == set(local["stage_seconds"]) and remote["encoder"] == local["encoder"]
+    assert remote.chunk_count == local.chunk_count > 300
+    assert set(remote.stage_seconds) == set(local.stage_seconds) and remote.encoder == local.encoder
     assert load_chunks(Path(ray_cfg.index.dir) / "chunks").to_list() == load_chunks(Path(local_cfg.index.dir) / "chunks").to_list()
     assert _top(r_ray, "bm25") == _top(r_local, "bm25")  # identical titles, chunks and scores
     hybrid_local, hybrid_ray = _top(r_local, "hybrid"), _top(r_ray, "hybrid")
     assert [[(t, c) for t, c, _ in q] for q in hybrid_ray] == [[(t, c) for t, c, _ in q] for q in hybrid_local]
     # Ray's CPU workers run the encoder on one thread, the local build on two: float sums may differ in the last bits.
     np.testing.assert_allclose([s for q in hybrid_ray for *_, s in q], [s for q in hybrid_local for *_, s in q], rtol=1e-4, atol=1e-5)
-    assert {s["name"]: s["docs"] for s in remote["sources"]} == {s["name"]: s["docs"] for s in local["sources"]}
+    assert {s.name: s.docs for s in remote.sources} == {s.name: s.docs for s in local.sources}
 
 
 class KillOnce:
@@ -116,22 +115,22 @@ class KillOnce:
         return self.inner.encode_passages(texts)
 
 
-def test_killed_encoder_worker_is_retried_and_result_unchanged(repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_killed_encoder_worker_is_retried_and_result_unchanged(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
     from test_index_build import write_corpus
 
     corpus = write_corpus(tmp_path / "docs.jsonl")
     sets = [*encoder_sets, "index.ray.encode_shard_rows=8", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'local'}", *sets])
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'ray'}", *sets])
-    local = build_index(local_cfg, corpus_paths=[corpus], workers=1)
+    local_cfg = tiny_config(f"index.dir={tmp_path / 'local'}", *sets)
+    cfg = tiny_config(f"index.dir={tmp_path / 'ray'}", *sets)
+    local = build_index(local_cfg.corpus, local_cfg.index, corpus_paths=[corpus], workers=1)
     marker = tmp_path / "killed"
     factory = KillOnce(cfg.index.dense.model_dump(), str(marker))
-    manifest = build_index(cfg, corpus_paths=[corpus], engine=_engine(cfg, factory))
+    manifest = build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], engine=_engine(cfg, factory))
     assert marker.is_file() and int(marker.read_text()) != os.getpid()  # a worker really died
-    assert manifest["chunk_count"] == local["chunk_count"] > 10
+    assert manifest.chunk_count == local.chunk_count > 10
     np.testing.assert_allclose(np.load(tmp_path / "ray" / "dense" / "embeddings.npy").astype(np.float32),
                                np.load(tmp_path / "local" / "dense" / "embeddings.npy").astype(np.float32), atol=2e-3)
-    r_ray, r_local = open_retriever(cfg), open_retriever(local_cfg)
+    r_ray, r_local = open_index(cfg), open_index(local_cfg)
     for query in ("훈민정음을 창제한 왕", "추석 송편"):
         assert [(h.chunk_id, h.score) for h in r_ray.search(query, mode="bm25")] == [(h.chunk_id, h.score) for h in r_local.search(query, mode="bm25")]
         assert [h.chunk_id for h in r_ray.search(query, mode="hybrid")] == [h.chunk_id for h in r_local.search(query, mode="hybrid")]
@@ -178,25 +177,25 @@ class FailAfter:
         return self.inner.encode_passages(texts)
 
 
-def test_interrupted_ray_encoding_resumes_without_redoing_shards(repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_interrupted_ray_encoding_resumes_without_redoing_shards(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
     import json
 
     from test_index_build import write_corpus
 
     corpus = write_corpus(tmp_path / "docs.jsonl")
     sets = [*encoder_sets, "index.ray.encode_shard_rows=4", "index.dense.batch_size=4", "corpus.chunking.max_size=60", "corpus.chunking.min_chars=10"]
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'index'}", *sets])
+    cfg = tiny_config(f"index.dir={tmp_path / 'index'}", *sets)
     log = tmp_path / "batches.log"
     progress_path = tmp_path / "index.partial" / "dense" / "ray_progress.json"
     with pytest.raises(Exception, match="injected failure"):
-        build_index(cfg, corpus_paths=[corpus], engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=2, progress=str(progress_path))))
+        build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=2, progress=str(progress_path))))
     done = len(json.loads(progress_path.read_text())["done"])
     assert 1 <= done <= 2 and not (tmp_path / "index").exists()
     log.unlink()
-    manifest = build_index(cfg, corpus_paths=[corpus], resume=True, engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=None)))
-    total = -(-manifest["chunk_count"] // 4)
+    manifest = build_index(cfg.corpus, cfg.index, corpus_paths=[corpus], resume=True, engine=_engine(cfg, FailAfter(cfg.index.dense.model_dump(), str(log), limit=None)))
+    total = -(-manifest.chunk_count // 4)
     assert len(log.read_text().splitlines()) == total - done  # finished shards were not encoded again
-    local_cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={tmp_path / 'local'}", *sets])
-    build_index(local_cfg, corpus_paths=[corpus], workers=1)
+    local_cfg = tiny_config(f"index.dir={tmp_path / 'local'}", *sets)
+    build_index(local_cfg.corpus, local_cfg.index, corpus_paths=[corpus], workers=1)
     np.testing.assert_allclose(np.load(tmp_path / "index" / "dense" / "embeddings.npy").astype(np.float32),
                                np.load(tmp_path / "local" / "dense" / "embeddings.npy").astype(np.float32), atol=2e-3)

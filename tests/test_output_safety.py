@@ -21,8 +21,8 @@ from krqa.index.build import build_index
 from tests.test_index_build import DOCS, small_config, write_corpus
 
 
-def _bm25(repo: Path, out: Path, *sets: str):
-    return small_config(repo, out, "index.dense.backend=none", "retrieval.mode=bm25", *sets)
+def _bm25(tiny_config, out: Path, *sets: str):
+    return small_config(tiny_config, out, "index.dense.backend=none", "retrieval.mode=bm25", *sets)
 
 
 def _foreign(path: Path) -> Path:
@@ -45,29 +45,29 @@ def umask022() -> Iterator[None]:
         os.umask(old)
 
 
-def test_build_index_refuses_a_foreign_directory_and_its_siblings(repo: Path, tmp_path: Path) -> None:
+def test_build_index_refuses_a_foreign_directory_and_its_siblings(tiny_config, repo: Path, tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl")
     out = _foreign(tmp_path / "x")
     with pytest.raises(InputError, match=r"x: not empty and not a krqa index \(no manifest.json\)"):
-        build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])
+        build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
     assert _intact(out)
 
     out = tmp_path / "idx"
     partial = _foreign(tmp_path / "idx.partial")
     with pytest.raises(InputError, match="idx.partial: exists but is not an unfinished krqa build"):
-        build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])
+        build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
     assert _intact(partial) and not out.exists()
     shutil.rmtree(partial)
 
     old = _foreign(tmp_path / "idx.old")
-    build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])
+    build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
     first = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["created_at"]
     assert first
     # Rebuilding over an index replaces it; a sibling <out>.old that krqa did not make is never touched,
     # and nothing is left beside the index.
     write_corpus(corpus, DOCS[:5])
-    m = build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])
-    assert m["sources"][0]["docs"] == 5 and _intact(old)
+    m = build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
+    assert m.sources[0].docs == 5 and _intact(old)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["corpus.jsonl", "idx", "idx.old", "x"]
 
 
@@ -88,33 +88,33 @@ def test_build_index_cli_never_takes_the_checkout(repo: Path, tmp_path: Path) ->
     assert sorted(p.name for p in checkout.iterdir()) == [".git", "README.md"]
 
 
-def test_build_corpus_refuses_a_foreign_directory(repo: Path, tmp_path: Path) -> None:
+def test_build_corpus_refuses_a_foreign_directory(tiny_config, repo: Path, tmp_path: Path) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl")
-    cfg = _bm25(repo, tmp_path / "idx")
+    cfg = _bm25(tiny_config, tmp_path / "idx")
     out = _foreign(tmp_path / "chunks")
     from krqa.corpus.config import SourceConfig
 
     sources = [SourceConfig(path=str(corpus))]
     with pytest.raises(InputError, match=r"chunks: not empty and not a krqa chunk store \(no corpus_report.json\)"):
-        build_chunks(cfg, out, sources=sources)
+        build_chunks(cfg.corpus, out, sources=sources)
     assert _intact(out)
     store = tmp_path / "store"
-    assert build_chunks(cfg, store, sources=sources).chunks > 0
-    assert build_chunks(cfg, store, sources=sources).chunks > 0  # a chunk store may be replaced
+    assert build_chunks(cfg.corpus, store, sources=sources).chunks > 0
+    assert build_chunks(cfg.corpus, store, sources=sources).chunks > 0  # a chunk store may be replaced
     assert sorted(p.name for p in tmp_path.iterdir()) == ["chunks", "corpus.jsonl", "store"]
 
 
-def test_resume_refuses_a_finished_partial_of_another_corpus(repo: Path, tmp_path: Path) -> None:
+def test_resume_refuses_a_finished_partial_of_another_corpus(tiny_config, repo: Path, tmp_path: Path) -> None:
     other = write_corpus(tmp_path / "other.jsonl", DOCS[:3])
     corpus = write_corpus(tmp_path / "corpus.jsonl")
     out = tmp_path / "idx"
-    build_index(_bm25(repo, tmp_path / "made"), out_dir=tmp_path / "made", corpus_paths=[other])
+    build_index((c := _bm25(tiny_config, tmp_path / "made")).corpus, c.index, out_dir=tmp_path / "made", corpus_paths=[other])
     os.replace(tmp_path / "made", tmp_path / "idx.partial")  # a finished build of another corpus
     with pytest.raises(InputError, match="idx.partial: the finished build there was made from another corpus or config"):
-        build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus], resume=True)
+        build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus], resume=True)
     assert not out.exists()
-    m = build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])  # without --resume: rebuilt
-    assert m["sources"][0]["docs"] == len(DOCS) and not (tmp_path / "idx.partial").exists()
+    m = build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])  # without --resume: rebuilt
+    assert m.sources[0].docs == len(DOCS) and not (tmp_path / "idx.partial").exists()
 
 
 def _modes(root: Path) -> set[tuple[str, int]]:
@@ -124,10 +124,10 @@ def _modes(root: Path) -> set[tuple[str, int]]:
     return found
 
 
-def test_outputs_are_readable_by_other_users(repo: Path, tmp_path: Path, umask022: None) -> None:
+def test_outputs_are_readable_by_other_users(tiny_config, repo: Path, tmp_path: Path, umask022: None) -> None:
     corpus = write_corpus(tmp_path / "corpus.jsonl")
     out = tmp_path / "idx"
-    build_index(_bm25(repo, out), out_dir=out, corpus_paths=[corpus])
+    build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
     assert _modes(out) == {("dir", 0o755), ("file", 0o644)}
     atomic_write_json(tmp_path / "pred.json", [])
     assert stat.S_IMODE((tmp_path / "pred.json").stat().st_mode) == 0o644

@@ -9,21 +9,29 @@ from pathlib import Path
 
 import pytest
 
-from krqa.config import KrqaConfig, load_config
+from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.generation.predict import PredictOptions, predict, side_paths
+from krqa.generation.predict import side_paths
+from krqa.index.types import SearchParams
+from krqa.wiring import run_predict
 from krqa.qa.data import load_items
 
 FAST = ["generation.max_new_tokens.선다형=2", "generation.max_new_tokens.단답형=4", "generation.max_new_tokens.서술형=6", "generation.batch_size=8"]
 
 
 @pytest.fixture(scope="module")
-def sets(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    return [f"model.cache_dir={tmp_path_factory.getbasetemp() / 'models'}", *FAST]
+def sets(tiny_cfg: KrqaConfig) -> list[str]:
+    """``--set`` flags for the CLI runs: the session's model cache (the tiny model is built once) and FAST."""
+    return [f"model.cache_dir={tiny_cfg.model.cache_dir}", *FAST]
 
 
-def _cfg(repo: Path, sets: list[str], *extra: str) -> KrqaConfig:
-    return load_config(repo / "configs" / "tiny-test.yaml", [*sets, *extra])
+def _cfg(tiny_config, *extra: str) -> KrqaConfig:
+    return tiny_config(*FAST, *extra)
+
+
+def _rag(cfg: KrqaConfig, on: bool) -> KrqaConfig:
+    """The config with ``predict.rag`` set, as ``--rag/--no-rag`` sets it."""
+    return cfg.model_copy(update={"predict": cfg.predict.model_copy(update={"rag": on})})
 
 
 def _check_submission(out: Path, src: Path, n: int | None = None) -> list[dict]:
@@ -59,15 +67,15 @@ def test_cli_on_nikl_dev(repo: Path, nikl_dir: Path, sets: list[str], tmp_path: 
     assert len(progress.read_text(encoding="utf-8").splitlines()) == n + 1  # header + one line per item
 
 
-def test_resume_after_interruption(repo: Path, sets: list[str], tmp_path: Path) -> None:
+def test_resume_after_interruption(tiny_config, repo: Path, sets: list[str], tmp_path: Path) -> None:
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
-    cfg = _cfg(repo, sets)
-    first = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=10))
+    cfg = _cfg(tiny_config)
+    first = run_predict(_rag(cfg, False), src, out, limit=10)
     assert first["items"] == 10 and not first["complete"] and first["answered_now"] == 10
     partial = _check_submission(out, src, 10)
 
-    full = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    full = run_predict(_rag(cfg, False), src, out)
     total = len(load_items(src))
     assert full["resumed"] == 10 and full["answered_now"] == total - 10 and full["complete"]
     preds = _check_submission(out, src)
@@ -75,39 +83,39 @@ def test_resume_after_interruption(repo: Path, sets: list[str], tmp_path: Path) 
     _, progress = side_paths(out)
     assert len(progress.read_text(encoding="utf-8").splitlines()) == total + 1
 
-    again = predict(cfg, PredictOptions(input=src, output=out, rag=False))
+    again = run_predict(_rag(cfg, False), src, out)
     assert again["answered_now"] == 0 and again["resumed"] == total
-    fresh = predict(cfg, PredictOptions(input=src, output=out, rag=False, resume=False, limit=3))
+    fresh = run_predict(_rag(cfg, False), src, out, resume=False, limit=3)
     assert fresh["resumed"] == 0 and fresh["answered_now"] == 3
 
 
-def test_killed_mid_write_and_mismatched_progress(repo: Path, sets: list[str], tmp_path: Path) -> None:
+def test_killed_mid_write_and_mismatched_progress(tiny_config, repo: Path, sets: list[str], tmp_path: Path) -> None:
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
-    cfg = _cfg(repo, sets)
-    predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=8))
+    cfg = _cfg(tiny_config)
+    run_predict(_rag(cfg, False), src, out, limit=8)
     _, progress = side_paths(out)
     with open(progress, "a", encoding="utf-8") as fh:
         fh.write('{"id": "s009", "answ')  # a record cut off by a kill
-    report = predict(cfg, PredictOptions(input=src, output=out, rag=False, limit=12))
+    report = run_predict(_rag(cfg, False), src, out, limit=12)
     assert report["resumed"] == 8 and report["answered_now"] == 4
     lines = progress.read_text(encoding="utf-8").splitlines()
     # answered grouped by type (not in input order), each item exactly once
     assert len(lines) == 13 and sorted(json.loads(line)["id"] for line in lines[1:]) == [f"s{i:03d}" for i in range(1, 13)]
 
-    changed = _cfg(repo, sets, "prompt.system=다른 시스템 프롬프트")
+    changed = _cfg(tiny_config, "prompt.system=다른 시스템 프롬프트")
     with pytest.raises(InputError, match="progress belongs to another input or other settings"):
-        predict(changed, PredictOptions(input=src, output=out, rag=False))
+        run_predict(_rag(changed, False), src, out)
     other_input = tmp_path / "other.json"
     other_input.write_text(json.dumps(json.loads(src.read_text(encoding="utf-8"))[:5], ensure_ascii=False), encoding="utf-8")
     with pytest.raises(InputError, match="--no-resume"):
-        predict(cfg, PredictOptions(input=other_input, output=out, rag=False))
+        run_predict(_rag(cfg, False), other_input, out)
     # batch size only changes speed, so the progress still applies
-    faster = _cfg(repo, sets, "generation.batch_size=2")
-    assert predict(faster, PredictOptions(input=src, output=out, rag=False, limit=12))["answered_now"] == 0
+    faster = _cfg(tiny_config, "generation.batch_size=2")
+    assert run_predict(_rag(faster, False), src, out, limit=12)["answered_now"] == 0
 
 
-def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -> None:
+def test_bad_inputs_write_nothing(tiny_config, repo: Path, sets: list[str], tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('[{"id": "x1", "input": {"category": "c", "domain": "d", "question_type": "객관식", "topic_keyword": "t", "question": "q"}}]', encoding="utf-8")
     out = tmp_path / "out" / "preds.json"
@@ -115,13 +123,13 @@ def test_bad_inputs_write_nothing(repo: Path, sets: list[str], tmp_path: Path) -
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "item 'x1': input.question_type" in proc.stderr
     assert not out.parent.exists()
-    cfg = _cfg(repo, sets)
+    cfg = _cfg(tiny_config)
     with pytest.raises(InputError, match="--limit 0"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, limit=0))
+        run_predict(_rag(cfg, False), repo / "corpus" / "sample_qa.json", out, limit=0)
     with pytest.raises(InputError, match="same file as --input"):
-        predict(cfg, PredictOptions(input=bad, output=bad, rag=False))
+        run_predict(_rag(cfg, False), bad, bad)
     with pytest.raises(InputError, match="--adapter .*directory not found"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=out, rag=False, adapter=str(tmp_path / "nope")))
+        run_predict(_rag(cfg, False), repo / "corpus" / "sample_qa.json", out, adapter=str(tmp_path / "nope"))
 
 
 def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_path: Path) -> None:
@@ -136,35 +144,26 @@ def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_
     assert list(out.iterdir()) == []
 
 
-def test_rag_needs_an_index(repo: Path, sets: list[str], tmp_path: Path) -> None:
-    cfg = _cfg(repo, sets, f"index.dir={tmp_path / 'no-index'}")
+def test_rag_needs_an_index(tiny_config, repo: Path, sets: list[str], tmp_path: Path) -> None:
+    cfg = _cfg(tiny_config, f"index.dir={tmp_path / 'no-index'}")
     with pytest.raises(InputError, match=r"--rag needs an index: .*krqa build-index"):
-        predict(cfg, PredictOptions(input=repo / "corpus" / "sample_qa.json", output=tmp_path / "p.json", rag=True))
+        run_predict(_rag(cfg, True), repo / "corpus" / "sample_qa.json", tmp_path / "p.json")
     assert not (tmp_path / "p.json").exists() and not side_paths(tmp_path / "p.json")[1].exists()
 
 
-@pytest.fixture(scope="module")
-def bm25_index(repo: Path, sets: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from krqa.index.build import build_index
-
-    out = tmp_path_factory.mktemp("index") / "bm25"
-    build_index(_cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25"), out_dir=out)
-    return out
-
-
 @pytest.mark.slow
-def test_rag_on_the_sample_corpus(repo: Path, sets: list[str], bm25_index: Path, tmp_path: Path) -> None:
-    cfg = _cfg(repo, sets, "index.dense.backend=none", "retrieval.mode=bm25", f"index.dir={bm25_index}")
+def test_rag_on_the_sample_corpus(tiny_config, repo: Path, sets: list[str], tiny_bm25_index: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_config, "index.dense.backend=none", "retrieval.mode=bm25", f"index.dir={tiny_bm25_index}")
     src = repo / "corpus" / "sample_qa.json"
     out = tmp_path / "preds.json"
-    report = predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=2, limit=12))
+    report = run_predict(_rag(cfg, True), src, out, search=SearchParams(top_k=2), limit=12)
     assert report["rag"] and report["items"] == 12
     _check_submission(out, src, 12)
     rows = [json.loads(line) for line in side_paths(out)[0].read_text(encoding="utf-8").splitlines()]
     assert all(1 <= len(r["contexts"]) <= 2 and r["contexts_retrieved"] == 2 for r in rows)
     first = rows[0]["contexts"][0]
     assert first["rank"] == 1 and first["title"] and first["doc_id"] and isinstance(first["score"], float) and first["text"]
-    no_rag = predict(cfg, PredictOptions(input=src, output=tmp_path / "plain.json", rag=False, limit=12))
+    no_rag = run_predict(_rag(cfg, False), src, tmp_path / "plain.json", limit=12)
     assert report["mean_prompt_tokens"] > no_rag["mean_prompt_tokens"]
     with pytest.raises(InputError, match="progress belongs to another"):  # --top-k changes answers: a new run
-        predict(cfg, PredictOptions(input=src, output=out, rag=True, top_k=3, limit=12))
+        run_predict(_rag(cfg, True), src, out, search=SearchParams(top_k=3), limit=12)

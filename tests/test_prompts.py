@@ -16,7 +16,7 @@ from krqa.training.external import Passage
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp_path_factory: pytest.TempPathFactory):
-    from krqa.generation.models import load_tokenizer
+    from krqa.generation.lm import load_tokenizer
 
     return load_tokenizer(ModelConfig(cache_dir=str(tmp_path_factory.getbasetemp() / "models")))
 
@@ -25,7 +25,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory):
 def chat_tokenizer(tokenizer):
     import copy
 
-    from krqa.generation.models import GEMMA_CHAT_TEMPLATE
+    from krqa.model_location import GEMMA_CHAT_TEMPLATE
 
     tok = copy.deepcopy(tokenizer)
     tok.chat_template = GEMMA_CHAT_TEMPLATE

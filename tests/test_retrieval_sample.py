@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from krqa.config import KrqaConfig, load_config
-from krqa.index.build import build_index
-from krqa.index.retriever import Retriever, open_retriever
+from krqa.config import KrqaConfig
+from krqa.index.manifest import IndexManifest, read_manifest
+from krqa.index.retriever import IndexRetriever
+from krqa.wiring import open_index
 
 # (query, article that must come first); each article exists in exactly one of the two dumps.
 QUERIES = [
@@ -25,23 +26,21 @@ QUERIES = [
 ]
 
 
-def _build(repo: Path, out: Path, *sets: str) -> tuple[KrqaConfig, Retriever, dict]:
-    cfg = load_config(repo / "configs" / "tiny-test.yaml", [f"index.dir={out}", *sets])
-    manifest = build_index(cfg)
-    return cfg, open_retriever(cfg), manifest
+def _open(cfg: KrqaConfig) -> tuple[KrqaConfig, IndexRetriever, IndexManifest]:
+    return cfg, open_index(cfg), read_manifest(cfg.index.dir)
 
 
 @pytest.fixture(scope="module")
-def bm25_only(repo: Path, tmp_path_factory: pytest.TempPathFactory):
-    return _build(repo, tmp_path_factory.mktemp("sample") / "index", "index.dense.backend=none")
+def bm25_only(tiny_config, tiny_bm25_index: Path):
+    return _open(tiny_config(f"index.dir={tiny_bm25_index}", "index.dense.backend=none"))
 
 
 def test_sample_build_reads_both_dumps(bm25_only) -> None:
     _, r, manifest = bm25_only
-    names = {s["name"]: s for s in manifest["sources"]}
-    assert set(names) == {"kowiki", "namuwiki"} and all(s["docs"] >= 40 and s["chunks"] > 0 for s in names.values())
-    assert manifest["chunk_count"] == len(r) == sum(s["chunks"] for s in names.values())
-    assert manifest["encoder"] is None and r.modes == ("bm25",)
+    names = {s.name: s for s in manifest.sources}
+    assert set(names) == {"kowiki", "namuwiki"} and all(s.docs >= 40 and s.chunks > 0 for s in names.values())
+    assert manifest.chunk_count == len(r) == sum(s.chunks for s in names.values())
+    assert manifest.encoder is None and r.modes == ("bm25",)
     assert [h.chunk_id for h in r.search("김장 배추")] == [h.chunk_id for h in r.search("김장 배추", mode="bm25")]  # default mode falls back
     sources = {h.source for q, _ in QUERIES for h in r.search(q, top_k=5, mode="bm25")}
     assert sources == {"kowiki", "namuwiki"}  # hits come from both dumps
@@ -56,8 +55,8 @@ def test_sample_bm25_top_hit_is_the_article(bm25_only, query: str, title: str) -
 
 
 @pytest.mark.slow
-def test_sample_hybrid_top_hits(repo: Path, tmp_path: Path) -> None:
-    _, r, manifest = _build(repo, tmp_path / "index")
-    assert manifest["encoder"]["dim"] == 384 and r.modes == ("bm25", "dense", "hybrid")
+def test_sample_hybrid_top_hits(tiny_config, tiny_hybrid_index: Path) -> None:
+    _, r, manifest = _open(tiny_config(f"index.dir={tiny_hybrid_index}"))
+    assert manifest.encoder.dim == 384 and r.modes == ("bm25", "dense", "hybrid")
     batch = r.search_batch([q for q, _ in QUERIES], top_k=3, mode="hybrid")
     assert [hits[0].title for hits in batch] == [t for _, t in QUERIES]

@@ -15,7 +15,9 @@ from krqa.index.build import build_index
 from krqa.index.config import QueryConfig
 from krqa.index.evaluate import score_rankings
 from krqa.index.query import build_queries
-from krqa.index.retriever import Hit, Retriever, open_retriever
+from krqa.index.retriever import IndexRetriever
+from krqa.index.types import Hit
+from krqa.wiring import open_index
 from krqa.qa.data import QAItem
 from tests.test_index_build import small_config, write_corpus
 
@@ -24,12 +26,12 @@ MC = QAItem(id="mc1", category="c", domain="d", question_type="선다형", topic
 
 
 @pytest.fixture(scope="module")
-def env(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, Retriever, Path]:
+def env(tiny_config, repo: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[KrqaConfig, IndexRetriever, Path]:
     root = tmp_path_factory.mktemp("retrieval")
     corpus = write_corpus(root / "corpus.jsonl")
-    cfg = small_config(repo, root / "index", "retrieval.candidates=20", "retrieval.max_top_k=50")
-    build_index(cfg, corpus_paths=[corpus])
-    return cfg, open_retriever(cfg), root
+    cfg = small_config(tiny_config, root / "index", "retrieval.candidates=20", "retrieval.max_top_k=50")
+    build_index(cfg.corpus, cfg.index, corpus_paths=[corpus])
+    return cfg, open_index(cfg), root
 
 
 @pytest.mark.parametrize("mode", ["bm25", "dense", "hybrid"])
@@ -83,9 +85,9 @@ def test_unknown_words_give_no_bm25_hits_but_dense_still_answers(env) -> None:
 def test_max_per_doc(env) -> None:
     cfg, _, root = env
     query = "세종대왕 훈민정음 집현전 측우기 해시계"
-    uncapped = open_retriever(cfg).search(query, top_k=6, mode="bm25")
+    uncapped = open_index(cfg).search(query, top_k=6, mode="bm25")
     assert sum(h.doc_id == "d0" for h in uncapped) >= 2
-    capped = open_retriever(cfg.model_copy(update={"retrieval": cfg.retrieval.model_copy(update={"max_per_doc": 1})})).search(query, top_k=6, mode="bm25")
+    capped = open_index(cfg.model_copy(update={"retrieval": cfg.retrieval.model_copy(update={"max_per_doc": 1})})).search(query, top_k=6, mode="bm25")
     docs = [h.doc_id for h in capped]
     assert len(docs) == len(set(docs)) and docs[0] == "d0"
 
@@ -101,7 +103,7 @@ def test_query_builder() -> None:
 
 def test_search_items_per_option_merges_and_dedupes(env) -> None:
     cfg, _, _ = env
-    r = open_retriever(cfg.model_copy(update={"retrieval": cfg.retrieval.model_copy(update={"query": QueryConfig(options="per_option")})}))
+    r = open_index(cfg.model_copy(update={"retrieval": cfg.retrieval.model_copy(update={"query": QueryConfig(options="per_option")})}))
     hits = r.search_items([MC], top_k=4, mode="bm25")[0]
     ids = [h.chunk_id for h in hits]
     assert len(ids) == len(set(ids)) and hits[0].title == "설날"
@@ -110,11 +112,11 @@ def test_search_items_per_option_merges_and_dedupes(env) -> None:
         r.search_items([bad])
 
 
-def test_bm25_only_index_refuses_dense(repo: Path, env) -> None:
+def test_bm25_only_index_refuses_dense(tiny_config, repo: Path, env) -> None:
     _, _, root = env
-    cfg = small_config(repo, root / "bm25only", "index.dense.backend=none", "retrieval.mode=bm25")
-    build_index(cfg, corpus_paths=[root / "corpus.jsonl"])
-    r = open_retriever(cfg)
+    cfg = small_config(tiny_config, root / "bm25only", "index.dense.backend=none", "retrieval.mode=bm25")
+    build_index(cfg.corpus, cfg.index, corpus_paths=[root / "corpus.jsonl"])
+    r = open_index(cfg)
     assert r.modes == ("bm25",) and r.search("김장", top_k=1)[0].title == "김치"
     with pytest.raises(InputError, match="no dense vectors"):
         r.search("김장", mode="hybrid")

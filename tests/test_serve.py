@@ -27,6 +27,7 @@ import uvicorn
 from krqa.config import KrqaConfig, load_config
 from krqa.errors import InputError
 from krqa.qa.data import QAItem, load_items
+from krqa.qa.scorer.lexical import is_option_answer
 from krqa.serving.app import create_app
 from krqa.serving.engine import Engine, load_engine
 from krqa.serving.server import free_port
@@ -44,12 +45,8 @@ def tiny_config(repo: Path, index_dir: Path, *sets: str) -> KrqaConfig:
 
 
 @pytest.fixture(scope="session")
-def index_dir(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from krqa.index.build import build_index
-
-    out = tmp_path_factory.mktemp("serve-index") / "index"
-    build_index(tiny_config(repo, out), out_dir=out)
-    return out
+def index_dir(tiny_bm25_index: Path) -> Path:
+    return tiny_bm25_index
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +134,7 @@ def test_answer_each_type(client: httpx.Client, engine: Engine) -> None:
         assert resp.status_code == 200, resp.text
         out = resp.json()
         assert out["question_type"] == body["question_type"]
-        assert isinstance(out["answer"], str)
+        assert isinstance(out["answer"], str) and (body is not MC_BODY or is_option_answer(out["answer"], 4))  # 선다형: one of its 4 options
         assert out["model"] == engine.model_name and out["adapter"] == engine.adapter
         assert set(out["timings_ms"]) == {"retrieve", "generate", "queue", "total"}
         assert 1 <= len(out["contexts"]) <= 3  # retrieval.top_k in tiny-test

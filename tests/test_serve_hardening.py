@@ -37,10 +37,10 @@ SHORT = {"question": "훈민정음을 창제한 조선의 왕은?", "question_ty
 def adapter(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from peft import LoraConfig, get_peft_model
 
-    from krqa.generation import models
+    from krqa.generation import lm
 
     cfg = load_config(repo / "configs" / "tiny-test.yaml")
-    model = models.load_model(cfg.model, for_training=True)
+    model = lm.load_model(cfg.model, for_training=True)
     peft_model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
     out = tmp_path_factory.mktemp("secret-layout") / "runs" / "exp7" / "stage2" / "adapter"
     peft_model.save_pretrained(str(out))
@@ -48,13 +48,13 @@ def adapter(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(repo: Path, adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(tiny_config, repo: Path, adapter: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from krqa.index.build import build_index
 
     root = tmp_path_factory.mktemp("hardening")
     index = root / "index"
-    cfg = small_config(repo, index)
-    build_index(cfg, corpus_paths=[write_corpus(root / "corpus.jsonl")])
+    cfg = small_config(tiny_config, index)
+    build_index(cfg.corpus, cfg.index, corpus_paths=[write_corpus(root / "corpus.jsonl")])
     port = free_port()
     log = (root / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "krqa", "serve", "-c", str(repo / "configs" / "tiny-test.yaml"),

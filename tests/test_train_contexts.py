@@ -10,13 +10,20 @@ from krqa.qa.data import SHORT, QAItem
 from krqa.training.contexts import retrieve_contexts
 
 
+class _Manifest(dict):
+    """Stands in for an IndexManifest: the cache key hashes its JSON."""
+
+    def to_json(self) -> dict:
+        return dict(self)
+
+
 class CountingRetriever:
     """A retriever over a fixed passage list that records its calls, to see when the cache is used."""
 
     def __init__(self, manifest: dict) -> None:
-        from krqa.index.retriever import Hit
+        from krqa.index.types import Hit
 
-        self.manifest = manifest
+        self.manifest = _Manifest(manifest)
         self.calls: list[tuple[int, int | None]] = []
         self.hits = [Hit(chunk_id=i, score=1.0 / (i + 1), doc_id=f"d{i}", title=f"문서{i}", section="", text=f"본문 {i}", source="test", url="") for i in range(10)]
 

@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from krqa.config import KrqaConfig, load_config
+from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.training.trainer import plan, train
+from krqa.training.plan import make_plan
+from krqa.training.trainer import train
 
 
-def _cfg(repo: Path, out: Path, *sets: str) -> KrqaConfig:
-    return load_config(repo / "configs" / "tiny-test.yaml", [f"train.output_dir={out}", *sets])
+def _cfg(tiny_config, out: Path, *sets: str) -> KrqaConfig:
+    return tiny_config(f"train.output_dir={out}", *sets)
 
 
 def _epoch_means(points: list[dict]) -> list[float]:
@@ -29,52 +30,52 @@ def _epoch_means(points: list[dict]) -> list[float]:
 # ---- bad input: one-line InputError before anything is loaded or written -------------------------------------
 
 
-def test_empty_training_set(repo: Path, tmp_path: Path) -> None:
+def test_empty_training_set(tiny_config, repo: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text("[]", encoding="utf-8")
     with pytest.raises(InputError, match=r"empty\.json: no training examples after filtering"):
-        plan(_cfg(repo, tmp_path / "run", f"train.train_file={empty}"))
+        make_plan(_cfg(tiny_config, tmp_path / "run", f"train.train_file={empty}"))
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_base_model(repo: Path, tmp_path: Path) -> None:
+def test_missing_base_model(tiny_config, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
-        plan(_cfg(repo, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
+        make_plan(_cfg(tiny_config, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
     assert "\n" not in str(err.value) and "no-such-model" in str(err.value)
     assert not (tmp_path / "run").exists()
 
 
-def test_missing_index_for_rag(repo: Path, tmp_path: Path) -> None:
+def test_missing_index_for_rag(tiny_config, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"index not found.*krqa build-index --config configs/tiny-test\.yaml"):
-        plan(_cfg(repo, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
+        make_plan(_cfg(tiny_config, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
 
 
-def test_stage2_needs_stage1(repo: Path, tmp_path: Path) -> None:
+def test_stage2_needs_stage1(tiny_config, repo: Path, tmp_path: Path) -> None:
     index = tmp_path / "index"
     index.mkdir()
     (index / "manifest.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match=r"stage1/adapter: stage-1 adapter not found"):
-        plan(_cfg(repo, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
+        make_plan(_cfg(tiny_config, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
 
 
-def test_qlora_without_gpu(repo: Path, tmp_path: Path) -> None:
+def test_qlora_without_gpu(tiny_config, repo: Path, tmp_path: Path) -> None:
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match=r"train\.qlora: 4-bit QLoRA needs a CUDA GPU"):
-        plan(_cfg(repo, tmp_path / "run", "train.qlora=true"))
+        make_plan(_cfg(tiny_config, tmp_path / "run", "train.qlora=true"))
 
 
-def test_resume_onto_other_base(repo: Path, tmp_path: Path) -> None:
+def test_resume_onto_other_base(tiny_config, repo: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     (run / "stage1" / "adapter").mkdir(parents=True)
     (run / "stage1" / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Other-7B"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"adapter_config\.json: adapter belongs to base model 'meta-llama/Other-7B'"):
-        plan(_cfg(repo, run), resume=True)
+        make_plan(_cfg(tiny_config, run), resume=True)
     (run / "run.json").write_text(json.dumps({"base_model": "gguf:gemma3-270m"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"run\.json: run was trained on base model 'gguf:gemma3-270m'"):
-        plan(_cfg(repo, run), resume=True)
+        make_plan(_cfg(tiny_config, run), resume=True)
 
 
 def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
@@ -96,17 +97,17 @@ def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_stage1_loss_goes_down_and_resume(repo: Path, tmp_path: Path) -> None:
-    from krqa.generation.models import load_model
+def test_stage1_loss_goes_down_and_resume(tiny_config, repo: Path, tmp_path: Path) -> None:
+    from krqa.generation.lm import load_model
 
     run = tmp_path / "run"
     # interrupted: the run stops after 2 of its 12 optimizer steps (3 epochs x 32 items / batch 8)
-    first = train(_cfg(repo, run, "train.stage1.max_steps=2"), stage="1")
+    first = train(_cfg(tiny_config, run, "train.stage1.max_steps=2"), stage="1")
     assert first["stages"]["stage1"]["steps"] == 2
     ckpt = run / "stage1" / "checkpoints" / "checkpoint-2"
     assert (ckpt / "trainer_state.json").is_file() and (ckpt / "optimizer.pt").is_file()
 
-    cfg = _cfg(repo, run)
+    cfg = _cfg(tiny_config, run)
     resumed = train(cfg, stage="1", resume=True)
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["stage1"]
     assert metrics["resumed_from"] == str(ckpt) and metrics["steps"] == metrics["planned_steps"] == 12
@@ -136,22 +137,13 @@ def test_stage1_loss_goes_down_and_resume(repo: Path, tmp_path: Path) -> None:
     assert json.loads((run / "run.json").read_text(encoding="utf-8"))["git"]["commit"] != ""
 
 
-@pytest.fixture(scope="module")
-def tiny_index(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from krqa.index.build import build_index
-
-    out = tmp_path_factory.mktemp("index") / "tiny-test"
-    build_index(load_config(repo / "configs" / "tiny-test.yaml"), out_dir=out)
-    return out
-
-
 @pytest.mark.slow
-def test_two_stages_with_rag(repo: Path, tmp_path: Path, tiny_index: Path) -> None:
-    from krqa.generation.models import load_model
+def test_two_stages_with_rag(tiny_config, repo: Path, tmp_path: Path, tiny_hybrid_index: Path) -> None:
+    from krqa.generation.lm import load_model
 
     run = tmp_path / "run"
-    sets = [f"index.dir={tiny_index}", "train.stage1.epochs=1", "train.stage2.epochs=1"]
-    cfg = _cfg(repo, run, *sets)
+    sets = [f"index.dir={tiny_hybrid_index}", "train.stage1.epochs=1", "train.stage2.epochs=1"]
+    cfg = _cfg(tiny_config, run, *sets)
     summary = train(cfg, rag=True)
     assert set(summary["stages"]) == {"stage1", "stage2"}
     metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
@@ -170,7 +162,7 @@ def test_two_stages_with_rag(repo: Path, tmp_path: Path, tiny_index: Path) -> No
         assert any("lora_" in name for name, _ in model.named_parameters())
 
     # stage 2 alone again: the retrieval cache is reused; merge mode writes its merged base beside the adapter
-    merge = train(_cfg(repo, run, *sets, "train.stage2_init=merge"), rag=True, stage="2")
+    merge = train(_cfg(tiny_config, run, *sets, "train.stage2_init=merge"), rag=True, stage="2")
     s2 = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["stage2"]
     assert s2["contexts_cache"]["reused"] is True and s2["stage2_init"] == "merge"
     base = merge["stages"]["stage2"]["base_for_adapter"]

@@ -59,13 +59,12 @@ def ablate(
     paired bootstrap p-value against --baseline. Predictions are kept by fingerprint under --out, so a second run,
     or one after an interruption, answers only what is missing.
     """
-    from krqa.ablation import ablate as run_ablate
-    from krqa.ablation import grid, read_variants
+    from krqa import ablation
     from krqa.errors import InputError
 
     cfg = get_config(config, overrides)
     if variants is not None:
-        rows = read_variants(variants)
+        rows = ablation.read_variants(variants)
     else:
         if rag not in ("both", "on", "off"):
             raise InputError(f"--rag {rag!r}: expected both, on or off")
@@ -75,8 +74,8 @@ def ablate(
             raise InputError(f"--mc-mode {mc_mode!r}: expected generate, score or both")
         ks = _csv(top_k, int, "--top-k") or [None]
         rag_rows = {"both": [False, True], "on": [True], "off": [False]}[rag]
-        rows = grid(_adapters(adapter, not no_base), rag_rows, modes, ks, permutations)
-    result = run_ablate(cfg, qa, rows, out, baseline=baseline, per_type=sample, seed=seed, n_boot=resamples,
+        rows = ablation.grid(_adapters(adapter, not no_base), rag_rows, modes, ks, permutations)
+    result = ablation.ablate(cfg, qa, rows, out, baseline=baseline, per_type=sample, seed=seed, n_boot=resamples,
                         model_metrics=model_metrics, config_hint=str(config) if config else "<your config>")
     if json_out:
         print_json({k: v for k, v in result.items() if k != "config"})

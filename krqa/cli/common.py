@@ -9,7 +9,11 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from pydantic import ValidationError
+
 from krqa.config import KrqaConfig, load_config
+from krqa.configbase import Section
+from krqa.errors import InputError
 
 ConfigOpt = Annotated[
     Optional[Path],
@@ -31,11 +35,28 @@ WorkersOpt = Annotated[
 ]
 
 
-def get_config(config: Path | None, overrides: list[str] | None, **fields: Any) -> KrqaConfig:
-    """Load the preset, then apply ``--set`` and then the command's own flags (``section.field=value``)."""
-    sets = list(overrides or [])
-    sets += [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in fields.items() if v is not None]
-    return load_config(config, sets)
+def get_config(config: Path | None, overrides: list[str] | None, flags: dict[str, tuple[str, Any]] | None = None) -> KrqaConfig:
+    """Load the preset, apply ``--set``, then the command's own flags: ``{"section.field": ("--flag", value)}``, a
+    value of None leaves the field alone. A flag is a typed update of its section, validated by the section's own
+    field rules, so ``--top-k 0`` fails exactly as ``retrieval.top_k: 0`` in the YAML would."""
+    return apply_flags(load_config(config, overrides), flags or {})
+
+
+def apply_flags(cfg: KrqaConfig, flags: dict[str, tuple[str, Any]]) -> KrqaConfig:
+    """``cfg`` with each ``{"section.field": ("--flag", value)}`` whose value is not None applied."""
+    for dotted, (flag, value) in flags.items():
+        if value is not None:
+            cfg = _update(cfg, dotted.split("."), value, flag)
+    return cfg
+
+
+def _update(section: Section, path: list[str], value: Any, flag: str) -> Any:
+    head, rest = path[0], path[1:]
+    new = _update(getattr(section, head), rest, value, flag) if rest else value
+    try:
+        return type(section).model_validate({**dict(section), head: new})
+    except ValidationError as exc:
+        raise InputError(f"{flag} {value!r}: {exc.errors()[0]['msg']}") from None
 
 
 def print_json(obj: Any) -> None:

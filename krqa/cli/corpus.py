@@ -28,10 +28,10 @@ def build_corpus(
     from krqa.corpus.config import SourceConfig
     from krqa.corpus.pipeline import build_chunks
 
-    cfg = get_config(config, overrides, **{"corpus.strict": True if strict else None})
+    cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
-    out_dir = out if out is not None else cfg.resolve_path(cfg.index.dir) / "chunks"
-    report = build_chunks(cfg, out_dir, sources=sources, workers=workers)
+    out_dir = out if out is not None else Path(cfg.index.dir) / "chunks"
+    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model)
     if json_out:
         print_json(report.to_json())
         return

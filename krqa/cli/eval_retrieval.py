@@ -37,11 +37,11 @@ def eval_retrieval(
     """
     from krqa.corpus.sources import squad_questions
     from krqa.index.evaluate import evaluate_retrieval
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import open_index
 
     ks = _ints(top_k, "--top-k")
     cfg = get_config(config, overrides)
-    retriever = open_retriever(cfg, index)
+    retriever = open_index(cfg, index)
     if max(ks) * 2 > cfg.retrieval.max_top_k:
         raise InputError(f"--top-k {max(ks)}: at most {cfg.retrieval.max_top_k // 2} (retrieval.max_top_k / 2)")
     questions = squad_questions(qa)

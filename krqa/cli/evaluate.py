@@ -28,12 +28,12 @@ def evaluate(
     reported UNAVAILABLE with the reason, never as 0.
     """
     from krqa.qa.data import load_items
-    from krqa.qa.metrics import score
+    from krqa.qa.scorer import score
 
-    cfg = get_config(config, overrides, **{"evaluate.model_metrics": False if no_model_metrics else None})
+    cfg = get_config(config, overrides, {"evaluate.model_metrics": ("--no-model-metrics", False if no_model_metrics else None)})
     gold_items = load_items(gold, require_answers=True)
     pred_items = load_items(pred, require_answers=True, check_mc_answers=False)
-    report = score(pred_items, gold_items, cfg.evaluate, base_dir=cfg.base_dir, pred_name=str(pred), gold_name=str(gold))
+    report = score(pred_items, gold_items, cfg.evaluate, pred_name=str(pred), gold_name=str(gold))
     report = {"pred": str(pred), "gold": str(gold), **report}
     if json_out:
         print_json(report)

@@ -32,30 +32,31 @@ def build_index(
     same index.
     """
     from krqa.errors import InputError
-    from krqa.index.build import build_index as build
+    from krqa.index import build
 
     if engine not in ("local", "ray"):
         raise InputError(f"--engine {engine!r}: expected 'local' or 'ray'")
-    cfg = get_config(config, overrides, **{"index.dir": str(out.resolve()) if out is not None else None,
-                                           "corpus.strict": True if strict else None})
+    cfg = get_config(config, overrides, {"corpus.strict": ("--strict", True if strict else None)})
+    out_dir = out.resolve() if out is not None else Path(cfg.index.dir)
     ray_engine = None
     if engine == "ray":
         from krqa.index.ray_build import RayEngine
 
-        ray_engine = RayEngine(cfg.index.ray, address=ray_address, base_dir=cfg.base_dir)
+        ray_engine = RayEngine(cfg.index.ray, address=ray_address)
     try:
-        manifest = build(cfg, corpus_paths=list(corpus) if corpus else None, resume=resume, workers=workers, engine=ray_engine)
+        manifest = build.build_index(cfg.corpus, cfg.index, out_dir, corpus_paths=list(corpus) if corpus else None, resume=resume,
+                                     workers=workers, engine=ray_engine)
     finally:
         if ray_engine is not None:
             ray_engine.close()
     if json_out:
-        print_json(manifest)
+        print_json(manifest.to_json())
         return
-    enc = manifest["encoder"]
-    typer.echo(f"index {cfg.resolve_path(cfg.index.dir)}: {manifest['chunk_count']:,} chunks, "
-               f"encoder {enc['name'] + ' dim ' + str(enc['dim']) if enc else 'none (bm25 only)'}, "
-               f"{sum(manifest['files'].values()) / 1e6:.1f} MB")
-    stages = ", ".join(f"{k} {v:.1f}s" for k, v in manifest["stage_seconds"].items())
+    enc = manifest.encoder
+    typer.echo(f"index {out_dir}: {manifest.chunk_count:,} chunks, "
+               f"encoder {enc.name + ' dim ' + str(enc.dim) if enc else 'none (bm25 only)'}, "
+               f"{sum(manifest.files.values()) / 1e6:.1f} MB")
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in manifest.stage_seconds.items())
     typer.echo(f"  stages: {stages}")
-    for src in manifest["sources"]:
-        typer.echo(f"  {src['name']} ({src['format']}, {src['bytes']:,} bytes, sha256 {src['sha256'][:12]}): {src['docs']} docs, {src['chunks']} chunks")
+    for src in manifest.sources:
+        typer.echo(f"  {src.name} ({src.format}, {src.bytes:,} bytes, sha256 {src.sha256[:12]}): {src.docs} docs, {src.chunks} chunks")

@@ -32,15 +32,16 @@ def predict(
     lengths and timings go to <output>.details.jsonl.
     """
     from krqa.errors import InputError
-    from krqa.generation.predict import PredictOptions, side_paths
-    from krqa.generation.predict import predict as run_predict
+    from krqa.generation.predict import side_paths
+    from krqa.index.types import SearchParams
+    from krqa.wiring import run_predict
 
     for path in (output, *side_paths(output)):  # found now, not after hours of generation
         if path.is_dir():
             raise InputError(f"{path}: is a directory; --output names the submission file to write (e.g. {output / 'submission.json'})")
-    cfg = get_config(config, overrides)
-    opts = PredictOptions(input=input_path, output=output, adapter=adapter, rag=rag, top_k=top_k, mode=mode, limit=limit, resume=resume, backend=backend, strict=strict)
-    report = run_predict(cfg, opts, config_hint=str(config) if config else "<your config>")
+    cfg = get_config(config, overrides, {"predict.rag": ("--rag", rag), "generation.backend": ("--backend", backend)})
+    report = run_predict(cfg, input_path, output, adapter=adapter, search=SearchParams(top_k, mode), limit=limit, resume=resume,
+                         strict=strict, config_hint=str(config) if config else "<your config>")
     if json_out:
         print_json(report)
         return

@@ -24,10 +24,10 @@ def search(
     """Search the index with BM25, dense or hybrid retrieval."""
     import time
 
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import open_index
 
     cfg = get_config(config, overrides)
-    retriever = open_retriever(cfg, index)
+    retriever = open_index(cfg, index)
     started = time.perf_counter()
     hits = retriever.search(query, top_k=top_k, mode=mode)
     ms = (time.perf_counter() - started) * 1000

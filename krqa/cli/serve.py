@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from krqa.cli.common import ConfigOpt, SetOpt, get_config
+from krqa.cli.common import ConfigOpt, SetOpt, apply_flags, get_config
 
 
 def serve(
@@ -24,10 +24,14 @@ def serve(
 
     Set KRQA_API_KEY to require 'Authorization: Bearer <key>' on everything except /health and /ready.
     """
-    cfg = get_config(config, overrides, **{
-        "serve.host": host, "serve.port": port, "serve.workers": workers, "serve.backend": backend,
-        "model.adapter": str(adapter) if adapter is not None else None, "predict.rag": rag,
-    })
     from krqa.serving.server import run
+    from krqa.wiring import resolve_adapter
+
+    cfg = get_config(config, overrides, {
+        "serve.host": ("--host", host), "serve.port": ("--port", port), "serve.workers": ("--workers", workers),
+        "serve.backend": ("--backend", backend), "predict.rag": ("--rag", rag),
+    })
+    if adapter is not None:
+        cfg = apply_flags(cfg, {"model.adapter": ("--adapter", resolve_adapter(cfg, str(adapter)))})
 
     run(cfg)

@@ -24,10 +24,10 @@ def train(
 
     Multi-GPU: accelerate launch --config_file configs/accelerate/ddp.yaml -m krqa train --config … [--rag]
     """
-    from krqa.training.trainer import train as run_training
+    from krqa.training import trainer
 
-    cfg = get_config(config, overrides, **{"train.output_dir": str(output) if output else None})
-    summary = run_training(cfg, rag=rag or stage == "2", stage=stage, resume=resume, config_path=str(config) if config else None)  # type: ignore[arg-type]
+    cfg = get_config(config, overrides, {"train.output_dir": ("--output", str(output.resolve()) if output else None)})
+    summary = trainer.train(cfg, rag=rag or stage == "2", stage=stage, resume=resume, config_path=str(config) if config else None)  # type: ignore[arg-type]
     if json_out:
         print_json(summary)
         return

@@ -154,7 +154,7 @@ def read_piece(piece: Piece) -> Iterator[Document | Skip]:
         from krqa.corpus.config import SourceConfig
         from krqa.corpus.pipeline import iter_records
 
-        yield from iter_records(SourceConfig(path=piece.path, format=piece.fmt, name=piece.name, limit=piece.limit), "/", piece.max_page_chars)
+        yield from iter_records(SourceConfig(path=piece.path, format=piece.fmt, name=piece.name, limit=piece.limit), piece.max_page_chars)
     elif piece.kind == "xml":
         with open(piece.path, "rb") as fh:
             fh.seek(piece.start)

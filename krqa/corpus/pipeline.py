@@ -14,9 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from krqa.config import KrqaConfig
 from krqa.corpus.chunking import Chunk, Chunker, LengthFn
-from krqa.corpus.config import SourceConfig
+from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.mediawiki import iter_mediawiki
 from krqa.corpus.namuwiki import iter_namuwiki
@@ -99,10 +98,10 @@ def resolve_format(source: SourceConfig, path: Path) -> str:
     return detect_format(path) if source.format == "auto" else source.format
 
 
-def iter_records(source: SourceConfig, base_dir: str | Path, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
+def iter_records(source: SourceConfig, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     """Documents and skip records of one source, in file order, honouring ``source.limit``; wiki pages longer
     than ``max_page_chars`` are cut to it before parsing."""
-    path = Path(base_dir) / source.path if not Path(source.path).is_absolute() else Path(source.path)
+    path = Path(source.path)
     if not path.is_file():
         raise InputError(f"{path}: corpus source not found")
     fmt = resolve_format(source, path)
@@ -116,22 +115,23 @@ def iter_records(source: SourceConfig, base_dir: str | Path, max_page_chars: int
                 return
 
 
-def iter_documents(source: SourceConfig, base_dir: str | Path, on_skip: Callable[[Skip], None] | None = None) -> Iterator[Document]:
-    for record in iter_records(source, base_dir):
+def iter_documents(source: SourceConfig, on_skip: Callable[[Skip], None] | None = None) -> Iterator[Document]:
+    for record in iter_records(source):
         if isinstance(record, Document):
             yield record
         elif on_skip is not None:
             on_skip(record)
 
 
-def encoder_length_fn(cfg: KrqaConfig) -> LengthFn:
-    """Token counts from the dense encoder's tokenizer, loaded from local files only (no downloads)."""
-    model = cfg.index.dense.model
+def encoder_length_fn(model: str) -> LengthFn:
+    """Token counts from the tokenizer of the dense encoder ``model``, loaded from local files only."""
+    from krqa.model_location import find_model_dir
+
     try:
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(cfg.resolve_path(model)) if cfg.resolve_path(model).exists() else model, local_files_only=True)
-    except (OSError, ValueError) as exc:
+        tokenizer = AutoTokenizer.from_pretrained(str(find_model_dir(model, "index.dense.model")), local_files_only=True)
+    except (InputError, OSError, ValueError) as exc:
         raise InputError(f"chunking.unit=tokens: tokenizer of index.dense.model '{model}' is not available locally ({exc.__class__.__name__}); use unit=chars or download it first") from None
 
     def lengths(texts: list[str]) -> list[int]:
@@ -141,45 +141,47 @@ def encoder_length_fn(cfg: KrqaConfig) -> LengthFn:
 
 
 def build_chunks(
-    cfg: KrqaConfig,
+    corpus: CorpusConfig,
     out_dir: Path,
     sources: list[SourceConfig] | None = None,
     strict: bool | None = None,
     length_fn: LengthFn | None = None,
     workers: int | None = None,
     piece_map: PieceMap | None = None,
+    token_model: str | None = None,
 ) -> CorpusReport:
     """Read every source, chunk, and write the chunk store plus ``corpus_report.json`` into ``out_dir``.
 
     With more than one worker (default ``corpus.workers``, 0 = all cores) or a ``piece_map`` (Ray), the dumps
     are cut into pieces processed in parallel (:mod:`krqa.corpus.parallel`); the chunks are the same.
+    With ``chunking.unit=tokens`` lengths are counted by ``length_fn``, else by the tokenizer of the dense
+    encoder ``token_model`` (``index.dense.model``).
     """
-    sources = list(sources if sources is not None else cfg.corpus.sources)
-    strict = cfg.corpus.strict if strict is None else strict
+    sources = list(sources if sources is not None else corpus.sources)
+    strict = corpus.strict if strict is None else strict
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
     check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
-    base = Path(cfg.base_dir)
     reports: list[SourceReport] = []
     for source in sources:
-        path = cfg.resolve_path(source.path)
+        path = Path(source.path)
         if not path.is_file():
             raise InputError(f"{path}: corpus source not found")
         fmt = resolve_format(source, path)
         reports.append(SourceReport(source.name or fmt, str(path), fmt, path.stat().st_size, sha256_file(path)))
-    if cfg.corpus.chunking.unit == "tokens" and length_fn is None:
-        length_fn = encoder_length_fn(cfg)
-    chunker = Chunker(cfg.corpus.chunking, length_fn=length_fn)
+    if corpus.chunking.unit == "tokens" and length_fn is None:
+        length_fn = encoder_length_fn(token_model or "")
+    chunker = Chunker(corpus.chunking, length_fn=length_fn)
     report = CorpusReport(out_dir=str(out_dir), sources=reports)
     started = time.perf_counter()
 
-    workers = default_workers(cfg.corpus.workers if workers is None else workers)
-    piece_bytes = max(1, int(cfg.corpus.piece_mb * 1e6))
+    workers = default_workers(corpus.workers if workers is None else workers)
+    piece_bytes = max(1, int(corpus.piece_mb * 1e6))
     if piece_map is None and workers > 1 and length_fn is None and sum(r.bytes for r in reports) > piece_bytes:
         piece_map = pool_map(workers)  # below one piece of input, starting processes costs more than it saves
 
     def parallel_chunks() -> Iterator[Chunk]:
-        pieces = [replace(p, max_page_chars=cfg.corpus.max_page_chars) for i, (source, rep) in enumerate(zip(sources, reports, strict=True))
+        pieces = [replace(p, max_page_chars=corpus.max_page_chars) for i, (source, rep) in enumerate(zip(sources, reports, strict=True))
                   for p in plan_pieces(i, rep.name, Path(rep.path), rep.format, piece_bytes, source.limit)]
         log.info("corpus: %d pieces", len(pieces))
         from tqdm import tqdm
@@ -197,7 +199,7 @@ def build_chunks(
                     _note(rep, record)
 
             assert piece_map is not None
-            yield from accept_in_order(pieces, piece_map(pieces, cfg.corpus.chunking.model_dump()), chunker, on_record)
+            yield from accept_in_order(pieces, piece_map(pieces, corpus.chunking.model_dump()), chunker, on_record)
 
     def _note(rep: SourceReport, record: Skip) -> None:
         rep.note(record)
@@ -223,7 +225,7 @@ def build_chunks(
         from krqa.log import progress_disabled
 
         with tqdm(desc=f"read {rep.name}", unit=" docs", disable=progress_disabled()) as bar:
-            for record in iter_records(source.model_copy(update={"format": rep.format}), base, cfg.corpus.max_page_chars):
+            for record in iter_records(source.model_copy(update={"format": rep.format}), corpus.max_page_chars):
                 if isinstance(record, Skip):
                     _note(rep, record)
                     continue

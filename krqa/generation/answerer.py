@@ -12,16 +12,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.generation.config import mc_answer_style
+from krqa.generation.config import GenerationConfig, mc_answer_style
 from krqa.generation.generator import Generator
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
 from krqa.qa.data import DESC, MC, QAItem
+from krqa.index.types import Hit, Retriever
+from krqa.qa.config import PromptConfig
 from krqa.qa.prompts import Prompt, PromptBuilder
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ class AnswerResult:
 
     answer: str
     raw: str
-    contexts: list[Any]
+    contexts: list[Hit]
     timings_ms: dict[str, float]
     prompt_tokens: int = 0
     contexts_retrieved: int = 0
@@ -45,7 +46,7 @@ class AnswerResult:
     option_probs: list[float] = field(default_factory=list)
 
 
-def gate(hits: list[Any], min_score: float | None) -> tuple[list[Any], int]:
+def gate(hits: Sequence[Hit], min_score: float | None) -> tuple[list[Hit], int]:
     """The hits at or above the score floor, and how many were dropped."""
     if min_score is None:
         return list(hits), 0
@@ -54,13 +55,17 @@ def gate(hits: list[Any], min_score: float | None) -> tuple[list[Any], int]:
 
 
 class Answerer:
-    def __init__(self, cfg: KrqaConfig, retriever: Any | None, generator: Generator) -> None:
+    """``rag_types`` (``predict.rag_types``) get passages from ``retriever``, those under ``min_score``
+    (``retrieval.min_score``) left out; ``prompt`` and ``generation`` shape the prompt and the decoding."""
+
+    def __init__(self, retriever: Retriever | None, generator: Generator, *, prompt: PromptConfig, generation: GenerationConfig,
+                 rag_types: Sequence[str], min_score: float | None) -> None:
         self.retriever = retriever
         self.generator = generator
-        self.gen_cfg = cfg.generation
-        self.rag_types = set(cfg.predict.rag_types)
-        self.min_score = cfg.retrieval.min_score
-        self.builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target=mc_answer_style(self.gen_cfg))
+        self.gen_cfg = generation
+        self.rag_types = set(rag_types)
+        self.min_score = min_score
+        self.builder = PromptBuilder(prompt, generator.tokenizer, mc_target=mc_answer_style(generation))
 
     def scores_options(self, item: QAItem) -> bool:
         return item.question_type == MC and self.gen_cfg.mc_mode == "score" and len(item.options) >= 2
@@ -72,7 +77,7 @@ class Answerer:
             return []
         use_rag = [rag and item.question_type in self.rag_types for item in items]
         started = time.perf_counter()
-        contexts: list[list[Any]] = [[] for _ in items]
+        contexts: list[list[Hit]] = [[] for _ in items]
         dropped = [0] * len(items)
         if any(use_rag):
             if self.retriever is None:
@@ -104,12 +109,12 @@ class Answerer:
             out.append(res)
         return out
 
-    def _generate(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
+    def _generate(self, items: list[QAItem], contexts: list[list[Hit]]) -> list[AnswerResult]:
         prompts = [self.builder.build_prompt(item, ctx) for item, ctx in zip(items, contexts)]
         generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items])
         method = ["generate-fallback" if i.question_type == MC and self.gen_cfg.mc_mode == "score" else "generate" for i in items]
         results = [
-            AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
+            AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg.desc_max_chars), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
                          timings_ms={"generate": round(gen.ms, 3)}, prompt_tokens=prompt.n_tokens, new_tokens=gen.new_tokens, method=m)
             for item, ctx, prompt, gen, m in zip(items, contexts, prompts, generations, method, strict=True)
         ]
@@ -134,7 +139,7 @@ class Answerer:
             seed = self.gen_cfg.seed + attempt
             again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed)[0] for i in idx]
             for i, gen in zip(idx, again, strict=True):
-                answer = postprocess(items[i], gen.text, self.gen_cfg)
+                answer = postprocess(items[i], gen.text, self.gen_cfg.desc_max_chars)
                 results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)
                 if desc_problem(answer, avoid[i]) is None:
                     results[i].answer, results[i].raw, results[i].new_tokens = answer, gen.text, gen.new_tokens
@@ -144,7 +149,7 @@ class Answerer:
     def _target(self, option: str, position: int) -> str:
         return str(position + 1) if self.gen_cfg.mc_target == "number" else option
 
-    def _score(self, items: list[QAItem], contexts: list[list[Any]]) -> list[AnswerResult]:
+    def _score(self, items: list[QAItem], contexts: list[list[Hit]]) -> list[AnswerResult]:
         """Every order of every item's options in one scoring call, plus a reference prompt per order when the
         normalisation needs one (content-free for 'calibrated', no passages for 'pmi' when there are passages)."""
         g = self.gen_cfg

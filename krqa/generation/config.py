@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from krqa.configbase import Section
+from krqa.qa.data import QuestionType
 
 
 class ModelConfig(Section):
@@ -48,7 +49,7 @@ class GenerationConfig(Section):
 
 class PredictConfig(Section):
     rag: bool = Field(True, description="Prepend retrieved contexts.")
-    rag_types: list[Literal["선다형", "단답형", "서술형"]] = Field(default_factory=lambda: ["선다형", "단답형", "서술형"], description="Question types that get retrieved contexts when RAG is on (predict, serve and stage-2 training alike).")
+    rag_types: list[QuestionType] = Field(default_factory=lambda: ["선다형", "단답형", "서술형"], description="Question types that get retrieved contexts when RAG is on (predict, serve and stage-2 training alike).")
     progress_every: int = Field(1, ge=1, description="Append finished batches to the progress file every N batches.")
 
 

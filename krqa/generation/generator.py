@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.generation.config import GenerationConfig
+from krqa.generation.config import GenerationConfig, ModelConfig
 from krqa.generation.scoring import ContinuationScore, continuation_ids, score_continuations
 from krqa.qa.data import DESC
 
@@ -90,14 +89,15 @@ class Generator(ABC):
 class TransformersGenerator(Generator):
     """Batched ``model.generate`` with left padding; greedy unless ``generation.do_sample``."""
 
-    def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
-        super().__init__(cfg.generation)
-        from krqa.generation.models import load_model, load_tokenizer, resolve_device
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, adapter: str | None = None) -> None:
+        super().__init__(generation)
+        from krqa.generation.lm import load_model, load_tokenizer
+        from krqa.model_location import resolve_device
 
-        self.tokenizer = load_tokenizer(cfg.model)
-        self.model = load_model(cfg.model, adapter=adapter)
-        self.device = resolve_device(cfg.model)
-        self.model_name = cfg.model.base
+        self.tokenizer = load_tokenizer(model)
+        self.model = load_model(model, adapter=adapter)
+        self.device = resolve_device(model.device)
+        self.model_name = model.base
         self.adapter = adapter
         self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
 
@@ -172,31 +172,30 @@ def adapter_rank(adapter: str | Path) -> int:
 class VllmGenerator(Generator):
     """vLLM engine (GPU); the LoRA adapter goes through ``LoRARequest`` so the base weights stay unmerged."""
 
-    def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
-        super().__init__(cfg.generation)
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, adapter: str | None = None) -> None:
+        super().__init__(generation)
         try:
             from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
-        from krqa.generation.models import load_tokenizer, resolve_base_model
+        from krqa.generation.lm import load_tokenizer, resolve_base_model
 
-        base = resolve_base_model(cfg.model)
-        self.tokenizer = load_tokenizer(cfg.model)
-        self.model_name = cfg.model.base
+        base = resolve_base_model(model)
+        self.tokenizer = load_tokenizer(model)
+        self.model_name = model.base
         self.adapter = adapter
         lora: dict[str, Any] = {}
         self.lora_request = None
         if adapter:
-            from krqa.generation.models import check_adapter
+            from krqa.generation.lm import check_adapter
 
-            check_adapter(adapter, base, cfg.model.base)
+            check_adapter(adapter, base, model.base)
             lora = {"enable_lora": True, "max_lora_rank": adapter_rank(adapter), "max_loras": 1}
             self.lora_request = LoRARequest("krqa", 1, str(adapter))
-        dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "auto"
         self.llm = LLM(
-            model=str(base), tokenizer=str(base), dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
-            gpu_memory_utilization=cfg.generation.vllm_gpu_memory_utilization, max_model_len=cfg.generation.vllm_max_model_len, **lora,
+            model=str(base), tokenizer=str(base), dtype=model.dtype, trust_remote_code=model.trust_remote_code,
+            gpu_memory_utilization=generation.vllm_gpu_memory_utilization, max_model_len=generation.vllm_max_model_len, **lora,
         )
         self.eos_ids = self.stop_token_ids(None)
 
@@ -257,17 +256,13 @@ class VllmGenerator(Generator):
         return out
 
 
-def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | None = None) -> Generator:
-    """The configured engine; ``adapter`` defaults to ``model.adapter`` (relative paths are the project's)."""
-    backend = backend or cfg.generation.backend
-    adapter = adapter if adapter is not None else cfg.model.adapter
-    if adapter:
-        path = cfg.resolve_path(adapter)
-        if not path.is_dir():
-            raise InputError(f"adapter {adapter}: directory not found")
-        adapter = str(path)
-    if backend == "transformers":
-        return TransformersGenerator(cfg, adapter)
-    if backend == "vllm":
-        return VllmGenerator(cfg, adapter)
-    raise InputError(f"generation backend {backend!r}: expected transformers or vllm")
+def make_generator(model: ModelConfig, generation: GenerationConfig, adapter: str | None = None) -> Generator:
+    """The engine ``generation.backend``; ``adapter`` defaults to ``model.adapter`` ('' for none)."""
+    adapter = adapter if adapter is not None else model.adapter
+    if adapter and not Path(adapter).is_dir():
+        raise InputError(f"adapter {adapter}: directory not found")
+    if generation.backend == "transformers":
+        return TransformersGenerator(model, generation, adapter)
+    if generation.backend == "vllm":
+        return VllmGenerator(model, generation, adapter)
+    raise InputError(f"generation backend {generation.backend!r}: expected transformers or vllm")

@@ -15,34 +15,24 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.fsutil import atomic_path, sha256_file
+from krqa.generation.config import GenerationConfig, ModelConfig, PredictConfig
+from krqa.index.config import RetrievalConfig
+from krqa.index.manifest import IndexManifest
+from krqa.index.types import Hit, Retriever, SearchParams
+from krqa.qa.config import PromptConfig
 from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
+
+if TYPE_CHECKING:
+    from krqa.generation.answerer import AnswerResult
 
 log = logging.getLogger(__name__)
 
-PROGRESS_VERSION = 2
-
-
-@dataclass
-class PredictOptions:
-    """The flags of one ``krqa predict`` run (None: take the config's value)."""
-
-    input: Path
-    output: Path
-    adapter: str | None = None
-    rag: bool | None = None
-    top_k: int | None = None
-    mode: str | None = None
-    limit: int | None = None
-    resume: bool = True
-    backend: str | None = None
-    strict: bool = False
+PROGRESS_VERSION = 3
 
 
 def side_paths(output: Path) -> tuple[Path, Path]:
@@ -50,8 +40,8 @@ def side_paths(output: Path) -> tuple[Path, Path]:
     return output.with_name(output.name + ".details.jsonl"), output.with_name(output.name + ".progress.jsonl")
 
 
-def _hit_json(hit: Any, rank: int) -> dict[str, Any]:
-    data = hit.to_json() if hasattr(hit, "to_json") else dict(hit) if isinstance(hit, dict) else dict(vars(hit))
+def _hit_json(hit: Hit, rank: int) -> dict[str, Any]:
+    data = hit.to_json()
     keep = ("chunk_id", "doc_id", "title", "section", "score", "source", "url", "text")
     return {"rank": rank, **{k: data[k] for k in keep if k in data}}
 
@@ -69,25 +59,23 @@ def adapter_identity(adapter: str | None) -> dict[str, Any] | None:
     return {"path": str(path.resolve()), "files": files}
 
 
-def fingerprint(cfg: KrqaConfig, input_sha: str, opts: PredictOptions, rag: bool, adapter: str | None, index_manifest: dict[str, Any] | None) -> str:
+def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig, settings: PredictConfig,
+                retrieval: RetrievalConfig, search: SearchParams, adapter: str | None, index_manifest: IndexManifest | None) -> str:
     """Hash of everything that changes an answer (not batch size or progress cadence, which only change speed)."""
-    gen = cfg.generation.model_dump(exclude={"batch_size", "vllm_gpu_memory_utilization"})
-    parts = {
+    parts: dict[str, Any] = {
         "version": PROGRESS_VERSION,
         "input": input_sha,
-        "model": cfg.model.model_dump(include={"base", "dtype", "trust_remote_code"}),
+        "model": model.model_dump(include={"base", "dtype", "trust_remote_code"}),
         "adapter": adapter_identity(adapter),
-        "prompt": cfg.prompt.model_dump(),
-        "generation": gen,
-        "backend": opts.backend or cfg.generation.backend,
-        "rag": rag,
-        "rag_types": sorted(cfg.predict.rag_types),
+        "prompt": prompt.model_dump(),
+        "generation": generation.model_dump(exclude={"batch_size", "vllm_gpu_memory_utilization"}),
+        "rag": settings.rag,
+        "rag_types": sorted(settings.rag_types),
     }
-    if rag:
-        parts["retrieval"] = cfg.retrieval.model_dump()
-        parts["top_k"] = opts.top_k
-        parts["mode"] = opts.mode
-        parts["index"] = {k: index_manifest.get(k) for k in ("created_at", "build_time", "chunk_count", "encoder", "corpus")} if index_manifest else None
+    if settings.rag:
+        parts["retrieval"] = retrieval.model_dump()
+        parts["search"] = [search.top_k, search.mode]
+        parts["index"] = index_manifest.model_dump(mode="json", include={"created_at", "chunk_count", "encoder", "sources"}) if index_manifest else None
     blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -143,7 +131,7 @@ class ProgressLog:
             self.done[str(rec["id"])] = rec
 
 
-def _record(item: QAItem, result: Any) -> dict[str, Any]:
+def _record(item: QAItem, result: AnswerResult) -> dict[str, Any]:
     return {
         "id": item.id,
         "question_type": item.question_type,
@@ -162,30 +150,13 @@ def _record(item: QAItem, result: Any) -> dict[str, Any]:
     }
 
 
-def resolve_adapter(cfg: KrqaConfig, adapter: str | None) -> str | None:
-    """The adapter directory to use: ``adapter`` ('' for none), else ``model.adapter``; relative paths are the
-    working directory's first, then the project's."""
-    adapter = adapter if adapter is not None else cfg.model.adapter
-    if not adapter:
-        return None
-    path = Path(adapter) if Path(adapter).is_dir() else cfg.resolve_path(adapter)
-    if not path.is_dir():
-        raise InputError(f"--adapter {adapter}: directory not found")
-    return str(path)
-
-
-def open_index(cfg: KrqaConfig, config_hint: str = "<your config>") -> Any:
-    """The retriever for --rag, with a message that says how to build a missing index."""
-    from krqa.index.retriever import open_retriever
-
-    try:
-        return open_retriever(cfg)
-    except InputError as err:
-        raise InputError(f"--rag needs an index: {err} (build it with: krqa build-index --config {config_hint}, or run with --no-rag)") from None
-
-
-def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your config>") -> dict[str, Any]:
-    """Answer every item of ``opts.input`` and write the submission; returns a summary for the CLI."""
+def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig,
+            settings: PredictConfig, retrieval: RetrievalConfig, retriever: Retriever | None, adapter: str | None,
+            search: SearchParams = SearchParams(), limit: int | None = None, resume: bool = True, strict: bool = False) -> dict[str, Any]:
+    """Answer every item of ``input_path`` (the first ``limit``) and write the submission to ``output``; returns a
+    summary for the CLI. ``retriever`` must be open when ``settings.rag`` is on, and ``search`` overrides its
+    top_k and mode; ``adapter`` is a directory or None. The model is loaded only when some item is not answered in
+    the progress file yet."""
     from tqdm.auto import tqdm
 
     from krqa.generation.answerer import Answerer
@@ -193,23 +164,21 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
     from krqa.log import progress_disabled
 
     started = time.perf_counter()
-    if opts.limit is not None and opts.limit < 1:
-        raise InputError(f"--limit {opts.limit}: must be at least 1")
-    if opts.top_k is not None and opts.top_k < 1:
-        raise InputError(f"--top-k {opts.top_k}: must be at least 1")
-    input_path, output = Path(opts.input), Path(opts.output)
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit {limit}: must be at least 1")
     if output.resolve() == input_path.resolve():
         raise InputError(f"--output {output}: same file as --input")
-    items = load_items(input_path, strict_options=opts.strict)
+    items = load_items(input_path, strict_options=strict)
     if not items:
         raise InputError(f"{input_path}: no items")
-    selected = items[: opts.limit] if opts.limit else items
-    rag = cfg.predict.rag if opts.rag is None else opts.rag
-    retriever = open_index(cfg, config_hint) if rag else None
-    adapter = resolve_adapter(cfg, opts.adapter)
+    selected = items[:limit] if limit else items
+    rag = settings.rag
+    if rag and retriever is None:
+        raise InputError("predict.rag is on but no index is open")
     details_path, progress_path = side_paths(output)
-    fp = fingerprint(cfg, sha256_file(input_path), opts, rag, adapter, retriever.manifest if retriever is not None else None)
-    progress = ProgressLog(progress_path, fp, input_path, opts.resume)
+    fp = fingerprint(sha256_file(input_path), model, generation, prompt, settings, retrieval, search, adapter,
+                     retriever.manifest if retriever is not None else None)
+    progress = ProgressLog(progress_path, fp, input_path, resume)
     resumed = sum(1 for i in selected if i.id in progress.done)
     todo = [i for i in selected if i.id not in progress.done]
     # Competition files interleave the types; the generator batches one type at a time, so unsorted chunks would
@@ -218,14 +187,15 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
     todo.sort(key=lambda i: (type_rank[i.question_type], len(i.question)))
 
     if todo:
-        generator = make_generator(cfg, adapter=adapter or "", backend=opts.backend)  # "": no adapter, even if configured
-        answerer = Answerer(cfg, retriever, generator)
-        chunk = cfg.generation.batch_size * cfg.predict.progress_every
+        generator = make_generator(model, generation, adapter=adapter or "")  # "": no adapter, even if configured
+        answerer = Answerer(retriever, generator, prompt=prompt, generation=generation, rag_types=settings.rag_types,
+                            min_score=retrieval.min_score)
+        chunk = generation.batch_size * settings.progress_every
         bar = tqdm(total=len(selected), initial=resumed, desc="predict", unit="q", disable=progress_disabled())
         try:
             for s in range(0, len(todo), chunk):
                 part = todo[s : s + chunk]
-                results = answerer.answer_items(part, rag=rag, top_k=opts.top_k, mode=opts.mode)
+                results = answerer.answer_items(part, rag=rag, top_k=search.top_k, mode=search.mode)
                 progress.append([_record(item, res) for item, res in zip(part, results, strict=True)])
                 bar.update(len(part))
         finally:
@@ -239,8 +209,8 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
         with open(tmp, "w", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    if opts.limit and len(selected) < len(items):
-        log.warning("--limit %d: %s holds %d of %d items (not a complete submission)", opts.limit, output, len(selected), len(items))
+    if limit and len(selected) < len(items):
+        log.warning("--limit %d: %s holds %d of %d items (not a complete submission)", limit, output, len(selected), len(items))
     return {
         "output": str(output),
         "details": str(details_path),
@@ -251,7 +221,7 @@ def predict(cfg: KrqaConfig, opts: PredictOptions, config_hint: str = "<your con
         "answered_now": len(todo),
         "resumed": resumed,
         "rag": rag,
-        "model": cfg.model.base,
+        "model": model.base,
         "adapter": adapter,
         "by_type": dict(Counter(i.question_type for i in selected)),
         "by_method": dict(Counter(str(r.get("method", "generate")) for r in records)),

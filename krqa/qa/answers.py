@@ -16,7 +16,6 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from krqa.generation.config import GenerationConfig
 from krqa.qa.data import DESC, MC, SHORT, QAItem, normalize_escapes
 
 log = logging.getLogger(__name__)
@@ -37,15 +36,16 @@ _SENTENCE_END = re.compile(r"[.!?。](?=\s|$)")
 _LIST_MARKER = re.compile(r"^(?:[-*•·▪◦]\s+|\d{1,2}[.)]\s+)")
 
 
-def postprocess(item: QAItem, raw: str, gen_cfg: GenerationConfig) -> str:
-    """The submission answer for ``item`` from the model's raw text."""
+def postprocess(item: QAItem, raw: str, desc_max_chars: int) -> str:
+    """The submission answer for ``item`` from the model's raw text; a 서술형 answer is cut at a sentence boundary
+    below ``desc_max_chars`` (``generation.desc_max_chars``)."""
     text = _CONTROL.sub("", normalize_escapes(raw or "")).strip()
     if item.question_type == MC:
         return mc_answer(item, text)
     if item.question_type == SHORT:
         return short_answer(text)
     if item.question_type == DESC:
-        return desc_answer(text, gen_cfg.desc_max_chars)
+        return desc_answer(text, desc_max_chars)
     raise ValueError(f"unknown question type {item.question_type!r}")
 
 

@@ -13,12 +13,13 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json
 
-QUESTION_TYPES: tuple[str, ...] = ("선다형", "단답형", "서술형")
+QuestionType = Literal["선다형", "단답형", "서술형"]
+QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
 MC, SHORT, DESC = QUESTION_TYPES
 INPUT_FIELDS = ("category", "domain", "question_type", "topic_keyword", "question")
 MIN_OPTIONS, MAX_OPTIONS = 2, 9

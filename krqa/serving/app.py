@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from krqa import __version__
 from krqa.config import KrqaConfig
 from krqa.errors import InputError, KrqaError
+from krqa.index.types import SearchParams
 from krqa.qa.data import QAItem
 from krqa.serving.batcher import MicroBatcher, Outcome, QueueFull
 from krqa.serving.engine import Engine, load_engine
@@ -130,8 +131,8 @@ class ServiceState:
         wait = serve.max_wait_ms if serve.micro_batching else 0.0
 
         def answer(items: list[QAItem], key: Hashable) -> list[Any]:
-            rag, top_k, mode, _ = key  # type: ignore[misc]
-            return engine.answerer.answer_items(items, rag=rag, top_k=top_k, mode=mode)
+            rag, params, _ = key  # type: ignore[misc]
+            return engine.answerer.answer_items(items, rag=rag, top_k=params.top_k, mode=params.mode)
 
         self.answers = MicroBatcher(answer, self.generate_pool, max_batch=batch, max_wait_ms=wait,
                                     queue_size=serve.queue_size, on_batch=self.metrics.batch_observer("answer"))
@@ -141,8 +142,8 @@ class ServiceState:
             retriever = engine.retriever
 
             def search(queries: list[str], key: Hashable) -> list[Any]:
-                top_k, mode = key  # type: ignore[misc]
-                return retriever.search_batch(queries, top_k=top_k, mode=mode)
+                assert isinstance(key, SearchParams)
+                return retriever.search_batch(queries, top_k=key.top_k, mode=key.mode)
 
             search_wait = serve.search_max_wait_ms if serve.micro_batching else 0.0
             self.searches = MicroBatcher(search, self.search_pool, max_batch=batch, max_wait_ms=search_wait,
@@ -256,7 +257,7 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         assert state.answers is not None
         items = [to_item(b) for b in bodies]
         # The last key field keeps the items of a multi-item request out of the model calls of single requests.
-        keys = [(cfg.predict.rag, b.top_k, b.mode, len(bodies) > 1) for b in bodies]
+        keys = [(cfg.predict.rag, SearchParams(b.top_k, b.mode), len(bodies) > 1) for b in bodies]
         outcomes: list[Outcome[Any]] = await submit(state.answers, items, keys, "answer")
         total = (time.perf_counter() - started) * 1000.0
         out = []
@@ -296,7 +297,7 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         available = engine.retriever.modes
         mode = body.mode or (cfg.retrieval.mode if cfg.retrieval.mode in available else "bm25")
         batcher = state.searches if mode == "bm25" else state.dense_searches
-        outcome = (await submit(batcher, [body.query], [(body.top_k, body.mode)], "result"))[0]
+        outcome = (await submit(batcher, [body.query], [SearchParams(body.top_k, body.mode)], "result"))[0]
         total = (time.perf_counter() - started) * 1000.0
         return SearchResponse(query=body.query, mode=mode,
                               hits=[Context.from_hit(h) for h in outcome.result],
@@ -308,7 +309,7 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
         engine = state.engine
         chunks = None
         if engine is not None and engine.retriever is not None:
-            chunks = (getattr(engine.retriever, "manifest", None) or {}).get("chunks")
+            chunks = getattr(getattr(engine.retriever, "manifest", None), "chunk_count", None)
         return Health(status=state.status, model=engine.model_name if engine else None,
                       adapter=engine.adapter if engine else None,
                       index_chunks=chunks if isinstance(chunks, int) else None,

@@ -44,19 +44,18 @@ def load_engine(cfg: KrqaConfig) -> Engine:
     The retriever is required when ``predict.rag`` is on; with RAG off a missing index only disables /search.
     """
     from krqa.errors import InputError
-    from krqa.generation.answerer import Answerer
     from krqa.generation.generator import make_generator
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import make_answerer, open_index
 
     retriever = None
     try:
-        retriever = open_retriever(cfg)
+        retriever = open_index(cfg)
     except InputError as err:
         if cfg.predict.rag:
             raise
         log.warning("no index, /search disabled (RAG is off): %s", err)
-    generator = make_generator(cfg, adapter=cfg.model.adapter, backend=cfg.serve.backend)
-    answerer = Answerer(cfg, retriever, generator)
+    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": cfg.serve.backend}), cfg.model.adapter)
+    answerer = make_answerer(cfg, retriever, generator)
     log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
     return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",
                   adapter=public_name(generator.adapter))

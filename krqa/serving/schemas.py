@@ -14,10 +14,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from krqa.config import KrqaConfig
-from krqa.qa.data import MC, QAItem, parse_options
-
-QuestionType = Literal["선다형", "단답형", "서술형"]
-Mode = Literal["bm25", "dense", "hybrid"]
+from krqa.index.config import Mode
+from krqa.qa.data import MC, QAItem, QuestionType, parse_options
 
 _request_ids = itertools.count(1)
 

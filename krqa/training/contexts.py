@@ -1,6 +1,6 @@
 """Retrieved contexts for stage 2, fetched once in a batch and cached beside the run.
 
-Stage 2 must see what ``predict`` will see, so it calls the same ``open_retriever(cfg).search_items``. Retrieval
+Stage 2 must see what ``predict`` will see, so it calls the same ``search_items`` on the same index. Retrieval
 over a full dump is the slow part of a restart, so the hits are cached with a hash of everything that decides
 them (index manifest, retrieval settings, the questions); a cache whose hash differs is recomputed, never reused.
 """
@@ -18,7 +18,7 @@ from krqa.qa.data import QAItem
 
 if TYPE_CHECKING:
     from krqa.config import KrqaConfig
-    from krqa.index.retriever import Hit, Retriever
+    from krqa.index.types import Hit, Retriever
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def load_cache(path: Path, expected: str) -> dict[str, list[dict[str, Any]]] | N
 
 
 def _to_hits(raw: dict[str, list[dict[str, Any]]]) -> dict[str, list[Hit]]:
-    from krqa.index.retriever import Hit
+    from krqa.index.types import Hit
 
     fields = set(Hit.__dataclass_fields__)
     return {item_id: [Hit(**{k: v for k, v in h.items() if k in fields}) for h in rows] for item_id, rows in raw.items()}
@@ -77,10 +77,10 @@ def retrieve_contexts(
     cfg: KrqaConfig, items: list[QAItem], cache_path: Path, top_k: int, retriever: Retriever | None = None
 ) -> tuple[dict[str, list[Hit]], dict[str, Any]]:
     """Hits per item id (top ``top_k``) and a record of the cache: its hashes and whether it was reused."""
-    from krqa.index.retriever import open_retriever
+    from krqa.wiring import open_index
 
-    retriever = retriever if retriever is not None else open_retriever(cfg)
-    key = cache_key(retriever.manifest, cfg.retrieval.model_dump(mode="json"), items, top_k)
+    retriever = retriever if retriever is not None else open_index(cfg)
+    key = cache_key(retriever.manifest.to_json(), cfg.retrieval.model_dump(mode="json"), items, top_k)
     cached = load_cache(cache_path, key["sha256"])
     reused = cached is not None and all(i.id in cached for i in items)
     if reused:

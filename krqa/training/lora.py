@@ -46,23 +46,22 @@ def check_qlora(train: TrainConfig) -> None:
 
 def peft_config(lora: LoraConfig) -> Any:
     """'all-linear' makes peft adapt every linear layer except the output head; embeddings are never linear."""
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import TaskType
+    import peft
 
-    return PeftLoraConfig(
+    return peft.LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=lora.target_modules,
         modules_to_save=list(lora.modules_to_save) or None,
         bias="none",
-        task_type=TaskType.CAUSAL_LM,
+        task_type=peft.TaskType.CAUSAL_LM,
     )
 
 
 def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision: str, base_path: Path | None = None) -> Any:
     """The frozen base model in the training dtype (4-bit when QLoRA); ``base_path`` overrides model.base."""
-    from krqa.generation.models import load_model
+    from krqa.generation.lm import load_model
 
     dtype = _DTYPES[precision]
     cfg = model_cfg.model_copy(update={"dtype": dtype, **({"base": str(base_path)} if base_path else {})})
@@ -71,7 +70,7 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    from krqa.generation.models import resolve_base_model
+    from krqa.generation.lm import resolve_base_model
 
     quant = BitsAndBytesConfig(
         load_in_4bit=True,

