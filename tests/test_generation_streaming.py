@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from krqa.generation.generator import Decoding, make_generator
@@ -89,3 +91,57 @@ def test_base_model_without_the_adapter(tiny_cfg, tmp_path) -> None:
     assert tuned.generate_timed(prompt, qtype, decoding=Decoding(use_adapter=False))[0].text == plain.generate_timed(prompt, qtype)[0].text
     scores = tuned.score_options(prompt, [["세종", "태조"]], Decoding(use_adapter=False))
     assert scores == plain.score_options(prompt, [["세종", "태조"]])
+
+
+def test_vllm_streaming_backend_needs_vllm(tiny_cfg) -> None:
+    from krqa.errors import InputError
+
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match="vllm is not installed"):
+            make_generator(tiny_cfg, backend="vllm", streaming=True)
+    else:
+        pytest.skip("vllm is installed; it needs a CUDA GPU, which the CPU suite does not use")
+
+
+class FakeAsyncEngine:
+    """vLLM's AsyncLLMEngine as the async generator sees it: cumulative outputs per step, ``abort`` by id."""
+
+    def __init__(self, words: list[str]) -> None:
+        self.words = words
+        self.aborted: list[str] = []
+
+    async def generate(self, request, params, request_id, lora_request=None):
+        from types import SimpleNamespace
+
+        for n in range(1, len(self.words) + 1):
+            await asyncio.sleep(0)
+            if request_id in self.aborted:
+                return
+            text = " ".join(self.words[:n])
+            yield SimpleNamespace(outputs=[SimpleNamespace(text=text, token_ids=list(range(n)))])
+
+    async def abort(self, request_id: str) -> None:
+        self.aborted.append(request_id)
+
+
+def test_async_vllm_run_streams_and_aborts_closed_requests() -> None:
+    """The orchestration around vLLM's async engine (the engine itself needs a GPU): every request of a call
+    runs at once, sinks see the text grow, a closed sink aborts its request and the others finish."""
+    import threading
+
+    from krqa.generation.vllm_async import AsyncVllmGenerator
+
+    gen = object.__new__(AsyncVllmGenerator)
+    gen.loop = asyncio.new_event_loop()
+    threading.Thread(target=gen.loop.run_forever, daemon=True).start()
+    gen.engine = FakeAsyncEngine(["설날은", "음력", "정월", "초하루이다."])
+    try:
+        open_sink, leaving = Recording(), Recording(close_after=2)
+        out = gen.run([{"prompt_token_ids": [1]}, {"prompt_token_ids": [2]}, {"prompt_token_ids": [3]}], None, None, [open_sink, leaving, None])
+    finally:
+        gen.loop.call_soon_threadsafe(gen.loop.stop)
+    assert open_sink.texts == ["설날은", "설날은 음력", "설날은 음력 정월", "설날은 음력 정월 초하루이다."]
+    assert out[0].outputs[0].text == out[2].outputs[0].text == "설날은 음력 정월 초하루이다."
+    assert len(gen.engine.aborted) == 1 and out[1].outputs[0].text == "설날은 음력 정월"

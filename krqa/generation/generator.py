@@ -231,7 +231,6 @@ class VllmGenerator(Generator):
     def __init__(self, cfg: KrqaConfig, adapter: str | None = None) -> None:
         super().__init__(cfg.generation)
         try:
-            from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
@@ -250,11 +249,25 @@ class VllmGenerator(Generator):
             lora = {"enable_lora": True, "max_lora_rank": adapter_rank(adapter), "max_loras": 1}
             self.lora_request = LoRARequest("krqa", 1, str(adapter))
         dtype = cfg.model.dtype if cfg.model.dtype != "auto" else "auto"
-        self.llm = LLM(
+        self.start_engine(dict(
             model=str(base), tokenizer=str(base), dtype=dtype, trust_remote_code=cfg.model.trust_remote_code,
             gpu_memory_utilization=cfg.generation.vllm_gpu_memory_utilization, max_model_len=cfg.generation.vllm_max_model_len, **lora,
-        )
+        ))
         self.eos_ids = self.stop_token_ids(None)
+
+    def start_engine(self, engine_args: dict[str, Any]) -> None:
+        from vllm import LLM
+
+        self.llm = LLM(**engine_args)
+
+    def run(self, requests: list[dict[str, Any]], params: Any, lora: Any, sinks: Sinks | None = None) -> list[Any]:
+        """One ``RequestOutput`` per request. The offline engine returns whole answers, so a sink gets its answer
+        in one piece; :class:`krqa.generation.vllm_async.AsyncVllmGenerator` streams them."""
+        results = self.llm.generate(requests, params, lora_request=lora, use_tqdm=False)
+        for res, sink in zip(results, sinks or [], strict=False):
+            if sink is not None and not sink.closed:
+                sink.update(res.outputs[0].text)
+        return list(results)
 
     def sampling_params(self, question_type: str, sample_seed: int | None = None, decoding: Decoding = DEFAULT_DECODING) -> Any:
         from vllm import SamplingParams
@@ -277,7 +290,6 @@ class VllmGenerator(Generator):
 
     def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None,
                        decoding: Decoding = DEFAULT_DECODING, sinks: Sinks | None = None) -> list[Generation]:
-        """vLLM's offline engine returns whole answers, so a sink gets its answer in one piece."""
         if len(prompts) != len(question_types):
             raise ValueError(f"{len(prompts)} prompts but {len(question_types)} question types")
         if not prompts:
@@ -288,14 +300,12 @@ class VllmGenerator(Generator):
         for qtype in dict.fromkeys(question_types):
             idx = [i for i, t in enumerate(question_types) if t == qtype]
             started = time.perf_counter()
-            results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype, sample_seed, decoding), lora_request=self.lora(decoding), use_tqdm=False)
+            results = self.run([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype, sample_seed, decoding),
+                               self.lora(decoding), [sinks[i] for i in idx] if sinks is not None else None)
             ms = (time.perf_counter() - started) * 1000.0
             for i, res in zip(idx, results):
                 comp = res.outputs[0]
                 out[i] = Generation(comp.text.strip(), ms, len(comp.token_ids), len(idx))
-                sink = sinks[i] if sinks is not None else None
-                if sink is not None and not sink.closed:
-                    sink.update(comp.text)
         return [g for g in out if g is not None]
 
     def score_options(self, prompts: list[str], continuations: list[list[str]],
@@ -310,7 +320,7 @@ class VllmGenerator(Generator):
         cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
         requests = [{"prompt_token_ids": p + c} for p, conts in zip(prompt_ids, cont_ids) for c in conts]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        results = iter(self.llm.generate(requests, params, lora_request=self.lora(decoding), use_tqdm=False))
+        results = iter(self.run(requests, params, self.lora(decoding)))
         out: list[list[ContinuationScore]] = []
         for p, conts, texts in zip(prompt_ids, cont_ids, continuations, strict=True):
             row = []
@@ -322,8 +332,9 @@ class VllmGenerator(Generator):
         return out
 
 
-def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | None = None) -> Generator:
-    """The configured engine; ``adapter`` defaults to ``model.adapter`` (relative paths are the project's)."""
+def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | None = None, streaming: bool = False) -> Generator:
+    """The configured engine; ``adapter`` defaults to ``model.adapter`` (relative paths are the project's).
+    ``streaming`` (the service) picks vLLM's async engine, which hands out answers token by token."""
     backend = backend or cfg.generation.backend
     adapter = adapter if adapter is not None else cfg.model.adapter
     if adapter:
@@ -334,5 +345,9 @@ def make_generator(cfg: KrqaConfig, adapter: str | None = None, backend: str | N
     if backend == "transformers":
         return TransformersGenerator(cfg, adapter)
     if backend == "vllm":
+        if streaming:
+            from krqa.generation.vllm_async import AsyncVllmGenerator
+
+            return AsyncVllmGenerator(cfg, adapter)
         return VllmGenerator(cfg, adapter)
     raise InputError(f"generation backend {backend!r}: expected transformers or vllm")

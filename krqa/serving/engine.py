@@ -55,7 +55,7 @@ def load_engine(cfg: KrqaConfig) -> Engine:
         if cfg.predict.rag:
             raise
         log.warning("no index, /search disabled (RAG is off): %s", err)
-    generator = make_generator(cfg, adapter=cfg.model.adapter, backend=cfg.serve.backend)
+    generator = make_generator(cfg, adapter=cfg.model.adapter, backend=cfg.serve.backend, streaming=True)
     answerer = Answerer(cfg, retriever, generator)
     log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
     return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",
