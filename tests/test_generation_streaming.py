@@ -145,3 +145,23 @@ def test_async_vllm_run_streams_and_aborts_closed_requests() -> None:
     assert open_sink.texts == ["설날은", "설날은 음력", "설날은 음력 정월", "설날은 음력 정월 초하루이다."]
     assert out[0].outputs[0].text == out[2].outputs[0].text == "설날은 음력 정월 초하루이다."
     assert len(gen.engine.aborted) == 1 and out[1].outputs[0].text == "설날은 음력 정월"
+
+
+def test_answer_so_far_never_shows_a_prompt_marker_being_written(tiny_cfg) -> None:
+    """A base model that starts another prompt turn ('[질문]') has its answer cut there; while the marker is being
+    written, the half-marker is held back instead of shown and then taken back."""
+    from krqa.generation.answerer import _Answering
+    from krqa.qa.answers import postprocess
+    from krqa.qa.data import QAItem
+
+    item = QAItem(id="d1", category="", domain="", question_type="서술형", topic_keyword="설날", question="설날의 풍습을 설명하시오.")
+    answer = "설날에는 차례를 지내고 세배를 한다."
+    sink = Recording()
+    shown = _Answering(item, tiny_cfg.generation, sink)
+    raws = [answer[:4], answer, answer + " [", answer + " [질", answer + " [질문", answer + " [질문] 추석에는", answer + " [참고 문서가 아닌 긴 괄호"]
+    for raw in raws:
+        shown.update(raw)
+    assert all("[질" not in text for text in sink.texts[:-1])
+    assert sink.texts[:5] == [answer[:4], answer, answer, answer, answer]
+    assert sink.texts[5] == postprocess(item, raws[5], tiny_cfg.generation) == answer
+    assert sink.texts[-1].endswith("[참고 문서가 아닌 긴 괄호")  # too long for a marker: shown as written

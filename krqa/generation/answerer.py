@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,11 @@ def gate(hits: list[Any], min_score: float | None) -> tuple[list[Any], int]:
     return kept, len(hits) - len(kept)
 
 
+# A bracket opened near the end of the text so far may be the start of a prompt marker ('[질문]'), which
+# post-processing cuts; it is held back until it closes or grows too long to be one.
+_OPEN_MARK = re.compile(r"\[[^\]\n]{0,8}$")
+
+
 class _Answering:
     """A sink of raw text in front of a sink of answers: what a client sees while the answer is generated is the
     post-processed text so far, the same cleaning the final answer gets."""
@@ -65,7 +71,7 @@ class _Answering:
         return self.sink.closed
 
     def update(self, text: str) -> None:
-        self.sink.update(postprocess(self.item, text, self.gen_cfg))
+        self.sink.update(postprocess(self.item, _OPEN_MARK.sub("", text), self.gen_cfg))
 
 
 class Answerer:
