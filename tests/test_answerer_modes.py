@@ -74,7 +74,7 @@ def test_cloze_scores_one_order_and_listed_scores_every_order(tiny_cfg, generato
         def __init__(self, inner) -> None:
             self.inner, self.tokenizer, self.prompts = inner, inner.tokenizer, []
 
-        def score_options(self, prompts, continuations):
+        def score_options(self, prompts, continuations, decoding=None):
             self.prompts += prompts
             return self.inner.score_options(prompts, continuations)
 
@@ -165,7 +165,7 @@ class _Scripted:
         self.sampled = sampled
         self.seeds: list[int | None] = []
 
-    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list:
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None, **_: object) -> list:
         from krqa.generation.generator import Generation
 
         self.seeds.append(sample_seed)

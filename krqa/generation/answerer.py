@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig, mc_answer_style
-from krqa.generation.generator import Generator
+from krqa.generation.generator import DEFAULT_DECODING, Decoding, Generator, Sinks, TextSink
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
 from krqa.qa.data import DESC, MC, QAItem
@@ -54,6 +55,26 @@ def gate(hits: Sequence[Hit], min_score: float | None) -> tuple[list[Hit], int]:
     return kept, len(hits) - len(kept)
 
 
+# A bracket opened near the end of the text so far may be the start of a prompt marker ('[질문]'), which
+# post-processing cuts; it is held back until it closes or grows too long to be one.
+_OPEN_MARK = re.compile(r"\[[^\]\n]{0,8}$")
+
+
+class _Answering:
+    """A sink of raw text in front of a sink of answers: what a client sees while the answer is generated is the
+    post-processed text so far, the same cleaning the final answer gets."""
+
+    def __init__(self, item: QAItem, desc_max_chars: int, sink: TextSink) -> None:
+        self.item, self.desc_max_chars, self.sink = item, desc_max_chars, sink
+
+    @property
+    def closed(self) -> bool:
+        return self.sink.closed
+
+    def update(self, text: str) -> None:
+        self.sink.update(postprocess(self.item, _OPEN_MARK.sub("", text), self.desc_max_chars))
+
+
 class Answerer:
     """``rag_types`` (``predict.rag_types``) get passages from ``retriever``, those under ``min_score``
     (``retrieval.min_score``) left out; ``prompt`` and ``generation`` shape the prompt and the decoding."""
@@ -70,9 +91,11 @@ class Answerer:
     def scores_options(self, item: QAItem) -> bool:
         return item.question_type == MC and self.gen_cfg.mc_mode == "score" and len(item.options) >= 2
 
-    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[AnswerResult]:
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None,
+                     decoding: Decoding = DEFAULT_DECODING, partial: Sinks | None = None) -> list[AnswerResult]:
         """Answers in the order of ``items``. Timings are per call: ``retrieve`` for the whole retrieval call,
-        ``generate`` for the generation or scoring batch the item was in."""
+        ``generate`` for the generation or scoring batch the item was in. ``partial[i]``, when given, sees item
+        i's answer so far while it is generated (a scored 선다형 answer arrives whole, as the result)."""
         if not items:
             return []
         use_rag = [rag and item.question_type in self.rag_types for item in items]
@@ -94,10 +117,11 @@ class Answerer:
             if items[i].question_type == MC and self.gen_cfg.mc_mode == "score":
                 log.warning("item %s: 선다형 options could not be parsed; answering by generation", items[i].id)
         if scored:
-            for i, res in zip(scored, self._score([items[i] for i in scored], [contexts[i] for i in scored]), strict=True):
+            for i, res in zip(scored, self._score([items[i] for i in scored], [contexts[i] for i in scored], decoding), strict=True):
                 results[i] = res
         if generated:
-            for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated]), strict=True):
+            sinks = [partial[i] if partial is not None else None for i in generated]
+            for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated], decoding, sinks), strict=True):
                 results[i] = res
         out = []
         for i, res in enumerate(results):
@@ -109,19 +133,21 @@ class Answerer:
             out.append(res)
         return out
 
-    def _generate(self, items: list[QAItem], contexts: list[list[Hit]]) -> list[AnswerResult]:
+    def _generate(self, items: list[QAItem], contexts: list[list[Hit]], decoding: Decoding, sinks: Sinks) -> list[AnswerResult]:
         prompts = [self.builder.build_prompt(item, ctx) for item, ctx in zip(items, contexts)]
-        generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items])
+        answering = [_Answering(item, self.gen_cfg.desc_max_chars, sink) if sink is not None else None for item, sink in zip(items, sinks, strict=True)]
+        generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items], decoding=decoding,
+                                                    sinks=answering if any(answering) else None)
         method = ["generate-fallback" if i.question_type == MC and self.gen_cfg.mc_mode == "score" else "generate" for i in items]
         results = [
             AnswerResult(answer=postprocess(item, gen.text, self.gen_cfg.desc_max_chars), raw=gen.text, contexts=list(ctx[: prompt.contexts_used]),
                          timings_ms={"generate": round(gen.ms, 3)}, prompt_tokens=prompt.n_tokens, new_tokens=gen.new_tokens, method=m)
             for item, ctx, prompt, gen, m in zip(items, contexts, prompts, generations, method, strict=True)
         ]
-        self._retry_descriptive(items, prompts, results)
+        self._retry_descriptive(items, prompts, results, decoding)
         return results
 
-    def _retry_descriptive(self, items: list[QAItem], prompts: list[Prompt], results: list[AnswerResult]) -> None:
+    def _retry_descriptive(self, items: list[QAItem], prompts: list[Prompt], results: list[AnswerResult], decoding: Decoding) -> None:
         """Replace 서술형 answers that are not prose with the first prose one among sampled candidates (seeded);
         when none is, the greedy answer stays and its problem is recorded."""
         avoid = {i: [self.builder.system, self.builder.instruction(item)] for i, item in enumerate(items)}
@@ -137,7 +163,7 @@ class Answerer:
             # One prompt per call: a sampled batch depends on its neighbours and padding, and the same question
             # must get the same answer from predict's batches and from the server's micro-batches.
             seed = self.gen_cfg.seed + attempt
-            again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed)[0] for i in idx]
+            again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed, decoding=decoding)[0] for i in idx]
             for i, gen in zip(idx, again, strict=True):
                 answer = postprocess(items[i], gen.text, self.gen_cfg.desc_max_chars)
                 results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)
@@ -149,7 +175,7 @@ class Answerer:
     def _target(self, option: str, position: int) -> str:
         return str(position + 1) if self.gen_cfg.mc_target == "number" else option
 
-    def _score(self, items: list[QAItem], contexts: list[list[Hit]]) -> list[AnswerResult]:
+    def _score(self, items: list[QAItem], contexts: list[list[Hit]], decoding: Decoding) -> list[AnswerResult]:
         """Every order of every item's options in one scoring call, plus a reference prompt per order when the
         normalisation needs one (content-free for 'calibrated', no passages for 'pmi' when there are passages)."""
         g = self.gen_cfg
@@ -174,7 +200,7 @@ class Answerer:
                     conts.append(targets)
             plans.append((orders, prompts, self._reference_prompt(item, [item.options[o] for o in orders[0]], prompts[0]) is not None))
         started = time.perf_counter()
-        scores = iter(self.generator.score_options(texts, conts))
+        scores = iter(self.generator.score_options(texts, conts, decoding))
         ms = round((time.perf_counter() - started) * 1000.0, 3)
         out = []
         for item, ctx, (orders, prompts, has_reference) in zip(items, contexts, plans, strict=True):

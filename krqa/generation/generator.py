@@ -8,6 +8,7 @@ grouped by type and sorted by length inside a group, so a batch pads little and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -15,7 +16,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig, ModelConfig
@@ -35,6 +36,32 @@ class Generation:
     batch_size: int
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """One request's changes to the configured decoding (the OpenAI-style endpoint's ``max_tokens``,
+    ``temperature`` and model choice). The default changes nothing, so answers equal ``krqa predict``'s."""
+
+    max_new_tokens: int | None = None
+    temperature: float | None = None
+    use_adapter: bool = True
+
+
+DEFAULT_DECODING = Decoding()
+
+
+class TextSink(Protocol):
+    """Receives one answer's raw text so far while it is generated; ``closed`` once nobody listens any more,
+    which stops that row's generation."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def update(self, text: str) -> None: ...
+
+
+Sinks = Sequence[TextSink | None]
+
+
 class Generator(ABC):
     """Turns prompts into raw answer text; ``question_types`` picks each prompt's token limit."""
 
@@ -45,22 +72,35 @@ class Generator(ABC):
     def __init__(self, gen_cfg: GenerationConfig) -> None:
         self.gen_cfg = gen_cfg
 
-    def max_new_tokens(self, question_type: str) -> int:
-        return int(getattr(self.gen_cfg.max_new_tokens, question_type))
+    def max_new_tokens(self, question_type: str, decoding: Decoding = DEFAULT_DECODING) -> int:
+        limit = int(getattr(self.gen_cfg.max_new_tokens, question_type))
+        return min(limit, decoding.max_new_tokens) if decoding.max_new_tokens is not None else limit
 
-    def min_new_tokens(self, question_type: str) -> int:
-        return min(self.gen_cfg.desc_min_new_tokens, self.max_new_tokens(question_type)) if question_type == DESC else 0
+    def min_new_tokens(self, question_type: str, decoding: Decoding = DEFAULT_DECODING) -> int:
+        return min(self.gen_cfg.desc_min_new_tokens, self.max_new_tokens(question_type, decoding)) if question_type == DESC else 0
+
+    def sampling(self, sample_seed: int | None, decoding: Decoding) -> tuple[bool, float]:
+        """Whether to sample, and at which temperature: a request's temperature (0 is greedy) wins over the config."""
+        t = decoding.temperature
+        if sample_seed is not None:
+            return True, t or self.gen_cfg.temperature
+        if t is not None:
+            return t > 0, t or self.gen_cfg.temperature
+        return self.gen_cfg.do_sample, self.gen_cfg.temperature
 
     def generate(self, prompts: list[str], question_types: list[str]) -> list[str]:
         return [g.text for g in self.generate_timed(prompts, question_types)]
 
     @abstractmethod
-    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None,
+                       decoding: Decoding = DEFAULT_DECODING, sinks: Sinks | None = None) -> list[Generation]:
         """Generations in the order of ``prompts``; with ``sample_seed`` they are sampled (temperature, top_p) with
-        that seed instead of following ``generation.do_sample``."""
+        that seed instead of following ``generation.do_sample``. ``sinks[i]``, when given, sees prompt i's text
+        as it grows."""
 
     @abstractmethod
-    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+    def score_options(self, prompts: list[str], continuations: list[list[str]],
+                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
         """Log-likelihood of each continuation text right after its prompt (the answer position)."""
 
     def _plan(self, prompts: Sequence[str], question_types: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, list[int]]]:
@@ -101,31 +141,39 @@ class TransformersGenerator(Generator):
         self.adapter = adapter
         self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
 
-    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None,
+                       decoding: Decoding = DEFAULT_DECODING, sinks: Sinks | None = None) -> list[Generation]:
         import torch
+
+        from krqa.generation.streaming import BatchStreamer, ClosedRows
 
         if not prompts:
             return []
         encoded = self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
         out: list[Generation | None] = [None] * len(prompts)
         g = self.gen_cfg
-        sample = g.do_sample or sample_seed is not None
-        sampling = {"do_sample": True, "temperature": g.temperature, "top_p": g.top_p} if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        sample, temperature = self.sampling(sample_seed, decoding)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": g.top_p} if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
         if sample_seed is not None:
             torch.manual_seed(sample_seed)
         for qtype, idx in self._plan(prompts, question_types, [len(e) for e in encoded]):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
+            rows = [sinks[i] for i in idx] if sinks is not None else []
+            streaming: dict[str, Any] = {}
+            if any(rows):
+                streaming = {"streamer": BatchStreamer(self.tokenizer, rows, self.eos_ids), "stopping_criteria": [ClosedRows(rows)]}
             started = time.perf_counter()
-            with torch.inference_mode():
+            with torch.inference_mode(), self.adapter_enabled(decoding.use_adapter):
                 generated = self.model.generate(
                     **batch,
-                    max_new_tokens=self.max_new_tokens(qtype),
-                    min_new_tokens=self.min_new_tokens(qtype),
+                    max_new_tokens=self.max_new_tokens(qtype, decoding),
+                    min_new_tokens=self.min_new_tokens(qtype, decoding),
                     repetition_penalty=g.repetition_penalty,
                     eos_token_id=self.eos_ids,
                     pad_token_id=self.tokenizer.pad_token_id,
                     **sampling,
+                    **streaming,
                 )
             ms = (time.perf_counter() - started) * 1000.0
             new = generated[:, batch["input_ids"].shape[1] :].tolist()
@@ -135,13 +183,21 @@ class TransformersGenerator(Generator):
                 out[i] = Generation(text.strip(), ms, len(ids), len(idx))
         return [g for g in out if g is not None]
 
-    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+    def adapter_enabled(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+        """The loaded LoRA adapter, or (``enabled=False``) the base model alone for this call."""
+        if enabled or self.adapter is None or not hasattr(self.model, "disable_adapter"):
+            return contextlib.nullcontext()
+        return self.model.disable_adapter()
+
+    def score_options(self, prompts: list[str], continuations: list[list[str]],
+                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
         if not prompts:
             return []
         prompt_ids = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
         cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size)
+        with self.adapter_enabled(decoding.use_adapter):
+            raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size)
         return [[ContinuationScore(lp, n, len(text)) for (lp, n), text in zip(row, texts, strict=True)] for row, texts in zip(raw, continuations, strict=True)]
 
 
@@ -175,7 +231,6 @@ class VllmGenerator(Generator):
     def __init__(self, model: ModelConfig, generation: GenerationConfig, adapter: str | None = None) -> None:
         super().__init__(generation)
         try:
-            from vllm import LLM
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
@@ -193,21 +248,35 @@ class VllmGenerator(Generator):
             check_adapter(adapter, base, model.base)
             lora = {"enable_lora": True, "max_lora_rank": adapter_rank(adapter), "max_loras": 1}
             self.lora_request = LoRARequest("krqa", 1, str(adapter))
-        self.llm = LLM(
+        self.start_engine(dict(
             model=str(base), tokenizer=str(base), dtype=model.dtype, trust_remote_code=model.trust_remote_code,
             gpu_memory_utilization=generation.vllm_gpu_memory_utilization, max_model_len=generation.vllm_max_model_len, **lora,
-        )
+        ))
         self.eos_ids = self.stop_token_ids(None)
 
-    def sampling_params(self, question_type: str, sample_seed: int | None = None) -> Any:
+    def start_engine(self, engine_args: dict[str, Any]) -> None:
+        from vllm import LLM
+
+        self.llm = LLM(**engine_args)
+
+    def run(self, requests: list[dict[str, Any]], params: Any, lora: Any, sinks: Sinks | None = None) -> list[Any]:
+        """One ``RequestOutput`` per request. The offline engine returns whole answers, so a sink gets its answer
+        in one piece; :class:`krqa.generation.vllm_async.AsyncVllmGenerator` streams them."""
+        results = self.llm.generate(requests, params, lora_request=lora, use_tqdm=False)
+        for res, sink in zip(results, sinks or [], strict=False):
+            if sink is not None and not sink.closed:
+                sink.update(res.outputs[0].text)
+        return list(results)
+
+    def sampling_params(self, question_type: str, sample_seed: int | None = None, decoding: Decoding = DEFAULT_DECODING) -> Any:
         from vllm import SamplingParams
 
         g = self.gen_cfg
-        sample = g.do_sample or sample_seed is not None
+        sample, temperature = self.sampling(sample_seed, decoding)
         return SamplingParams(
-            max_tokens=self.max_new_tokens(question_type),
-            min_tokens=self.min_new_tokens(question_type),
-            temperature=g.temperature if sample else 0.0,
+            max_tokens=self.max_new_tokens(question_type, decoding),
+            min_tokens=self.min_new_tokens(question_type, decoding),
+            temperature=temperature if sample else 0.0,
             top_p=g.top_p if sample else 1.0,
             repetition_penalty=g.repetition_penalty,
             stop_token_ids=self.eos_ids,
@@ -215,7 +284,11 @@ class VllmGenerator(Generator):
             seed=sample_seed,
         )
 
-    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None) -> list[Generation]:
+    def lora(self, decoding: Decoding) -> Any:
+        return self.lora_request if decoding.use_adapter else None
+
+    def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None,
+                       decoding: Decoding = DEFAULT_DECODING, sinks: Sinks | None = None) -> list[Generation]:
         if len(prompts) != len(question_types):
             raise ValueError(f"{len(prompts)} prompts but {len(question_types)} question types")
         if not prompts:
@@ -226,14 +299,16 @@ class VllmGenerator(Generator):
         for qtype in dict.fromkeys(question_types):
             idx = [i for i, t in enumerate(question_types) if t == qtype]
             started = time.perf_counter()
-            results = self.llm.generate([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype, sample_seed), lora_request=self.lora_request, use_tqdm=False)
+            results = self.run([{"prompt_token_ids": encoded[i]} for i in idx], self.sampling_params(qtype, sample_seed, decoding),
+                               self.lora(decoding), [sinks[i] for i in idx] if sinks is not None else None)
             ms = (time.perf_counter() - started) * 1000.0
             for i, res in zip(idx, results):
                 comp = res.outputs[0]
                 out[i] = Generation(comp.text.strip(), ms, len(comp.token_ids), len(idx))
         return [g for g in out if g is not None]
 
-    def score_options(self, prompts: list[str], continuations: list[list[str]]) -> list[list[ContinuationScore]]:
+    def score_options(self, prompts: list[str], continuations: list[list[str]],
+                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
         """vLLM returns the log-probability of every prompt token with ``prompt_logprobs``; each option is sent as
         prompt + option, and the option's positions are summed (prefix caching shares the prompt's work)."""
         from vllm import SamplingParams
@@ -244,7 +319,7 @@ class VllmGenerator(Generator):
         cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
         requests = [{"prompt_token_ids": p + c} for p, conts in zip(prompt_ids, cont_ids) for c in conts]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        results = iter(self.llm.generate(requests, params, lora_request=self.lora_request, use_tqdm=False))
+        results = iter(self.run(requests, params, self.lora(decoding)))
         out: list[list[ContinuationScore]] = []
         for p, conts, texts in zip(prompt_ids, cont_ids, continuations, strict=True):
             row = []
@@ -256,13 +331,18 @@ class VllmGenerator(Generator):
         return out
 
 
-def make_generator(model: ModelConfig, generation: GenerationConfig, adapter: str | None = None) -> Generator:
-    """The engine ``generation.backend``; ``adapter`` defaults to ``model.adapter`` ('' for none)."""
+def make_generator(model: ModelConfig, generation: GenerationConfig, adapter: str | None = None, streaming: bool = False) -> Generator:
+    """The engine ``generation.backend``; ``adapter`` defaults to ``model.adapter`` ('' for none). ``streaming``
+    (the service) picks vLLM's async engine, which hands out answers token by token."""
     adapter = adapter if adapter is not None else model.adapter
     if adapter and not Path(adapter).is_dir():
         raise InputError(f"adapter {adapter}: directory not found")
     if generation.backend == "transformers":
         return TransformersGenerator(model, generation, adapter)
     if generation.backend == "vllm":
+        if streaming:
+            from krqa.generation.vllm_async import AsyncVllmGenerator
+
+            return AsyncVllmGenerator(model, generation, adapter)
         return VllmGenerator(model, generation, adapter)
     raise InputError(f"generation backend {generation.backend!r}: expected transformers or vllm")

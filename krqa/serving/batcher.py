@@ -102,8 +102,8 @@ class MicroBatcher(Generic[T, R]):
     async def submit(self, payloads: Sequence[T], keys: Sequence[Hashable], timeout_s: float) -> list[Outcome[R]]:
         """Queue all payloads or none (QueueFull), then wait for them; TimeoutError past ``timeout_s``.
 
-        On timeout the waiting futures are cancelled, so jobs that have not started are dropped from
-        their batch instead of occupying the model for a client that has gone.
+        On timeout or cancellation the waiting futures are cancelled and the request's unstarted jobs leave the
+        queue, so they neither occupy the model nor count against ``queue_size`` for a client that has gone.
         """
         if self.queue_size - self._count < len(payloads):
             raise QueueFull(f"{len(payloads)} item(s) do not fit: {self._count} of {self.queue_size} queue slots taken")
@@ -114,7 +114,8 @@ class MicroBatcher(Generic[T, R]):
             fut: asyncio.Future[Outcome[R]] = loop.create_future()
             jobs.append(_Job(payload, key, fut))
             futures.append(fut)
-        self._pending[object()] = jobs
+        group = object()
+        self._pending[group] = jobs
         self._count += len(jobs)
         self._arrived.set()
         try:
@@ -123,6 +124,10 @@ class MicroBatcher(Generic[T, R]):
             for fut in futures:
                 if not fut.done():
                     fut.cancel()
+            # A request that timed out or was cancelled (its client went away) frees its queue slots at once.
+            left = self._pending.pop(group, None)
+            if left:
+                self._count -= len(left)
 
     async def _dispatch(self) -> None:
         while True:

@@ -54,7 +54,7 @@ def load_engine(cfg: KrqaConfig) -> Engine:
         if cfg.predict.rag:
             raise
         log.warning("no index, /search disabled (RAG is off): %s", err)
-    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": cfg.serve.backend}), cfg.model.adapter)
+    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": cfg.serve.backend}), cfg.model.adapter, streaming=True)
     answerer = make_answerer(cfg, retriever, generator)
     log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
     return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",

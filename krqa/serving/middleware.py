@@ -25,13 +25,23 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-def error_payload(code: str, message: str) -> dict[str, Any]:
-    """The one error shape every failure uses, so clients parse a single format."""
-    return {"error": {"code": code, "message": message}}
+def error_type(status: int) -> str:
+    """The OpenAI error class of a status, so OpenAI clients raise the matching exception."""
+    if status == 401:
+        return "authentication_error"
+    if status == 404:
+        return "not_found_error"
+    return "invalid_request_error" if status < 500 else "server_error"
+
+
+def error_payload(code: str, message: str, status: int = 400, param: str | None = None) -> dict[str, Any]:
+    """The one error shape every failure uses, on every endpoint: OpenAI's (message, type, param, code), so
+    OpenAI clients and krqa's own parse a single format."""
+    return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
 async def send_error(send: Send, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-    body = json.dumps(error_payload(code, message), ensure_ascii=False).encode("utf-8")
+    body = json.dumps(error_payload(code, message, status), ensure_ascii=False).encode("utf-8")
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw_headers})

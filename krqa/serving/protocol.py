@@ -20,6 +20,7 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from krqa.serving.config import ServeConfig
+from krqa.serving.middleware import error_payload
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ _REASONS = {400: b"Bad Request", 408: b"Request Timeout", 503: b"Service Unavail
 
 
 def _raw_json_response(status: int, code: str, message: str) -> bytes:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode("utf-8")
+    body = json.dumps(error_payload(code, message, status)).encode("utf-8")
     head = (b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n"
             % (status, _REASONS[status], len(body)))
     return head + body

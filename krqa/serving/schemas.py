@@ -1,29 +1,73 @@
-"""Request and response bodies of the HTTP service.
+"""Request and response bodies of the krqa endpoints (``/answer``, ``/search`` and the probes).
 
-Request models are built per app from the config (``request_models``) so the limits a deployment sets
-(question length, top_k, batch size) are enforced by validation and shown in the OpenAPI schema.
-Unknown fields are rejected: a client can never smuggle in a file path, a model name or a config key.
+The models are module-level and carry only the limits that never change; the limits a deployment sets
+(question length, top_k, batch size) are checked by the endpoints' dependencies (:mod:`krqa.serving.limits`)
+and reported in the same 422 shape as a schema error. Unknown fields are rejected: a client can never smuggle
+in a file path, a model name or a config key.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from krqa.config import KrqaConfig
 from krqa.index.config import Mode
 from krqa.qa.data import MC, QAItem, QuestionType, parse_options
+
+SHORT_FIELD_CHARS = 200
 
 _request_ids = itertools.count(1)
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
     """Unknown fields and loose types are rejected: ``"top_k": "3"`` or ``true`` is a 422, not 3 or 1."""
 
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=False)
+
+
+class AnswerRequest(Strict):
+    question: str = Field(min_length=1, description="The question (at most serve.max_question_chars); 선다형 options inline as '1\\t…' after a newline, as in the competition files.")
+    question_type: QuestionType
+    topic_keyword: str = Field("", max_length=SHORT_FIELD_CHARS, description="Topic keyword; added to the retrieval query.")
+    category: str = Field("", max_length=SHORT_FIELD_CHARS, description="Competition category (optional).")
+    domain: str = Field("", max_length=SHORT_FIELD_CHARS, description="Competition domain (optional).")
+    top_k: Optional[int] = Field(None, ge=1, description="Contexts to retrieve (default: retrieval.top_k; at most retrieval.max_top_k).")
+    mode: Optional[Mode] = Field(None, description="Retriever mode (default: retrieval.mode).")
+    return_contexts: bool = Field(True, description="Include the retrieved contexts in the response.")
+    stream: bool = Field(False, description="Answer as server-sent events: 'delta' events while the answer is generated, then one 'answer' event with this endpoint's usual response (or an 'error' event).")
+
+    @model_validator(mode="after")
+    def _parse(self) -> "AnswerRequest":
+        if not self.question.strip():
+            raise ValueError("question: blank")
+        if self.question_type == MC and not parse_options(self.question)[1]:
+            raise ValueError("question: 선다형 question without parseable options (put them after a newline as '1\\t… 2\\t…')")
+        return self
+
+
+class AnswerBatchRequest(Strict):
+    items: list[AnswerRequest] = Field(min_length=1, description="Questions answered together, in order; at most serve.max_batch_items of them and serve.max_batch_chars characters of question and topic_keyword in all. Streaming is per question (/answer).")
+
+    @model_validator(mode="after")
+    def _no_streams(self) -> "AnswerBatchRequest":
+        for i, item in enumerate(self.items):
+            if item.stream:
+                raise ValueError(f"items.{i}.stream: a batch is not streamed; stream single questions through /answer")
+        return self
+
+
+class SearchRequest(Strict):
+    query: str = Field(min_length=1, description="Free-text query (at most serve.max_question_chars).")
+    top_k: Optional[int] = Field(None, ge=1, description="Hits to return (default: retrieval.top_k; at most retrieval.max_top_k).")
+    mode: Optional[Mode] = Field(None, description="Retriever mode (default: retrieval.mode).")
+
+    @model_validator(mode="after")
+    def _not_blank(self) -> "SearchRequest":
+        if not self.query.strip():
+            raise ValueError("query: blank")
+        return self
 
 
 class Context(BaseModel):
@@ -79,80 +123,21 @@ class Health(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    code: str
     message: str
+    type: str = Field(description="OpenAI-style error class: invalid_request_error, authentication_error, not_found_error, server_error.")
+    param: Optional[str] = Field(None, description="The request field at fault, when one is.")
+    code: str = Field(description="Machine-readable reason: invalid_request, queue_full, timeout, model_not_found …")
 
 
 class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
-@dataclass(frozen=True)
-class RequestModels:
-    """The config-bound request classes of one app."""
-
-    answer: type[BaseModel]
-    batch: type[BaseModel]
-    search: type[BaseModel]
-
-
-def request_models(cfg: KrqaConfig) -> RequestModels:
-    """Build request classes whose field limits come from ``serve`` and ``retrieval``."""
-    max_chars = cfg.serve.max_question_chars
-    max_top_k = cfg.retrieval.max_top_k
-    short = 200
-
-    class AnswerRequest(_Strict):
-        question: str = Field(min_length=1, max_length=max_chars, description="The question; 선다형 options inline as '1\\t…' after a newline, as in the competition files.")
-        question_type: QuestionType
-        topic_keyword: str = Field("", max_length=short, description="Topic keyword; added to the retrieval query.")
-        category: str = Field("", max_length=short, description="Competition category (optional).")
-        domain: str = Field("", max_length=short, description="Competition domain (optional).")
-        top_k: Optional[int] = Field(None, ge=1, le=max_top_k, description="Contexts to retrieve (default: retrieval.top_k).")
-        mode: Optional[Mode] = Field(None, description="Retriever mode (default: retrieval.mode).")
-        return_contexts: bool = Field(True, description="Include the retrieved contexts in the response.")
-
-        @model_validator(mode="after")
-        def _parse(self) -> "AnswerRequest":
-            if not self.question.strip():
-                raise ValueError("question: blank")
-            if self.question_type == MC and not parse_options(self.question)[1]:
-                raise ValueError("question: 선다형 question without parseable options (put them after a newline as '1\\t… 2\\t…')")
-            return self
-
-    max_batch_chars = cfg.serve.max_batch_chars
-
-    class AnswerBatchRequest(_Strict):
-        items: list[AnswerRequest] = Field(min_length=1, max_length=cfg.serve.max_batch_items, description=f"Questions answered together, in order; at most {max_batch_chars} characters of question and topic_keyword in all.")
-
-        @model_validator(mode="after")
-        def _total(self) -> "AnswerBatchRequest":
-            total = sum(len(item.question) + len(item.topic_keyword) for item in self.items)
-            if total > max_batch_chars:
-                raise ValueError(f"items: {total} characters of question and topic_keyword in all, over serve.max_batch_chars={max_batch_chars}")
-            return self
-
-    class SearchRequest(_Strict):
-        query: str = Field(min_length=1, max_length=max_chars, description="Free-text query.")
-        top_k: Optional[int] = Field(None, ge=1, le=max_top_k, description="Hits to return (default: retrieval.top_k).")
-        mode: Optional[Mode] = Field(None, description="Retriever mode (default: retrieval.mode).")
-
-        @model_validator(mode="after")
-        def _not_blank(self) -> "SearchRequest":
-            if not self.query.strip():
-                raise ValueError("query: blank")
-            return self
-
-    return RequestModels(answer=AnswerRequest, batch=AnswerBatchRequest, search=SearchRequest)
-
-
-def to_item(req: Any) -> QAItem:
+def to_item(req: AnswerRequest) -> QAItem:
     """A request becomes the same QAItem a competition file yields, so option parsing and prompts match predict."""
-    return QAItem(
-        id=f"req-{next(_request_ids)}",
-        category=req.category,
-        domain=req.domain,
-        question_type=req.question_type,
-        topic_keyword=req.topic_keyword,
-        question=req.question,
-    )
+    return new_item(req.question_type, req.question, req.topic_keyword, req.category, req.domain)
+
+
+def new_item(question_type: str, question: str, topic_keyword: str = "", category: str = "", domain: str = "") -> QAItem:
+    return QAItem(id=f"req-{next(_request_ids)}", category=category, domain=domain, question_type=question_type,
+                  topic_keyword=topic_keyword, question=question)
