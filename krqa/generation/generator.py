@@ -160,9 +160,7 @@ class TransformersGenerator(Generator):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
             rows = [sinks[i] for i in idx] if sinks is not None else []
-            streaming: dict[str, Any] = {}
-            if any(rows):
-                streaming = {"streamer": BatchStreamer(self.tokenizer, rows, self.eos_ids), "stopping_criteria": [ClosedRows(rows)]}
+            streaming = {"streamer": BatchStreamer(self.tokenizer, rows, self.eos_ids), "stopping_criteria": [ClosedRows(rows)]} if any(rows) else {}
             started = time.perf_counter()
             with torch.inference_mode(), self.adapter_enabled(decoding.use_adapter):
                 generated = self.model.generate(
@@ -185,9 +183,8 @@ class TransformersGenerator(Generator):
 
     def adapter_enabled(self, enabled: bool) -> contextlib.AbstractContextManager[Any]:
         """The loaded LoRA adapter, or (``enabled=False``) the base model alone for this call."""
-        if enabled or self.adapter is None or not hasattr(self.model, "disable_adapter"):
-            return contextlib.nullcontext()
-        return self.model.disable_adapter()
+        off = not enabled and self.adapter is not None and hasattr(self.model, "disable_adapter")
+        return self.model.disable_adapter() if off else contextlib.nullcontext()
 
     def score_options(self, prompts: list[str], continuations: list[list[str]],
                       decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
@@ -260,8 +257,7 @@ class VllmGenerator(Generator):
         self.llm = LLM(**engine_args)
 
     def run(self, requests: list[dict[str, Any]], params: Any, lora: Any, sinks: Sinks | None = None) -> list[Any]:
-        """One ``RequestOutput`` per request. The offline engine returns whole answers, so a sink gets its answer
-        in one piece; :class:`krqa.generation.vllm_async.AsyncVllmGenerator` streams them."""
+        """One ``RequestOutput`` per request; a sink gets its whole answer (``AsyncVllmGenerator`` streams)."""
         results = self.llm.generate(requests, params, lora_request=lora, use_tqdm=False)
         for res, sink in zip(results, sinks or [], strict=False):
             if sink is not None and not sink.closed:
