@@ -103,7 +103,7 @@ def train_grpo(plan: RlPlan) -> dict[str, Any]:
     vllm = use_vllm(gc.use_vllm)
     weights = [gc.reward_weights.get(name, 0.0) for name in REWARDS]
     info.update(batch_completions=batch, max_completion_length=max_tokens, vllm=vllm, reward_weights=dict(zip(REWARDS, weights)))
-    fingerprint = sha({"train": train_rows, "dev": dev_rows, "grpo": gc.model_dump(mode="json"), "lora": tc.lora.model_dump(mode="json"),
+    fingerprint = sha({"train": train_rows, "dev": dev_rows, "grpo": gc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
                        "batch": [batch, tc.grad_accum, tc.seed], "max_tokens": max_tokens, "init": plan.data_hashes["init_adapter"]})
     args = GRPOConfig(
         **{**common_args(plan, plan.run.checkpoints("grpo"), "eval_reward", True), "per_device_eval_batch_size": batch},

@@ -20,7 +20,7 @@ from typing import Any
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json
 from krqa.generation.config import mc_answer_style
-from krqa.qa.data import DESC, QAItem
+from krqa.qa.data import DESC, MC, QAItem
 from krqa.training.external import training_targets
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlconfig import DpoConfig
@@ -48,6 +48,14 @@ def _correct_at(item: QAItem, cfg: DpoConfig) -> float:
     return cfg.desc_min_chosen if item.question_type == DESC else 1.0
 
 
+def as_target(item: QAItem, answer: str, mc_style: str) -> str:
+    """A submitted answer in the form training targets take: a 선다형 option number becomes the option's text
+    when options are scored as text ('text'/'cloze'), so chosen and rejected differ in content, not in form."""
+    if item.question_type == MC and mc_style in ("text", "cloze") and answer.isdigit() and 1 <= int(answer) <= len(item.options):
+        return item.options[int(answer) - 1]
+    return answer
+
+
 def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, mc_style: str) -> tuple[Pair | None, str]:
     """The pair for one question, or None and why not (recorded as counts in the run's metrics)."""
     targets = training_targets(item, "first", mc_style)
@@ -56,14 +64,14 @@ def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, 
     chosen, chosen_score, chosen_from = targets[0], 1.0, "gold"
     best = max(samples, key=lambda s: s.score, default=None)
     if cfg.chosen == "best" and best is not None and best.answer.strip() and best.score >= _correct_at(item, cfg):
-        chosen, chosen_score, chosen_from = best.answer, best.score, "sample"
+        chosen, chosen_score, chosen_from = as_target(item, best.answer, mc_style), best.score, "sample"
     # 선다형/단답형 score 0 or 1: any wrong answer is rejected; 서술형 needs a clear gap to the chosen answer.
     ceiling = chosen_score - cfg.margin if item.question_type == DESC else 0.0
-    wrong = [s for s in samples if s.score <= ceiling and s.answer.strip() != chosen.strip()]
+    wrong = [s for s in samples if s.score <= ceiling and as_target(item, s.answer, mc_style).strip() not in ("", chosen.strip())]
     if not wrong:
         return None, "no wrong sample"
     rejected = min(wrong, key=lambda s: (s.score, -len(s.answer)))
-    return Pair(item.id, prompt, chosen, rejected.answer, chosen_score, rejected.score, chosen_from), "pair"
+    return Pair(item.id, prompt, chosen, as_target(item, rejected.answer, mc_style), chosen_score, rejected.score, chosen_from), "pair"
 
 
 def build_pairs(items: list[QAItem], prompts: dict[str, str], scored: dict[str, list[Sample]], cfg: DpoConfig, mc_style: str) -> tuple[list[Pair], dict[str, int]]:
@@ -105,7 +113,7 @@ def prepare_pairs(plan: RlPlan, tokenizer: Any) -> tuple[list[Pair], list[Pair],
     return train, dev, info
 
 
-def __rows(pairs: list[Pair]) -> list[dict[str, str]]:
+def _rows(pairs: list[Pair]) -> list[dict[str, str]]:
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
@@ -120,7 +128,7 @@ def train_dpo(plan: RlPlan) -> dict[str, Any]:
     tokenizer = load_tokenizer(plan.cfg.model)
     train, dev, info = prepare_pairs(plan, tokenizer)
     dc, tc = plan.cfg.train.dpo, plan.cfg.train
-    fingerprint = sha({"pairs": _rows(train), "dev": _rows(dev), "dpo": dc.model_dump(mode="json"), "lora": tc.lora.model_dump(mode="json"),
+    fingerprint = sha({"pairs": _rows(train), "dev": _rows(dev), "dpo": dc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
                        "batch": [tc.batch_size, tc.grad_accum, tc.max_seq_len, tc.seed], "init": plan.data_hashes["init_adapter"]})
     losses, weights = [dc.loss_type], [1.0]
     if dc.sft_weight:

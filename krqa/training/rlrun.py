@@ -50,7 +50,7 @@ def common_args(plan: RlPlan, out_dir: Path, metric: str, greater_is_better: boo
         "bf16": plan.precision == "bf16",
         "fp16": plan.precision == "fp16",
         "use_cpu": not torch.cuda.is_available(),
-        "gradient_checkpointing": tc.gradient_checkpointing,
+        **_checkpointing(tc.gradient_checkpointing),
         "eval_strategy": "epoch",
         "save_strategy": "epoch",
         "save_total_limit": tc.save_total_limit,
@@ -67,6 +67,14 @@ def common_args(plan: RlPlan, out_dir: Path, metric: str, greater_is_better: boo
     }
 
 
+def _checkpointing(on: bool) -> dict[str, Any]:
+    """transformers 5 renamed gradient_checkpointing to activation_checkpointing; 4.x only knows the old name."""
+    from transformers import TrainingArguments
+
+    name = "activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__ else "gradient_checkpointing"
+    return {name: on, f"{name}_kwargs": {"use_reentrant": False} if on else None}
+
+
 def history(log_history: list[dict[str, Any]], key: str, eval_key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     train = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h[key]} for h in log_history if key in h]
     dev = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h[eval_key]} for h in log_history if eval_key in h]
@@ -77,7 +85,8 @@ def run_stage(plan: RlPlan, fingerprint: str, make_trainer: Callable[[list[Any]]
               metric: str, greater_is_better: bool, extra_series: dict[str, str]) -> dict[str, Any]:
     """Train (or keep a finished run of the same fingerprint), save the best adapter, return the stage record.
 
-    ``make_trainer(callbacks)`` builds the TRL trainer; ``extra_series`` maps record keys to log keys kept as
+    ``fingerprint`` hashes the data and every setting but the stage's length (epochs, max_steps), so a run cut short
+    by max_steps resumes from its checkpoint when asked to run longer. ``make_trainer(callbacks)`` builds the TRL trainer; ``extra_series`` maps record keys to log keys kept as
     per-step series (GRPO's reward, DPO's reward accuracy).
     """
     from accelerate import PartialState
@@ -88,7 +97,9 @@ def run_stage(plan: RlPlan, fingerprint: str, make_trainer: Callable[[list[Any]]
     state = PartialState()
     run, stage, tc = plan.run, plan.stage, plan.cfg.train
     previous = run.metrics().get(stage, {})
-    if plan.resume and previous.get("finished") and previous.get("fingerprint") == fingerprint and (run.adapter(stage) / "adapter_config.json").is_file():
+    length = [plan.stage_cfg.epochs, plan.stage_cfg.max_steps]
+    if (plan.resume and previous.get("finished") and previous.get("fingerprint") == fingerprint and previous.get("length") == length
+            and (run.adapter(stage) / "adapter_config.json").is_file()):
         log.info("%s: already finished on the same data and settings, keeping %s", stage, run.adapter(stage))
         return {**previous, "skipped": True}
     checkpoint = run.latest_checkpoint(stage) if plan.resume else None
@@ -134,6 +145,7 @@ def run_stage(plan: RlPlan, fingerprint: str, make_trainer: Callable[[list[Any]]
     record = {
         "finished": True,
         "fingerprint": fingerprint,
+        "length": length,
         "planned_steps": trainer.state.max_steps,
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 4),
