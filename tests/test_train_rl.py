@@ -124,6 +124,7 @@ def _copy(sft_run: Path, tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_dpo_end_to_end_and_resume(repo: Path, tmp_path: Path, sft_run: Path) -> None:
     run = _copy(sft_run, tmp_path)
+    assert json.loads((run / "metrics.json").read_text())["stage1"]["examples_by_source"] == {"train": 32}  # the stage-1 report
     sets = ("train.dpo.sampling.samples=2", "train.dpo.learning_rate=0.005", "train.dpo.epochs=2.0")
     first = train_rl(_cfg(repo, run, *sets, "train.dpo.max_steps=2"), "dpo")
     assert first["stages"]["dpo"]["steps"] == 2 and (run / "dpo" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()

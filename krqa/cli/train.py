@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -47,6 +47,19 @@ def train(
             f"{name}: {rec['steps']} steps in {rec['time_s']:.0f}s, train loss {rec['first_train_loss']:.4f} -> {rec['last_train_loss']:.4f}{dev}\n"
             f"  adapter: {rec['adapter']}" + (f" (load onto base {rec['base_for_adapter']})" if rec.get("base_for_adapter") else "")
         )
+    by_source = _examples_by_source(summary)
+    if by_source:
+        typer.echo("stage1 examples per source: " + ", ".join(f"{k} {v}" for k, v in by_source.items()))
     if summary.get("loss_curve"):
         typer.echo(f"loss curve: {summary['loss_curve']}")
     typer.echo(f"metrics: {summary.get('metrics')}")
+
+
+def _examples_by_source(summary: dict[str, Any]) -> dict[str, int]:
+    """Stage 1's examples per source (NIKL train set and each external set), from the run's metrics.json."""
+    import json
+
+    stage1 = summary["stages"].get("stage1")
+    if not stage1 or stage1["skipped"] or not summary.get("metrics") or not Path(summary["metrics"]).is_file():
+        return {}
+    return json.loads(Path(summary["metrics"]).read_text(encoding="utf-8")).get("stage1", {}).get("examples_by_source", {})

@@ -11,9 +11,10 @@ from krqa.training.rlconfig import DpoConfig, GrpoConfig
 
 
 class ExternalSet(Section):
-    kind: Literal["nikl", "click", "squad"] = Field(description="Converter: NIKL-format JSON, CLIcK directory/file, or SQuAD/KorQuAD JSON.")
+    kind: Literal["nikl", "click", "squad", "kmmlu", "koalpaca", "tydiqa", "etri_mrc"] = Field(description="Converter: NIKL-format JSON, CLIcK directory/file, SQuAD/KorQuAD JSON, KMMLU CSV file/directory, KoAlpaca JSON/JSONL, TyDi QA GoldP JSON (Korean questions), ETRI MRC JSON (SQuAD format). See README, external sets.")
     path: str = Field(description="File or directory.")
     limit: int | None = Field(None, ge=1, description="Use at most this many items (seeded sample).")
+    ratio: float | None = Field(None, gt=0, description="Mixing ratio: use this many items per NIKL train item (seeded sample; all when the set is smaller); with limit, the smaller count wins.")
     use_context: bool = Field(True, description="Show the item's own passage (CLIcK paragraph, SQuAD context paragraph) in its stage-1 prompt.")
 
 

@@ -30,7 +30,7 @@ from krqa.log import progress_disabled
 from krqa.qa.data import MC, QAItem
 from krqa.training import lora
 from krqa.training.data import PadCollator, TrainExample, count_tokens, encode_examples, pack
-from krqa.training.external import SourceItem, load_external, load_nikl, training_targets
+from krqa.training.external import SourceItem, examples_per_source, load_external, load_nikl, training_targets
 from krqa.training.raft import mix_contexts, summarize
 from krqa.training.run import RunDir, hash_path
 
@@ -128,7 +128,7 @@ def plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: bool 
     hashes = {f"train_file:{tc.train_file}": hash_path(train_file)}
     for ext in tc.external:
         path = cfg.resolve_path(ext.path)
-        external_sources += load_external(ext, path, tc.seed)
+        external_sources += load_external(ext, path, tc.seed, n_train=len(train_sources))
         if path.exists():
             hashes[f"external:{ext.kind}:{ext.path}"] = hash_path(path)
     dev_items: list[QAItem] = []
@@ -423,6 +423,7 @@ def execute(plan_: Plan) -> dict[str, Any]:
         train_ex = _stage_examples(plan_.train_sources + plan_.external_sources, alternatives, mc_target=mc_target)
         dev_ex = _stage_examples([SourceItem(i, "dev") for i in plan_.dev_items], "first", mc_target=mc_target)
         data = _encode(plan_, builder, tokenizer, train_ex, dev_ex)
+        data.info["examples_by_source"] = examples_per_source(plan_.train_sources + plan_.external_sources, alternatives, mc_target)
 
         def init_stage1() -> Any:
             return lora.new_adapter(lora.load_base_for_training(cfg.model, tc, plan_.precision), tc.lora)
