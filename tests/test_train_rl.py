@@ -80,6 +80,20 @@ def _fake_stage1(run: Path, base: str) -> None:
     (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": base}), encoding="utf-8")
 
 
+def test_run_adapters_names_rows(tmp_path: Path) -> None:
+    from krqa.ablation import run_adapters
+
+    run = tmp_path / "run"
+    _fake_stage1(run, "tiny-random")
+    for stage in ("stage2", "grpo"):
+        shutil.copytree(run / "stage1", run / stage)
+    metrics = {"stage1": {"finished": True}, "stage2": {"finished": True}, "grpo": {"finished": True, "init_adapter": str(run / "stage2" / "adapter")}}
+    (run / "metrics.json").write_text(json.dumps(metrics), encoding="utf-8")
+    assert list(run_adapters(run)) == ["stage 1", "stage 2", "stage 2 + GRPO"]
+    with pytest.raises(InputError, match=r"no finished adapters"):
+        run_adapters(tmp_path)
+
+
 @pytest.mark.parametrize("stage", ["dpo", "grpo"])
 def test_no_dev_set(repo: Path, tmp_path: Path, stage: str) -> None:
     _fake_stage1(tmp_path / "run", "tiny-random")
@@ -144,6 +158,15 @@ def test_dpo_end_to_end_and_resume(repo: Path, tmp_path: Path, sft_run: Path) ->
 
     again = train_rl(_cfg(repo, run, *sets), "dpo", resume=True)
     assert again["stages"]["dpo"]["skipped"]
+
+    # krqa ablate --run: the DPO adapter is a row named after the stage it continued
+    from krqa.ablation import ablate, grid, run_adapters
+
+    adapters = run_adapters(run)
+    assert list(adapters) == ["stage 1", "stage 1 + DPO"] and adapters["stage 1 + DPO"] == str(run / "dpo" / "adapter")
+    result = ablate(_cfg(repo, run), repo / "corpus" / "sample_qa.json", grid(adapters, [False], ["generate"], [None]), tmp_path / "abl", per_type=1, n_boot=200)
+    assert [r["name"] for r in result["rows"]] == ["stage 1 · no-RAG · generate", "stage 1 + DPO · no-RAG · generate"]
+    assert all(set(r["scores"]) == {"선다형", "단답형", "서술형", "final"} for r in result["rows"])
 
 
 def _small_train(repo: Path, tmp_path: Path, per_type: int = 2, types: tuple[str, ...] = ("선다형", "단답형", "서술형")) -> Path:
