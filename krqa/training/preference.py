@@ -129,7 +129,7 @@ def train_dpo(plan: RlPlan) -> dict[str, Any]:
     train, dev, info = prepare_pairs(plan, tokenizer)
     dc, tc = plan.cfg.train.dpo, plan.cfg.train
     fingerprint = sha({"pairs": _rows(train), "dev": _rows(dev), "dpo": dc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
-                       "batch": [tc.batch_size, tc.grad_accum, tc.max_seq_len, tc.seed], "init": plan.data_hashes["init_adapter"]})
+                       "batch": [tc.batch_size, tc.grad_accum, tc.seed], "init": plan.data_hashes["init_adapter"]})
     losses, weights = [dc.loss_type], [1.0]
     if dc.sft_weight:
         losses.append("sft")
@@ -137,7 +137,9 @@ def train_dpo(plan: RlPlan) -> dict[str, Any]:
     args = DPOConfig(
         **common_args(plan, plan.run.checkpoints("dpo"), "eval_loss", False),
         per_device_train_batch_size=tc.batch_size,
-        max_length=tc.max_seq_len,
+        # No truncation: TRL cuts sequences at the end, which would drop the answer; the prompt is already held to
+        # prompt.max_prompt_tokens by the prompt builder and the answers are short.
+        max_length=None,
         beta=dc.beta,
         loss_type=losses,
         loss_weights=weights,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,6 @@ class RlPlan:
     train_items: list[QAItem]
     dev_items: list[QAItem]
     data_hashes: dict[str, str]
-    notes: list[str] = field(default_factory=list)
 
     @property
     def stage_cfg(self) -> Any:
