@@ -116,6 +116,37 @@ def test_adapter_from_another_base(repo: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stage1"]
 
 
+def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "krqa", "train", "--config", str(repo / "configs" / "tiny-test.yaml"), "--stage", "grpo",
+                           "--set", "train.dev_file=null", "--output", str(tmp_path / "run")], capture_output=True, text=True, cwd=repo, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines()[-1].startswith("krqa: error: train.dev_file: a grpo run needs a dev set")
+    assert not (tmp_path / "run").exists()
+
+
+def test_rag_prompts_show_what_predict_shows(repo: Path, tmp_path: Path, tiny_bm25_index: Path, tiny_tokenizer) -> None:
+    from krqa.training.rlplan import inference_contexts
+    from krqa.training.sampling import build_prompts
+
+    run = tmp_path / "run"
+    _fake_stage1(run, "tiny-random")
+    cfg = _cfg(repo, run, f"index.dir={tiny_bm25_index}", "retrieval.mode=bm25", "predict.rag_types=[단답형, 서술형]")
+    plan = plan_rl(cfg, "dpo", rag=True)
+    contexts = inference_contexts(plan)
+    by_type = {t: [contexts[i.id] for i in plan.train_items if i.question_type == t] for t in ("선다형", "단답형", "서술형")}
+    assert all(c == [] for c in by_type["선다형"])  # not in predict.rag_types
+    assert any(by_type["단답형"]) and all(len(c) <= cfg.retrieval.top_k for c in by_type["단답형"] + by_type["서술형"])
+    cache = json.loads((run / "contexts.json").read_text(encoding="utf-8"))
+    assert cache["top_k"] == max(cfg.train.raft.max_contexts, cfg.retrieval.top_k)  # the stage-2 cache, shared
+    item = next(i for i in plan.train_items if contexts[i.id])
+    prompt = build_prompts(plan, [item], contexts, tiny_tokenizer)[item.id]
+    assert contexts[item.id][0].text[:20] in prompt
+    assert build_prompts(plan, [item], {}, tiny_tokenizer)[item.id] != prompt
+
+
 # ---- real runs on the tiny model ------------------------------------------------------------------------------
 
 
