@@ -85,7 +85,7 @@ def format_score(item: QAItem, completion: str, mc_style: str = "number") -> flo
     if item.question_type == SHORT:
         one_line = "\n" not in text and len(text.split()) <= SHORT_MAX_WORDS
         return float(one_line and strip_particles(text) == text and not text.endswith((".", "。")))
-    return float("\n\n" not in text and "\n" not in text and desc_problem(text) is None)
+    return float("\n" not in text and desc_problem(text) is None)
 
 
 def item_from_row(row: dict[str, Any]) -> QAItem:

@@ -114,10 +114,8 @@ def plan_rl(cfg: KrqaConfig, stage: str, rag: bool = False, resume: bool = False
         if not index_dir.is_dir() or not any(index_dir.iterdir()):
             raise InputError(f"{index_dir}: index not found (--rag puts retrieved passages in the prompts); "
                              f"build it first: krqa build-index --config {config_path or '<your config>'}")
-    ids = [i.id for i in train_items]
-    clash = {i.id for i in dev_items} & set(ids)
-    same = {i.id: i.question for i in train_items}
-    bad = sorted(i.id for i in dev_items if i.id in clash and same[i.id] != i.question)
+    train_questions = {i.id: i.question for i in train_items}
+    bad = sorted(i.id for i in dev_items if train_questions.get(i.id, i.question) != i.question)
     if bad:
         raise InputError(f"item id {bad[0]!r} appears in train and dev with different questions; ids must be unique")
     hashes = {f"train_file:{tc.train_file}": hash_path(train_file), f"dev_file:{tc.dev_file}": hash_path(dev_file), "init_adapter": hash_path(init_adapter)}
