@@ -63,6 +63,32 @@ def grid(adapters: dict[str, str | None], rag: Sequence[bool], mc_modes: Sequenc
     return out
 
 
+RUN_STAGES = (("stage1", "stage 1"), ("stage2", "stage 2"), ("dpo", "DPO"), ("grpo", "GRPO"))
+
+
+def run_adapters(run_dir: Path) -> dict[str, str]:
+    """The finished adapters of a ``krqa train`` run by row name: 'stage 1', 'stage 2', and the stages after SFT
+    named by what they continued ('stage 2 + DPO', 'stage 2 + GRPO', or 'stage 1 + …' when there was no stage 2)."""
+    metrics_path = run_dir / "metrics.json"
+    try:
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{metrics_path}: unreadable run metrics") from None
+    out: dict[str, str] = {}
+    for stage, label in RUN_STAGES:
+        adapter = run_dir / stage / "adapter"
+        record = metrics.get(stage, {}) if isinstance(metrics, dict) else {}
+        if not (adapter / "adapter_config.json").is_file() or not record.get("finished"):
+            continue
+        if stage in ("dpo", "grpo"):
+            start = Path(record.get("init_adapter") or "").parent.name
+            label = f"{dict(RUN_STAGES).get(start, start)} + {label}"
+        out[label] = str(adapter)
+    if not out:
+        raise InputError(f"{run_dir}: no finished adapters (stage1/stage2/dpo/grpo) in this run directory")
+    return out
+
+
 def read_variants(path: Path) -> list[Variant]:
     """Variants from YAML: a list of ``{name, rag, adapter, top_k, set: {key: value}}``."""
     import yaml

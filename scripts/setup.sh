@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${KRQA_EXTRAS:-demo,dev,metrics,dist}
+EXTRAS=${KRQA_EXTRAS:-demo,dev,metrics,dist,rl}
 
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv

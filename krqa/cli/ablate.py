@@ -10,17 +10,21 @@ import typer
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 
-def _adapters(specs: list[str] | None, base: bool) -> dict[str, str | None]:
+def _adapters(specs: list[str] | None, base: bool, runs: list[Path] | None = None) -> dict[str, str | None]:
+    from krqa.ablation import run_adapters
     from krqa.errors import InputError
 
     out: dict[str, str | None] = {"base": None} if base else {}
+    for run in runs or []:
+        found = run_adapters(run)
+        out.update({(f"{run.name}: {k}" if len(runs or []) > 1 else k): v for k, v in found.items()})
     for spec in specs or []:
         name, sep, path = spec.partition("=")
         if not sep or not name.strip() or not path.strip():
             raise InputError(f"--adapter {spec!r}: expected NAME=DIR, e.g. stage2=runs/demo/stage2/adapter")
         out[name.strip()] = path.strip()
     if not out:
-        raise InputError("no models to compare: give --adapter NAME=DIR or drop --no-base")
+        raise InputError("no models to compare: give --adapter NAME=DIR or --run DIR, or drop --no-base")
     return out
 
 
@@ -37,6 +41,7 @@ def ablate(
     qa: Annotated[Path, typer.Option("--qa", help="NIKL-format questions WITH gold answers (dev set, held-out reading set).", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for predictions (kept by fingerprint), ablation.json and ablation.png.")] = Path("outputs/ablate"),
     adapter: Annotated[Optional[list[str]], typer.Option("--adapter", help="NAME=DIR of a LoRA adapter to compare (repeatable), e.g. stage1=runs/x/stage1/adapter.", show_default=False)] = None,
+    run: Annotated[Optional[list[Path]], typer.Option("--run", help="A krqa train run directory: one row per finished adapter (stage 1, stage 2, stage 2 + DPO, stage 2 + GRPO); repeatable.", show_default=False)] = None,
     no_base: Annotated[bool, typer.Option("--no-base", help="Leave out the base model without adapter.")] = False,
     rag: Annotated[str, typer.Option("--rag", help="Retrieval rows: both, on or off.")] = "both",
     mc_mode: Annotated[str, typer.Option("--mc-mode", help="선다형 modes to compare: generate, score or both (comma-separated).")] = "generate,score",
@@ -74,7 +79,7 @@ def ablate(
             raise InputError(f"--mc-mode {mc_mode!r}: expected generate, score or both")
         ks = _csv(top_k, int, "--top-k") or [None]
         rag_rows = {"both": [False, True], "on": [True], "off": [False]}[rag]
-        rows = ablation.grid(_adapters(adapter, not no_base), rag_rows, modes, ks, permutations)
+        rows = ablation.grid(_adapters(adapter, not no_base, run), rag_rows, modes, ks, permutations)
     result = ablation.ablate(cfg, qa, rows, out, baseline=baseline, per_type=sample, seed=seed, n_boot=resamples,
                         model_metrics=model_metrics, config_hint=str(config) if config else "<your config>")
     if json_out:

@@ -1,10 +1,10 @@
-"""``krqa train``: two-stage LoRA training (stage 1 SFT, stage 2 on retrieved contexts with --rag)."""
+"""``krqa train``: LoRA training (stage 1 SFT, stage 2 on retrieved contexts with --rag) and the DPO/GRPO stages after SFT."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -16,7 +16,7 @@ def train(
     overrides: SetOpt = None,
     json_out: JsonOpt = False,
     rag: Annotated[bool, typer.Option("--rag", help="Also run stage 2 on retrieved contexts (needs the index: krqa build-index).")] = False,
-    stage: Annotated[str, typer.Option("--stage", help="Which stage(s): 1, 2 (needs a finished stage 1 in the run directory) or all.")] = "all",
+    stage: Annotated[str, typer.Option("--stage", help="Which stage(s): 1, 2 (needs a finished stage 1 in the run directory), all, or after SFT: dpo (preference pairs of the model's own answers) or grpo (official-metric rewards).")] = "all",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint; finished stages are kept.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: train.output_dir).", show_default=False)] = None,
 ) -> None:
@@ -27,7 +27,12 @@ def train(
     from krqa.training import trainer
 
     cfg = get_config(config, overrides, {"train.output_dir": ("--output", str(output.resolve()) if output else None)})
-    summary = trainer.train(cfg, rag=rag or stage == "2", stage=stage, resume=resume, config_path=str(config) if config else None)  # type: ignore[arg-type]
+    if stage in ("dpo", "grpo"):
+        from krqa.training.rlrun import train_rl
+
+        summary = train_rl(cfg, stage, rag=rag, resume=resume, config_path=str(config) if config else None)
+    else:
+        summary = trainer.train(cfg, rag=rag or stage == "2", stage=stage, resume=resume, config_path=str(config) if config else None)  # type: ignore[arg-type]
     if json_out:
         print_json(summary)
         return
@@ -36,10 +41,25 @@ def train(
             sys.stderr.write(f"{name}: already finished, kept {rec['adapter']}\n")
             continue
         dev = f", best dev loss {rec['best_dev_loss']:.4f} (epoch {rec['best_epoch']})" if rec.get("best_dev_loss") is not None else ""
+        if rec.get("best_dev_metric") is not None and rec.get("dev_metric") != "eval_loss":
+            dev += f", best {rec['dev_metric']} {rec['best_dev_metric']:.4f} (epoch {rec['best_epoch']})"
         typer.echo(
             f"{name}: {rec['steps']} steps in {rec['time_s']:.0f}s, train loss {rec['first_train_loss']:.4f} -> {rec['last_train_loss']:.4f}{dev}\n"
             f"  adapter: {rec['adapter']}" + (f" (load onto base {rec['base_for_adapter']})" if rec.get("base_for_adapter") else "")
         )
+    by_source = _examples_by_source(summary)
+    if by_source:
+        typer.echo("stage1 examples per source: " + ", ".join(f"{k} {v}" for k, v in by_source.items()))
     if summary.get("loss_curve"):
         typer.echo(f"loss curve: {summary['loss_curve']}")
     typer.echo(f"metrics: {summary.get('metrics')}")
+
+
+def _examples_by_source(summary: dict[str, Any]) -> dict[str, int]:
+    """Stage 1's examples per source (NIKL train set and each external set), from the run's metrics.json."""
+    import json
+
+    stage1 = summary["stages"].get("stage1")
+    if not stage1 or stage1["skipped"] or not summary.get("metrics") or not Path(summary["metrics"]).is_file():
+        return {}
+    return json.loads(Path(summary["metrics"]).read_text(encoding="utf-8")).get("stage1", {}).get("examples_by_source", {})

@@ -7,12 +7,14 @@ from typing import Literal
 from pydantic import Field
 
 from krqa.configbase import Section
+from krqa.training.rlconfig import DpoConfig, GrpoConfig
 
 
 class ExternalSet(Section):
-    kind: Literal["nikl", "click", "squad"] = Field(description="Converter: NIKL-format JSON, CLIcK directory/file, or SQuAD/KorQuAD JSON.")
+    kind: Literal["nikl", "click", "squad", "kmmlu", "koalpaca", "tydiqa", "etri_mrc"] = Field(description="Converter: NIKL-format JSON, CLIcK directory/file, SQuAD/KorQuAD JSON, KMMLU CSV file/directory, KoAlpaca JSON/JSONL, TyDi QA GoldP JSON (Korean questions), ETRI MRC JSON (SQuAD format). See README, external sets.")
     path: str = Field(description="File or directory.")
     limit: int | None = Field(None, ge=1, description="Use at most this many items (seeded sample).")
+    ratio: float | None = Field(None, gt=0, description="Mixing ratio: use this many items per NIKL train item (seeded sample; all when the set is smaller); with limit, the smaller count wins.")
     use_context: bool = Field(True, description="Show the item's own passage (CLIcK paragraph, SQuAD context paragraph) in its stage-1 prompt.")
 
 
@@ -49,6 +51,8 @@ class TrainConfig(Section):
     stage1: StageConfig = Field(default_factory=StageConfig, description="Task/knowledge SFT without contexts.")
     stage2: StageConfig = Field(default_factory=StageConfig, description="Retrieval-grounded SFT.")
     stage2_init: Literal["continue", "merge"] = Field("continue", description="Stage 2 continues the stage-1 adapter, or merges it and adds a new one.")
+    dpo: DpoConfig = Field(default_factory=DpoConfig, description="Preference stage (krqa train --stage dpo): pairs of the model's own answers scored by the official metric.")
+    grpo: GrpoConfig = Field(default_factory=GrpoConfig, description="Reward stage (krqa train --stage grpo): the official scorers and a format reward.")
     stage2_external: bool = Field(False, description="Also train stage 2 on the external sets (with retrieved contexts in place of their own passages); off: stage 2 uses the NIKL train questions only.")
     raft: RaftConfig = Field(default_factory=RaftConfig, description="Context mixing for stage 2.")
     batch_size: int = Field(4, ge=1, description="Per-device batch size.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,8 +121,10 @@ def convert_click(path: str | Path, use_context: bool = True) -> list[SourceItem
     return out
 
 
-def convert_squad(path: str | Path, use_context: bool = True) -> list[SourceItem]:
-    """SQuAD v1 / KorQuAD -> 단답형 items; distinct gold spans become '#'-joined alternatives, as in NIKL."""
+def convert_squad(path: str | Path, use_context: bool = True, category: str = "KorQuAD", source: str = "squad",
+                  keep: Callable[[dict[str, Any]], bool] | None = None) -> list[SourceItem]:
+    """SQuAD v1 / KorQuAD (and the sets in that format: ETRI MRC, TyDi QA GoldP) -> 단답형 items; distinct gold spans
+    become '#'-joined alternatives, as in NIKL. ``keep`` selects questions (TyDi QA: one language)."""
     file = Path(path)
     if not file.is_file():
         raise InputError(f"{file}: SQuAD/KorQuAD file not found")
@@ -135,6 +138,8 @@ def convert_squad(path: str | Path, use_context: bool = True) -> list[SourceItem
         for para in article.get("paragraphs", []):
             context = para.get("context", "")
             for qa in para.get("qas", []):
+                if keep is not None and not keep(qa):
+                    continue
                 spans = [a["text"].strip() for a in qa.get("answers", []) if a.get("text", "").strip()]
                 if qa.get("is_impossible") or not spans:
                     unanswerable += 1
@@ -143,8 +148,8 @@ def convert_squad(path: str | Path, use_context: bool = True) -> list[SourceItem
                     raise InputError(f"{file}: article {title!r}: qas: question/id missing")
                 answer = "#".join(dict.fromkeys(s.replace("#", " ") for s in spans))
                 item = QAItem(
-                    id=f"squad:{qa['id']}",
-                    category="KorQuAD",
+                    id=f"{source}:{qa['id']}",
+                    category=category,
                     domain="위키백과",
                     question_type=SHORT,
                     topic_keyword=title,
@@ -152,7 +157,7 @@ def convert_squad(path: str | Path, use_context: bool = True) -> list[SourceItem
                     answer=answer,
                 )
                 contexts = [Passage(title=title, text=context)] if use_context and context.strip() else []
-                out.append(SourceItem(item=item, source="squad", contexts=contexts))
+                out.append(SourceItem(item=item, source=source, contexts=contexts))
     if unanswerable:
         log.info("SQuAD %s: skipped %d questions without an answer span", file, unanswerable)
     return out
@@ -171,15 +176,40 @@ def sample(items: list[SourceItem], limit: int | None, seed: int) -> list[Source
     return [items[i] for i in keep]
 
 
-def load_external(ext: ExternalSet, path: Path, seed: int) -> list[SourceItem]:
-    """Convert one configured external set (``path`` already resolved against the project)."""
+def load_external(ext: ExternalSet, path: Path, seed: int, n_train: int | None = None) -> list[SourceItem]:
+    """Convert one configured external set (``path`` already resolved against the project), then keep ``limit``
+    items, or ``ratio`` x ``n_train`` (the NIKL train items) when a mixing ratio is set."""
+    from krqa.training import converters
+
     if ext.kind == "click":
         items = convert_click(path, use_context=ext.use_context)
     elif ext.kind == "squad":
         items = convert_squad(path, use_context=ext.use_context)
+    elif ext.kind == "kmmlu":
+        items = converters.convert_kmmlu(path)
+    elif ext.kind == "koalpaca":
+        items = converters.convert_koalpaca(path)
+    elif ext.kind == "tydiqa":
+        items = converters.convert_tydiqa(path, use_context=ext.use_context)
+    elif ext.kind == "etri_mrc":
+        items = converters.convert_etri_mrc(path, use_context=ext.use_context)
     else:
         items = load_nikl(path, source=f"nikl:{Path(path).name}")
-    return sample(items, ext.limit, seed)
+    limit = ext.limit
+    if ext.ratio is not None and n_train is not None:
+        wanted = max(1, round(ext.ratio * n_train))
+        if wanted > len(items):
+            log.warning("%s %s: ratio %.3g asks for %d items, the set has %d; using all", ext.kind, path, ext.ratio, wanted, len(items))
+        limit = min(wanted, limit) if limit is not None else wanted
+    return sample(items, limit, seed)
+
+
+def examples_per_source(sources: list[SourceItem], alternatives: str, mc_target: str = "number") -> dict[str, int]:
+    """Training examples each source contributes (a 단답형 item with 'each' alternatives counts once per spelling)."""
+    counts: Counter[str] = Counter()
+    for src in sources:
+        counts[src.source] += len(training_targets(src.item, alternatives, mc_target))
+    return dict(counts)
 
 
 def training_targets(item: QAItem, alternatives: str, mc_target: str = "number") -> list[str]:

@@ -103,7 +103,7 @@ def make_plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: 
     hashes = {f"train_file:{tc.train_file}": hash_path(train_file)}
     for ext in tc.external:
         path = Path(ext.path)
-        external_sources += load_external(ext, path, tc.seed)
+        external_sources += load_external(ext, path, tc.seed, n_train=len(train_sources))
         if path.exists():
             hashes[f"external:{ext.kind}:{ext.path}"] = hash_path(path)
     dev_items: list[QAItem] = []

@@ -1,4 +1,4 @@
-"""``loss_curve.png``: train loss per logged step and dev loss per epoch, stage 2 drawn after stage 1."""
+"""``loss_curve.png``: train loss per logged step and dev loss per epoch; each stage (1, 2, DPO, GRPO) drawn after the one before."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 from krqa.fsutil import atomic_path
 
-_COLORS = {"stage1": "tab:blue", "stage2": "tab:orange"}
+_COLORS = {"stage1": "tab:blue", "stage2": "tab:orange", "dpo": "tab:green", "grpo": "tab:red"}
 
 
 def plot_loss_curve(metrics: dict[str, Any], out: Path) -> Path | None:
@@ -17,7 +17,7 @@ def plot_loss_curve(metrics: dict[str, Any], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [s for s in ("stage1", "stage2") if metrics.get(s, {}).get("train_loss")]
+    stages = [s for s in _COLORS if metrics.get(s, {}).get("train_loss")]
     if not stages:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
@@ -32,8 +32,8 @@ def plot_loss_curve(metrics: dict[str, Any], out: Path) -> Path | None:
         if offset:
             ax.axvline(offset, color="grey", linestyle=":", linewidth=1)
         offset += int(rec.get("steps") or (train[-1]["step"] if train else 0))
-    ax.set_xlabel("optimizer step (stage 2 continues after stage 1)")
-    ax.set_ylabel("loss (answer tokens)")
+    ax.set_xlabel("optimizer step (each stage continues after the one before)")
+    ax.set_ylabel("loss (answer tokens; DPO: preference loss, GRPO: policy loss)")
     ax.set_title("krqa train")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -37,17 +37,25 @@ def planned_steps(n_examples: int, tc: TrainConfig, stage_cfg: StageConfig, worl
     return max(1, math.ceil(stage_cfg.epochs * per_epoch))
 
 
-def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: str, has_dev: bool) -> Any:
-    import torch
+def renamed_args(tc: TrainConfig) -> dict[str, Any]:
+    """The TrainingArguments fields transformers 4.x and 5.x spell differently, for SFT and the TRL stages alike."""
     from transformers import TrainingArguments
 
     fields = TrainingArguments.__dataclass_fields__
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; 4.x only knows the old name
     ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
-    scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
     # transformers 5 takes the warmup ratio as a float warmup_steps and has no warmup_ratio; 4.x has both, and
     # there warmup_steps is an integer step count
     warmup = {"warmup_ratio": tc.warmup_ratio} if "warmup_ratio" in fields else {"warmup_steps": tc.warmup_ratio}
+    return {ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None, **warmup}
+
+
+def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: str, has_dev: bool) -> Any:
+    import torch
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
     # transformers 5 spells length grouping train_sampling_strategy='group_by_length', 4.x group_by_length=True
     grouping = ({"train_sampling_strategy": "group_by_length" if tc.group_by_length else "random"} if "train_sampling_strategy" in fields
                 else {"group_by_length": tc.group_by_length})
@@ -64,7 +72,6 @@ def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: st
         bf16=precision == "bf16",
         fp16=precision == "fp16",
         use_cpu=not torch.cuda.is_available(),
-        **{ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None},
         eval_strategy="epoch" if has_dev else "no",
         prediction_loss_only=True,
         save_strategy="epoch",
@@ -81,7 +88,7 @@ def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: st
         include_num_input_tokens_seen="non_padding",
         disable_tqdm=progress_disabled(),
         dataloader_num_workers=0,
-        **warmup,
+        **renamed_args(tc),
         **grouping,
     )
 

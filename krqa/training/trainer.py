@@ -24,7 +24,7 @@ from krqa.generation.config import mc_answer_style
 from krqa.index.types import Hit
 from krqa.qa.data import MC, QAItem
 from krqa.training import lora
-from krqa.training.external import SourceItem
+from krqa.training.external import SourceItem, examples_per_source
 from krqa.training.plan import Plan, Stage, make_plan, stage_examples
 from krqa.training.raft import mix_contexts, summarize
 from krqa.training.run import RunDir
@@ -100,6 +100,7 @@ def stage1(ctx: Context) -> dict[str, Any]:
     train_ex = stage_examples(plan.train_sources + plan.external_sources, tc.short_answer_alternatives, mc_target=ctx.mc_target)
     dev_ex = stage_examples([SourceItem(i, "dev") for i in plan.dev_items], "first", mc_target=ctx.mc_target)
     data = encode_stage(tc, ctx.builder, ctx.tokenizer, train_ex, dev_ex)
+    data.info["examples_by_source"] = examples_per_source(plan.train_sources + plan.external_sources, tc.short_answer_alternatives, ctx.mc_target)
 
     def init_model() -> Any:
         return lora.new_adapter(lora.load_base_for_training(plan.cfg.model, tc, plan.precision), tc.lora)
