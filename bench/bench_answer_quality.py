@@ -105,6 +105,13 @@ def reading(work: Path, args: argparse.Namespace) -> None:
 
 
 def nikl(work: Path, args: argparse.Namespace) -> None:
+    """With ``--steps 0``: the base model's rows only (no training), and the score floor's effect."""
+    if args.steps == 0:
+        rows = [r for r in proof_rows(None, args.top_k) if r["name"].split(" · ")[-1] in ("generate", "score", "score, no score floor")]
+        variants = _write_variants(work / "variants-nikl-base.yaml", rows)
+        run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(NIKL / "korean_culture_qa_V1.0_dev+.json"), "--variants", str(variants),
+            "--out", str(work / "ablate-nikl-base"))
+        return
     run_dir = work / "run-nikl"
     if not (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
         run("train", "--rag", "-c", "configs/cpu-demo.yaml", "--set", f"train.train_file={NIKL / 'korean_culture_qa_V1.0_train+.json'}",
@@ -132,7 +139,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "quality")
     parser.add_argument("--only", default="reading,nikl,click")
     parser.add_argument("--train-items", type=int, default=400, help="Reading items (balanced by type) in the training slice.")
-    parser.add_argument("--steps", type=int, default=100, help="Optimizer steps per stage (batch 4).")
+    parser.add_argument("--steps", type=int, default=100, help="Optimizer steps per stage (batch 4); 0 for NIKL: base model only.")
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
