@@ -12,6 +12,7 @@ setting are shared: 선다형 options settings do not change 단답형/서술형
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -142,6 +143,9 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
             save_items(part, qa_path)
         opts = PredictOptions(input=qa_path, output=part_dir / "pred.json", adapter=adapter or "", rag=variant.rag, top_k=variant.top_k, resume=True)
         report = predict(cfg_part, opts, config_hint=config_hint)
+        # The model and index of this part are garbage once predict returns, but torch modules hold reference
+        # cycles: collect them now, or the next part's model loads beside this one (the demo peaked at 4.4 GB).
+        gc.collect()
         preds = json.loads((part_dir / "pred.json").read_text(encoding="utf-8"))
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
         info["parts"][kind] = {"dir": str(part_dir), "answered_now": report["answered_now"], "resumed": report["resumed"],
