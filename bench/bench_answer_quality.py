@@ -10,7 +10,8 @@ its output exists, so a killed run continues):
 4. ``krqa ablate`` answers the held-out articles' questions with each row and prints the table;
 5. the same rows on the NIKL dev set (its RAG rows use the bundled sample index, which does not cover it: they show
    what weak retrieval does), with adapters trained on the NIKL train set;
-6. CLIcK 선다형 (no retrieval): option scoring against generation with the base model.
+6. CLIcK 선다형 (no retrieval; its passages are in the question): option scoring against generation with the base
+   model, and what averaging four option orders buys when the options are listed.
 
     .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,click]
 
@@ -131,7 +132,15 @@ def click(work: Path, args: argparse.Namespace) -> None:
         items = [s.item for s in convert_click(CLICK, use_context=True)]
         random.Random(0).shuffle(items)
         save_items(items[: args.click_items], qa)
-    run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--rag", "off", "--mc-mode", "generate,score", "--permutations", "4", "--out", str(work / "ablate-click"))
+    base = {"rag": False, "adapter": None, "top_k": None}
+    rows = [
+        {"name": "base · generate", **base, "set": {"generation.mc_mode": "generate"}},
+        {"name": "base · score (cloze)", **base, "set": {}},
+        {"name": "base · score, options listed", **base, "set": {"generation.mc_target": "text"}},
+        {"name": "base · score, options listed, 4 orders", **base, "set": {"generation.mc_target": "text", "generation.mc_permutations": 4}},
+    ]
+    variants = _write_variants(work / "variants-click.yaml", rows)
+    run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants), "--out", str(work / "ablate-click"))
 
 
 def main() -> None:

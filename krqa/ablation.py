@@ -12,6 +12,7 @@ setting are shared: 선다형 options settings do not change 단답형/서술형
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -171,6 +172,9 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         cfg_part = cfg_part.model_copy(update={"predict": cfg_part.predict.model_copy(update={"rag": variant.rag})})
         report = run_predict(cfg_part, qa_path, part_dir / "pred.json", adapter=adapter or "", search=SearchParams(top_k=variant.top_k),
                              resume=True, config_hint=config_hint)
+        # The model and index of this part are garbage once predict returns, but torch modules hold reference
+        # cycles: collect them now, or the next part's model loads beside this one (the demo peaked at 4.4 GB).
+        gc.collect()
         preds = json.loads((part_dir / "pred.json").read_text(encoding="utf-8"))
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
         info["parts"][kind] = {"dir": str(part_dir), "answered_now": report["answered_now"], "resumed": report["resumed"],

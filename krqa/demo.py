@@ -6,6 +6,7 @@ the stage-2 adapter), so a second ``krqa demo`` only starts the service and asks
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -91,6 +92,7 @@ def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: st
     status = "reused"
     if force or not (adapter / "adapter_config.json").is_file():
         train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
+        gc.collect()  # the trained model's reference cycles, before the compare step loads it again
         status = "trained"
     info = {"status": status, "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png"), **_loss_summary(run_dir)}
     _timed(report, "train", info, started)
