@@ -15,6 +15,7 @@ import ctypes.util
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -151,3 +152,19 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
         while chunk := fh.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def load_keyed_json(path: Path, key: str, field: str, what: str, redo: str) -> Any | None:
+    """``field`` of a cache file written with ``{"sha256": key, field: ...}``, or None when the file is missing,
+    unreadable or made for another key, so the caller recomputes (``what`` and ``redo`` word the log line)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        logging.getLogger(__name__).warning("%s: unreadable %s, %s", path, what, redo)
+        return None
+    if not isinstance(data, dict) or data.get("sha256") != key or not isinstance(data.get(field), dict):
+        logging.getLogger(__name__).info("%s: the %s is for other inputs or settings, %s", path, what, redo)
+        return None
+    return data[field]

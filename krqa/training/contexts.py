@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from krqa.fsutil import atomic_write_json
+from krqa.fsutil import atomic_write_json, load_keyed_json
 from krqa.qa.data import QAItem
 
 if TYPE_CHECKING:
@@ -46,17 +46,7 @@ def cache_key(manifest: dict[str, Any], retrieval: dict[str, Any], items: list[Q
 
 def load_cache(path: Path, expected: str) -> dict[str, list[dict[str, Any]]] | None:
     """The cached hits when the file is intact and its hash matches, else None (so the caller recomputes)."""
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s: unreadable context cache, retrieving again", path)
-        return None
-    if not isinstance(data, dict) or data.get("sha256") != expected or not isinstance(data.get("contexts"), dict):
-        log.info("%s: context cache is for another index/items/settings, retrieving again", path)
-        return None
-    return data["contexts"]
+    return load_keyed_json(path, expected, "contexts", "context cache", "retrieving again")
 
 
 def _to_hits(raw: dict[str, list[dict[str, Any]]]) -> dict[str, list[Hit]]:

@@ -9,13 +9,12 @@ recomputed from the raw text with the current post-processing and metric, which 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from krqa.fsutil import atomic_write_json
+from krqa.fsutil import atomic_write_json, load_keyed_json
 from krqa.qa.data import QAItem
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlplan import RlPlan, generation_config, sha
@@ -60,16 +59,9 @@ def sampling_key(plan: RlPlan, prompts: dict[str, str], n: int, temperature: flo
 
 
 def _load(path: Path, key: str, ids: list[str]) -> dict[str, list[str]] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.warning("%s: unreadable sample cache, sampling again", path)
-        return None
-    raw = data.get("samples") if isinstance(data, dict) and data.get("sha256") == key else None
-    if not isinstance(raw, dict) or not all(i in raw for i in ids):
-        log.info("%s: samples are for another adapter/prompts/settings, sampling again", path)
+    raw = load_keyed_json(path, key, "samples", "sample cache", "sampling again")
+    if raw is not None and not all(i in raw for i in ids):
+        log.info("%s: the sample cache lacks some of these questions, sampling again", path)
         return None
     return raw
 
