@@ -173,7 +173,7 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         report = run_predict(cfg_part, qa_path, part_dir / "pred.json", adapter=adapter or "", search=SearchParams(top_k=variant.top_k),
                              resume=True, config_hint=config_hint)
         # The model and index of this part are garbage once predict returns, but torch modules hold reference
-        # cycles: collect them now, or the next part's model loads beside this one (the demo peaked at 4.4 GB).
+        # cycles: collect them now, or the next part's model may load while this one is still resident.
         gc.collect()
         preds = json.loads((part_dir / "pred.json").read_text(encoding="utf-8"))
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
