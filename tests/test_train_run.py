@@ -186,3 +186,17 @@ def test_cli_json_keeps_stdout_clean(repo: Path, tmp_path: Path) -> None:
     summary = json.loads(proc.stdout)
     assert summary["stages"]["stage1"]["steps"] == 2 and Path(summary["loss_curve"]).is_file()
     shutil.rmtree(tmp_path / "run")
+
+
+def test_max_dev_items_keeps_the_first_of_each_type(tiny_config, tmp_path: Path) -> None:
+    from collections import Counter
+
+    from krqa.qa.data import load_items
+
+    cfg = _cfg(tiny_config, tmp_path / "run")
+    every = make_plan(cfg).dev_items
+    capped = make_plan(_cfg(tiny_config, tmp_path / "run", "train.max_dev_items=2")).dev_items
+    assert len(every) == len(load_items(Path(cfg.train.dev_file)))
+    assert Counter(i.question_type for i in capped) == {t: 2 for t in {i.question_type for i in every}}
+    for qtype in {i.question_type for i in every}:
+        assert [i.id for i in capped if i.question_type == qtype] == [i.id for i in every if i.question_type == qtype][:2]

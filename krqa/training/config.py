@@ -44,6 +44,7 @@ class TrainConfig(Section):
     output_dir: str = Field("runs/latest", description="Run directory (config, adapters, metrics, loss curve).")
     train_file: str = Field("corpus/sample_qa.json", description="NIKL-format training set.")
     dev_file: str | None = Field(None, description="NIKL-format dev set for per-epoch evaluation and early stopping.")
+    max_dev_items: int | None = Field(None, ge=1, description="SFT: evaluate on the first N dev questions of each type only (None: all); each evaluation is a forward pass over every dev example, which on a CPU can cost as much as the training steps.")
     external: list[ExternalSet] = Field(default_factory=list, description="Extra stage-1 sets converted to the NIKL schema.")
     short_answer_alternatives: Literal["first", "each"] = Field("first", description="단답형 '#' alternatives: train on the first, or one item per alternative.")
     lora: LoraConfig = Field(default_factory=LoraConfig, description="Adapter settings.")

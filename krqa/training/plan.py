@@ -40,6 +40,19 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def first_per_type(items: list[QAItem], limit: int | None) -> list[QAItem]:
+    """The first ``limit`` items of each question type, in file order (all when ``limit`` is None)."""
+    if limit is None:
+        return items
+    seen: dict[str, int] = {}
+    keep = []
+    for item in items:
+        seen[item.question_type] = seen.get(item.question_type, 0) + 1
+        if seen[item.question_type] <= limit:
+            keep.append(item)
+    return keep
+
+
 def stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Hit]] | None = None,
                    mc_target: str = "number") -> list[TrainExample]:
     """One example per training target; ``contexts`` (by item id) replaces the items' own passages."""
@@ -108,7 +121,7 @@ def make_plan(cfg: KrqaConfig, rag: bool = False, stage: Stage = "all", resume: 
             hashes[f"external:{ext.kind}:{ext.path}"] = hash_path(path)
     dev_items: list[QAItem] = []
     if tc.dev_file:
-        dev_items = [s.item for s in load_nikl(Path(tc.dev_file), source="dev")]
+        dev_items = first_per_type([s.item for s in load_nikl(Path(tc.dev_file), source="dev")], tc.max_dev_items)
         hashes[f"dev_file:{tc.dev_file}"] = hash_path(Path(tc.dev_file))
 
     n_stage1 = len(stage_examples(train_sources + external_sources, tc.short_answer_alternatives))
