@@ -2,15 +2,20 @@
 
 Each step reuses what an earlier run built (the index when its manifest matches, the converted demo LM,
 the stage-2 adapter), so a second ``krqa demo`` only starts the service and asks the questions again.
+
+The steps that load models (index, model, train, compare) each run in a process of their own, started fresh and
+ended with the step: the demo's memory is then the largest single step's, not the sum of every model one long
+process has touched (a single process peaked at 5.3 GB with the service running beside it; see README).
 """
 
 from __future__ import annotations
 
-import gc
 import json
+import multiprocessing
 import logging
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +97,6 @@ def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: st
     status = "reused"
     if force or not (adapter / "adapter_config.json").is_file():
         train(cfg, rag=True, stage="all", resume=False, config_path=config_path)
-        gc.collect()  # the trained model's reference cycles, before the compare step loads it again
         status = "trained"
     info = {"status": status, "run_dir": str(run_dir), "adapter": str(adapter), "loss_curve": str(run_dir / "loss_curve.png"), **_loss_summary(run_dir)}
     _timed(report, "train", info, started)
@@ -174,20 +178,47 @@ def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> No
         raise KrqaError("demo answers failed the type checks: " + "; ".join(problems))
 
 
+def _run_step(cfg: KrqaConfig, step: str, force: bool, config_path: str | None) -> DemoReport:
+    report = DemoReport()
+    if step == "index":
+        step_index(cfg, report, force)
+    elif step == "model":
+        step_model(cfg, report)
+    elif step == "train":
+        step_train(cfg, report, force, config_path)
+    elif step == "compare":
+        step_compare(cfg, report)
+    return report
+
+
+def _child_init(log_level: int) -> None:
+    """A spawned step process starts with no logging and glibc's default allocator settings: set both as the CLI does."""
+    from krqa.log import setup_logging
+    from krqa.sysmem import return_freed_memory
+
+    setup_logging(verbose=log_level <= logging.DEBUG, quiet=log_level > logging.INFO)
+    return_freed_memory()
+
+
+def run_step_in_child(cfg: KrqaConfig, step: str, force: bool, config_path: str | None) -> DemoReport:
+    """One step in a fresh spawned process (not forked: the parent holds no model, and a fork of a process with
+    torch threads is unsafe); its report, or its exception, comes back through the pool."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init, initargs=(logging.getLogger().level,)) as pool:
+        return pool.submit(_run_step, cfg, step, force, config_path).result()
+
+
 def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path: str | None = None, serve_args: list[str] | None = None) -> DemoReport:
+    unknown = [s for s in steps if s not in STEPS]
+    if unknown:
+        raise InputError(f"unknown demo step {unknown[0]!r} (expected one of {', '.join(STEPS)})")
     report = DemoReport()
     for step in steps:
         log.info("demo step: %s", step)
-        if step == "index":
-            step_index(cfg, report, force)
-        elif step == "model":
-            step_model(cfg, report)
-        elif step == "train":
-            step_train(cfg, report, force, config_path)
-        elif step == "compare":
-            step_compare(cfg, report)
-        elif step == "serve":
+        if step == "serve":
             step_serve(cfg, report, serve_args or [])
-        else:
-            raise InputError(f"unknown demo step {step!r} (expected one of {', '.join(STEPS)})")
+            continue
+        done = run_step_in_child(cfg, step, force, config_path)
+        report.steps.update(done.steps)
+        report.comparison = done.comparison or report.comparison
     return report
