@@ -62,10 +62,13 @@ def adapter_identity(adapter: str | None) -> dict[str, Any] | None:
 def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig, settings: PredictConfig,
                 retrieval: RetrievalConfig, search: SearchParams, adapter: str | None, index_manifest: IndexManifest | None) -> str:
     """Hash of everything that changes an answer (not batch size or progress cadence, which only change speed)."""
+    from krqa.generation.lm import resolve_dtype
+
     parts: dict[str, Any] = {
         "version": PROGRESS_VERSION,
         "input": input_sha,
-        "model": model.model_dump(include={"base", "dtype", "trust_remote_code"}),
+        # the dtype as resolved: 'auto' means bf16 or fp32 depending on the machine, and the answers differ
+        "model": {**model.model_dump(include={"base", "trust_remote_code"}), "dtype": str(resolve_dtype(model))},
         "adapter": adapter_identity(adapter),
         "prompt": prompt.model_dump(),
         "generation": generation.model_dump(exclude={"batch_size", "vllm_gpu_memory_utilization"}),
