@@ -20,51 +20,16 @@ from typing import Any
 from krqa.config import dump_config
 from krqa.errors import KrqaError
 from krqa.fsutil import atomic_dir
-from krqa.log import progress_disabled
 from krqa.training import lora
 from krqa.training.rlplan import RlPlan
-from krqa.training.stage import renamed_args
+from krqa.training.stage import shared_args
 
 log = logging.getLogger(__name__)
 
 
 def common_args(plan: RlPlan, out_dir: Path, metric: str, greater_is_better: bool) -> dict[str, Any]:
-    """TrainingArguments fields shared with SFT; per-epoch dev evaluation, the best checkpoint kept at the end.
-
-    Every precision field is set explicitly: TRL's configs default to bf16 and gradient checkpointing, which a
-    CPU run must not inherit.
-    """
-    import torch
-
-    tc, sc = plan.cfg.train, plan.stage_cfg
-    scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
-    return {
-        "output_dir": str(out_dir),
-        "per_device_eval_batch_size": tc.batch_size,
-        "gradient_accumulation_steps": tc.grad_accum,
-        "learning_rate": sc.learning_rate,
-        "num_train_epochs": sc.epochs,
-        "max_steps": sc.max_steps,
-        "lr_scheduler_type": scheduler,
-        "weight_decay": tc.weight_decay,
-        "bf16": plan.precision == "bf16",
-        "fp16": plan.precision == "fp16",
-        "use_cpu": not torch.cuda.is_available(),
-        **renamed_args(tc),
-        "eval_strategy": "epoch",
-        "save_strategy": "epoch",
-        "save_total_limit": tc.save_total_limit,
-        "load_best_model_at_end": True,
-        "metric_for_best_model": metric,
-        "greater_is_better": greater_is_better,
-        "logging_steps": tc.logging_steps,
-        "logging_first_step": True,
-        "report_to": "none",
-        "seed": tc.seed,
-        "data_seed": tc.seed,
-        "disable_tqdm": progress_disabled(),
-        "dataloader_num_workers": 0,
-    }
+    """The TrainingArguments fields shared with SFT (``stage.shared_args``), dev evaluation by ``metric``."""
+    return shared_args(plan.cfg.train, plan.stage_cfg, out_dir, plan.precision, metric, greater_is_better)
 
 
 def history(log_history: list[dict[str, Any]], key: str, eval_key: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -50,45 +50,57 @@ def renamed_args(tc: TrainConfig) -> dict[str, Any]:
     return {ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None, **warmup}
 
 
-def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: str, has_dev: bool) -> Any:
+def shared_args(tc: TrainConfig, sc: Any, out_dir: Path, precision: str, metric: str | None, greater_is_better: bool | None) -> dict[str, Any]:
+    """TrainingArguments fields that SFT and the TRL stages (whose configs subclass TrainingArguments) set alike:
+    schedule, precision, per-epoch dev evaluation with the best checkpoint kept at the end (when ``metric`` is
+    given), logging, seeds. Every precision field is set explicitly: TRL's configs default to bf16 and gradient
+    checkpointing, which a CPU run must not inherit."""
     import torch
+
+    has_dev = metric is not None
+    scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
+    return {
+        "output_dir": str(out_dir),
+        "per_device_eval_batch_size": tc.batch_size,
+        "gradient_accumulation_steps": tc.grad_accum,
+        "learning_rate": sc.learning_rate,
+        "num_train_epochs": sc.epochs,
+        "max_steps": sc.max_steps,
+        "lr_scheduler_type": scheduler,
+        "weight_decay": tc.weight_decay,
+        "bf16": precision == "bf16",
+        "fp16": precision == "fp16",
+        "use_cpu": not torch.cuda.is_available(),
+        "eval_strategy": "epoch" if has_dev else "no",
+        "save_strategy": "epoch",
+        "save_total_limit": tc.save_total_limit,
+        "load_best_model_at_end": has_dev,
+        "metric_for_best_model": metric,
+        "greater_is_better": greater_is_better,
+        "logging_steps": tc.logging_steps,
+        "logging_first_step": True,
+        "report_to": "none",
+        "seed": tc.seed,
+        "data_seed": tc.seed,
+        "disable_tqdm": progress_disabled(),
+        "dataloader_num_workers": 0,
+        **renamed_args(tc),
+    }
+
+
+def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: str, has_dev: bool) -> Any:
     from transformers import TrainingArguments
 
     fields = TrainingArguments.__dataclass_fields__
-    scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
     # transformers 5 spells length grouping train_sampling_strategy='group_by_length', 4.x group_by_length=True
     grouping = ({"train_sampling_strategy": "group_by_length" if tc.group_by_length else "random"} if "train_sampling_strategy" in fields
                 else {"group_by_length": tc.group_by_length})
     return TrainingArguments(
-        output_dir=str(out_dir),
+        **shared_args(tc, sc, out_dir, precision, "eval_loss" if has_dev else None, False if has_dev else None),
         per_device_train_batch_size=tc.batch_size,
-        per_device_eval_batch_size=tc.batch_size,
-        gradient_accumulation_steps=tc.grad_accum,
-        learning_rate=sc.learning_rate,
-        num_train_epochs=sc.epochs,
-        max_steps=sc.max_steps,
-        lr_scheduler_type=scheduler,
-        weight_decay=tc.weight_decay,
-        bf16=precision == "bf16",
-        fp16=precision == "fp16",
-        use_cpu=not torch.cuda.is_available(),
-        eval_strategy="epoch" if has_dev else "no",
         prediction_loss_only=True,
-        save_strategy="epoch",
-        save_total_limit=tc.save_total_limit,
-        load_best_model_at_end=has_dev,
-        metric_for_best_model="eval_loss" if has_dev else None,
-        greater_is_better=False if has_dev else None,
-        logging_steps=tc.logging_steps,
-        logging_first_step=True,
-        report_to="none",
-        seed=tc.seed,
-        data_seed=tc.seed,
         remove_unused_columns=False,
         include_num_input_tokens_seen="non_padding",
-        disable_tqdm=progress_disabled(),
-        dataloader_num_workers=0,
-        **renamed_args(tc),
         **grouping,
     )
 
