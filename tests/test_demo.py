@@ -64,3 +64,15 @@ def test_demo_end_to_end_on_tiny_config(repo: Path, tmp_path: Path) -> None:
     assert again.returncode == 0, again.stderr[-3000:]
     steps = json.loads(again.stdout)["steps"]
     assert steps["index"]["status"] == "reused" and steps["train"]["status"] == "reused"
+
+
+def test_a_failing_step_process_reports_one_line_and_exit_2(repo: Path, tmp_path: Path) -> None:
+    """A step runs in a process of its own; its bad-input error still reaches the user as the CLI's one line."""
+    missing = tmp_path / "no-such-questions.json"
+    args = [sys.executable, "-m", "krqa", "demo", "--step", "train", "--config", str(repo / "configs" / "tiny-test.yaml"),
+            "--set", f"train.train_file={missing}", "--set", f"train.output_dir={tmp_path / 'run'}"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("krqa: error:") and str(missing) in last and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
