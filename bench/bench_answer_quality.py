@@ -9,11 +9,12 @@ its output exists, so a killed run continues):
    articles with Gemma-3-270m;
 4. ``krqa ablate`` answers the held-out articles' questions with each row and prints the table;
 5. the same rows on the NIKL dev set (its RAG rows use the bundled sample index, which does not cover it: they show
-   what weak retrieval does), with adapters trained on the NIKL train set;
+   what weak retrieval does), with adapters trained on the NIKL train set; and its 서술형 questions answered before
+   and after the prose work (section paths in passage headings, one candidate; against the defaults);
 6. CLIcK 선다형 (no retrieval; its passages are in the question): option scoring against generation with the base
    model, and what averaging four option orders buys when the options are listed.
 
-    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,click]
+    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,nikl-desc,click]
 
 Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown (ablation.md) under --work.
 """
@@ -87,19 +88,24 @@ def train_slice(src: Path, out: Path, dev_out: Path, n_train: int, n_dev: int, s
     dev_out.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
 
 
-def reading(work: Path, args: argparse.Namespace) -> None:
-    sets = ["--set", f"index.dir={work / 'index-korquad'}"]
+def reading_data(work: Path) -> list[str]:
+    """The reading set and its index (built once); returns the ``--set`` pointing at the index."""
     if not (work / "reading" / "heldout.json").is_file():
         run("data", "reading-set", str(KORQUAD), "--out", str(work / "reading"))
     if not (work / "index-korquad" / "manifest.json").is_file():
         run("build-index", "-c", "configs/cpu-demo.yaml", "--corpus", str(KORQUAD), "--out", str(work / "index-korquad"))
+    return ["--set", f"index.dir={work / 'index-korquad'}"]
+
+
+def reading(work: Path, args: argparse.Namespace) -> None:
+    sets = reading_data(work)
     run_dir = work / "run-reading"
     if not (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
         train_slice(work / "reading" / "train.json", work / "reading" / "train-slice.json", work / "reading" / "dev-slice.json", args.train_items, 48, 0)
         run("train", "--rag", "-c", "configs/cpu-demo.yaml", *sets, "--set", f"train.train_file={work / 'reading' / 'train-slice.json'}",
             "--set", f"train.dev_file={work / 'reading' / 'dev-slice.json'}", "--set", f"train.output_dir={run_dir}",
             "--set", f"train.stage1.max_steps={args.steps}", "--set", f"train.stage2.max_steps={args.steps}", "--set", "train.stage1.epochs=1",
-            "--set", "train.stage2.epochs=1", "--set", "train.early_stopping_patience=0", "--resume")
+            "--set", "train.stage2.epochs=1", "--set", "train.early_stopping_patience=0", "--set", "train.max_dev_items=null", "--resume")
     variants = _write_variants(work / "variants-reading.yaml", proof_rows(run_dir, args.top_k))
     run("ablate", "-c", "configs/cpu-demo.yaml", *sets, "--qa", str(work / "reading" / "heldout.json"), "--variants", str(variants),
         "--sample", str(args.per_type), "--out", str(work / "ablate-reading"))
@@ -118,9 +124,29 @@ def nikl(work: Path, args: argparse.Namespace) -> None:
         run("train", "--rag", "-c", "configs/cpu-demo.yaml", "--set", f"train.train_file={NIKL / 'korean_culture_qa_V1.0_train+.json'}",
             "--set", f"train.dev_file={NIKL / 'korean_culture_qa_V1.0_dev+.json'}", "--set", f"train.output_dir={run_dir}",
             "--set", f"train.stage1.max_steps={args.steps}", "--set", f"train.stage2.max_steps={args.steps}", "--set", "train.stage1.epochs=1",
-            "--set", "train.stage2.epochs=1", "--set", "train.early_stopping_patience=0", "--resume")
+            "--set", "train.stage2.epochs=1", "--set", "train.early_stopping_patience=0", "--set", "train.max_dev_items=null", "--resume")
     variants = _write_variants(work / "variants-nikl.yaml", proof_rows(run_dir, args.top_k))
     run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(NIKL / "korean_culture_qa_V1.0_dev+.json"), "--variants", str(variants), "--out", str(work / "ablate-nikl"))
+
+
+def nikl_desc(work: Path, args: argparse.Namespace) -> None:
+    """서술형 answers before and after the prose work, on the NIKL dev set's 서술형 questions, base model: 'before' shows
+    each passage's section path in its heading and keeps the first answer whatever it is; 'after' (the defaults)
+    shows clean passages and samples up to three candidates until one is prose."""
+    from krqa.qa.data import DESC, load_items, save_items
+
+    qa = work / "nikl-dev-desc.json"
+    if not qa.is_file():
+        save_items([i for i in load_items(NIKL / "korean_culture_qa_V1.0_dev+.json") if i.question_type == DESC], qa)
+    before = {"prompt.passage_sections": True, "generation.desc_candidates": 1}
+    rows = []
+    for rag in (False, True):
+        where = {"rag": rag, "adapter": None, "top_k": args.top_k if rag else None}
+        label = f"RAG k={args.top_k}" if rag else "no-RAG"
+        rows += [{"name": f"base · {label} · before", **where, "set": before}, {"name": f"base · {label} · after", **where, "set": {}}]
+    variants = _write_variants(work / "variants-nikl-desc.yaml", rows)
+    run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants), "--baseline", rows[2]["name"],
+        "--out", str(work / "ablate-nikl-desc"))
 
 
 def click(work: Path, args: argparse.Namespace) -> None:
@@ -146,21 +172,25 @@ def click(work: Path, args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "quality")
-    parser.add_argument("--only", default="reading,nikl,click")
+    parser.add_argument("--only", default="reading,nikl,nikl-desc,click")
     parser.add_argument("--train-items", type=int, default=400, help="Reading items (balanced by type) in the training slice.")
     parser.add_argument("--steps", type=int, default=100, help="Optimizer steps per stage (batch 4); 0 for NIKL: base model only.")
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
     args = parser.parse_args()
-    for name in ("KorQuAD", "NIKL", "CLIcK"):
-        path = {"KorQuAD": KORQUAD, "NIKL": NIKL, "CLIcK": CLICK}[name]
-        if name.lower() in args.only and not path.exists():
-            sys.exit(f"{name} data not found at {path}")
+    parts = {"reading": (reading, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),
+             "click": (click, CLICK)}
+    chosen = [p.strip() for p in args.only.split(",")]
+    for part in chosen:
+        if part not in parts:
+            sys.exit(f"--only: unknown part {part!r} (expected {', '.join(parts)})")
+        if not parts[part][1].exists():
+            sys.exit(f"{part}: data not found at {parts[part][1]}")
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    for part in args.only.split(","):
-        {"reading": reading, "nikl": nikl, "click": click}[part.strip()](args.work, args)
+    for part in chosen:
+        parts[part][0](args.work, args)
 
 
 if __name__ == "__main__":
