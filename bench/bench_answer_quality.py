@@ -88,17 +88,12 @@ def train_slice(src: Path, out: Path, dev_out: Path, n_train: int, n_dev: int, s
     dev_out.write_text(json.dumps(dev, ensure_ascii=False), encoding="utf-8")
 
 
-def reading_data(work: Path) -> list[str]:
-    """The reading set and its index (built once); returns the ``--set`` pointing at the index."""
+def reading(work: Path, args: argparse.Namespace) -> None:
+    sets = ["--set", f"index.dir={work / 'index-korquad'}"]
     if not (work / "reading" / "heldout.json").is_file():
         run("data", "reading-set", str(KORQUAD), "--out", str(work / "reading"))
     if not (work / "index-korquad" / "manifest.json").is_file():
         run("build-index", "-c", "configs/cpu-demo.yaml", "--corpus", str(KORQUAD), "--out", str(work / "index-korquad"))
-    return ["--set", f"index.dir={work / 'index-korquad'}"]
-
-
-def reading(work: Path, args: argparse.Namespace) -> None:
-    sets = reading_data(work)
     run_dir = work / "run-reading"
     if not (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
         train_slice(work / "reading" / "train.json", work / "reading" / "train-slice.json", work / "reading" / "dev-slice.json", args.train_items, 48, 0)

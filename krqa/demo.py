@@ -11,8 +11,8 @@ process has touched (a single process peaked at 5.3 GB with the service running 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
