@@ -31,7 +31,8 @@ def build_corpus(
     cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
     out_dir = out if out is not None else Path(cfg.index.dir) / "chunks"
-    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model)
+    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model,
+                           bm25=cfg.index.bm25)
     if json_out:
         print_json(report.to_json())
         return
