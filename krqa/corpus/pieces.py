@@ -9,6 +9,8 @@ so every page belongs to exactly one piece and the pieces, read in order, give t
 - Namuwiki ``.json``: item ranges, cut before a ``{"`` that follows ``[`` or ``,`` (inside a JSON string
   every quote is escaped, so that pattern only occurs between items).
 - JSONL: line ranges, with global line numbers kept for reports.
+- wikiextractor: a tree in runs of whole files (consecutive small files together up to the piece size); one
+  plain file in byte ranges cut where a ``<doc`` line starts; one compressed file whole.
 - Anything else (SQuAD, gzip, single-stream bz2, a source with ``limit``) is one piece.
 """
 
@@ -23,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from krqa.corpus.document import Document, Skip
-from krqa.corpus.fileio import READ_ERRORS, Dump
+from krqa.corpus.fileio import READ_ERRORS, Dump, tree_files
 from krqa.corpus.mediawiki import _CLOSE, _END, _OPEN, DEFAULT_BASE, DEFAULT_MAX_PAGE_CHARS, _url_prefix, iter_pages, page_record
+from krqa.corpus.wikiextractor import iter_file
+from krqa.errors import InputError
 
 BLOCK = 1 << 20
 _BZ2_STREAM = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
@@ -33,9 +37,9 @@ _JSON_ITEM = re.compile(rb"[\[,]\s*(?=\{\s*\")")
 
 @dataclass(frozen=True)
 class Piece:
-    """``kind`` says how to read ``path``: ``xml``/``json``/``jsonl`` own bytes ``[start, end)``, ``bz2`` owns
-    the streams at ``streams`` (file offsets; the next stream's offset or the file size follows), ``whole``
-    reads the source with its normal reader."""
+    """``kind`` says how to read ``path``: ``xml``/``json``/``jsonl``/``doc`` own bytes ``[start, end)``, ``bz2``
+    owns the streams at ``streams`` (file offsets; the next stream's offset or the file size follows),
+    ``files`` the files ``files`` of the folder ``path``, ``whole`` reads the source with its normal reader."""
 
     source: int
     name: str
@@ -50,10 +54,13 @@ class Piece:
     last: bool = True
     limit: int | None = None
     max_page_chars: int = DEFAULT_MAX_PAGE_CHARS
+    files: tuple[str, ...] = ()
 
 
 def plan_pieces(source: int, name: str, path: Path, fmt: str, piece_bytes: int, limit: int | None = None) -> list[Piece]:
     """The pieces of one source, in file order (one piece when the format or a ``limit`` forbids cutting)."""
+    if path.is_dir():
+        return _file_runs(source, name, path, fmt, piece_bytes, limit)
     size = path.stat().st_size
     with Dump(path) as dump:
         compression = dump.compression
@@ -74,8 +81,30 @@ def plan_pieces(source: int, name: str, path: Path, fmt: str, piece_bytes: int, 
     if fmt == "namuwiki":
         cuts = _cuts(path, size, piece_bytes, lambda window: m.end() if (m := _JSON_ITEM.search(window)) else -1)
         return _ranges(source, name, path, fmt, "json", cuts, size)
+    if fmt == "wikiextractor":
+        cuts = _cuts(path, size, piece_bytes, lambda window: at + 1 if (at := window.find(b"\n<doc")) >= 0 else -1)
+        return _ranges(source, name, path, fmt, "doc", cuts, size, lines=_line_numbers(path, cuts))
     cuts = _cuts(path, size, piece_bytes, lambda window: window.find(b"\n") + 1 if b"\n" in window else -1)
     return _ranges(source, name, path, fmt, "jsonl", cuts, size, lines=_line_numbers(path, cuts))
+
+
+def _file_runs(source: int, name: str, root: Path, fmt: str, piece_bytes: int, limit: int | None) -> list[Piece]:
+    """A folder (wikiextractor tree) in runs of consecutive files of about ``piece_bytes`` (a bigger file
+    alone); with a ``limit``, one run of every file."""
+    files = tree_files(root)
+    if not files:
+        raise InputError(f"{root}: empty folder: no wikiextractor files (AA/wiki_00 …) under it")
+    runs: list[list[Path]] = [[]]
+    size = 0
+    for file in files:
+        grow = file.stat().st_size
+        if runs[-1] and size + grow > piece_bytes and limit is None:
+            runs.append([])
+            size = 0
+        runs[-1].append(file)
+        size += grow
+    return [Piece(source, name, str(root), fmt, "files", files=tuple(f.relative_to(root).as_posix() for f in run),
+                  last=i == len(runs) - 1, limit=limit) for i, run in enumerate(runs)]
 
 
 def _header_prefix(path: Path) -> str:
@@ -163,8 +192,22 @@ def read_piece(piece: Piece) -> Iterator[Document | Skip]:
         yield from _pages(buf, piece.end - piece.start, piece, lambda pos: (piece.start + pos, "byte"))
     elif piece.kind == "bz2":
         yield from _read_bz2(piece)
+    elif piece.kind == "files":
+        yield from _read_files(piece)
+    elif piece.kind == "doc":
+        yield from iter_file(Path(piece.path), Path(piece.path).name, piece.name, piece.max_page_chars, piece.start, piece.end, piece.first_line)
     else:
         yield from _read_json(piece)
+
+
+def _read_files(piece: Piece) -> Iterator[Document | Skip]:
+    docs = 0
+    for rel in piece.files:
+        for record in iter_file(Path(piece.path, rel), rel, piece.name, piece.max_page_chars):
+            yield record
+            docs += isinstance(record, Document)
+            if piece.limit is not None and docs >= piece.limit:
+                return
 
 
 def _finish_page(buf: bytes, more) -> bytes:
