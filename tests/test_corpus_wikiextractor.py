@@ -16,9 +16,10 @@ import pytest
 from krqa.corpus.config import SourceConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.fileio import source_digest
-from krqa.corpus.pieces import plan_pieces, read_piece
+from krqa.corpus.formats import FORMATS, corpus_format, plan_pieces
+from krqa.corpus.pieces import Piece, read_piece
 from krqa.corpus.pipeline import build_chunks, iter_records
-from krqa.corpus.sources import detect_format
+from krqa.corpus.formats import detect_format
 from krqa.corpus.store import load_chunks
 from krqa.corpus.wikiextractor import is_heading, iter_wikiextractor, split_sections
 from krqa.errors import InputError
@@ -99,7 +100,10 @@ def test_headings_become_section_paths():
 
 @pytest.mark.parametrize("line,heading", [
     ("생애.", True), ("어린 시절.", True), ("외교 정책.", True), ("개요.", True), ("죽음.", True),
-    ("2010년대 중반부터 현재까지: 인기와 죽음.", True), ("Formed in London.", True),
+    ("2010년대 중반부터 현재까지: 인기와 죽음.", True), ("Formed in London.", True), ("바다 생물.", True),
+    ("포스트 월드 2차 대전 (Post-World War II).", True),
+    ("대부분 자는 것에 대해 대답하고 있었다 (낮잠 등).", False), ("formula_18은 1과 같거나 작다(물론 제외).", False),
+    ("학창 시절 어긋난 인연으로 이뤄지지 않았던 첫사랑과 오랜 시간이 지나 다시 만나 삼각관계에 빠지는 이야기.", False),
     ("그는 서울에서 태어났다.", False), ("다음은 주요 업적이다.", False), ("정말 그럴까.", False),
     ("사형이 확정됨.", False), ("발매 중지를 위해 게재하지 않음.", False), ("1심 판결을 유지함.", False),
     ("좋아요.", False), ("첫 문장이다. 둘째 문장.", False), ("- 목록 항목.", False), ("줄임표..", False),
@@ -108,6 +112,14 @@ def test_headings_become_section_paths():
 def test_heading_or_sentence(line: str, heading: bool):
     assert is_heading(line, "다음 줄.") is heading
     assert not is_heading(line, "")  # wikiextractor writes a heading only when text follows
+
+
+def test_escaped_text_and_title_are_unescaped(tmp_path: Path):
+    path = tmp_path / "wiki_00"
+    path.write_text('<doc id="7" url="https://ko.wikipedia.org/wiki?curid=7" title="알렉스 &amp; 엠마">\n알렉스 &amp; 엠마\n\n'
+                    "알렉스 &amp; 엠마는 &lt;영화&gt;이다.\n</doc>\n", encoding="utf-8")
+    (document,) = iter_wikiextractor(path)
+    assert document.title == "알렉스 & 엠마" and document.sections == [("", "알렉스 & 엠마는 <영화>이다.")]
 
 
 def test_stubs_are_left_out_and_counted(tmp_path: Path):
@@ -179,7 +191,7 @@ def test_empty_tree_or_missing_source_is_input_error(tmp_path: Path):
         list(iter_records(SourceConfig(path=str(tmp_path / "empty"))))
     with pytest.raises(InputError, match="not found"):
         list(iter_records(SourceConfig(path=str(tmp_path / "missing"))))
-    with pytest.raises(InputError, match="folder is read only as a wikiextractor tree"):
+    with pytest.raises(InputError, match="a folder is not a jsonl source"):
         list(iter_records(SourceConfig(path=str(tmp_path / "empty"), format="jsonl")))
 
 
@@ -269,3 +281,20 @@ def test_real_kowiki_2022_docs(shared_data: Path):
     assert "다음은 시장력의 원천이 되는 진입 장벽을 이루는 요소이다." in dict(market.sections)["시장력의 원천"]
     headings = [p for d in docs for p, _ in d.sections if p]
     assert len(headings) > 100 and not [h for h in headings if h.endswith("다")]
+
+
+def test_format_table_refuses_unknown_formats(tmp_path: Path):
+    """Every reader the pipeline, the piece planner and detection use comes from the table; a format that
+    is not in it is refused, not read as JSONL line ranges."""
+    assert set(FORMATS) == {"mediawiki", "namuwiki", "jsonl", "squad", "wikiextractor"}
+    assert corpus_format("wikiextractor").read is iter_wikiextractor
+    path = tmp_path / "docs.txt"
+    path.write_text('{"id": "1", "title": "t", "text": "본문"}\n' * 2000, encoding="utf-8")
+    for call in (lambda: corpus_format("xml"), lambda: plan_pieces(0, "x", path, "xml", 1000),
+                 lambda: list(iter_records(SourceConfig.model_construct(path=str(path), format="xml", name=None, limit=None)))):
+        with pytest.raises(InputError, match="unknown corpus format 'xml'"):
+            call()
+    with pytest.raises(InputError, match="unknown piece kind"):
+        list(read_piece(Piece(0, "x", str(path), "jsonl", "lines")))
+    assert {p.kind for p in plan_pieces(0, "x", path, "jsonl", 1000)} == {"jsonl"}
+    assert [p.kind for p in plan_pieces(0, "x", path, "squad", 1000)] == ["whole"]

@@ -18,25 +18,15 @@ from krqa.corpus.chunking import Chunk, Chunker, LengthFn
 from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.fileio import source_digest
-from krqa.corpus.mediawiki import iter_mediawiki
-from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.formats import check_source, detect_format, plan_pieces
 from krqa.corpus.parallel import PieceMap, accept_in_order, default_workers, pool_map
-from krqa.corpus.pieces import Piece, plan_pieces
-from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
+from krqa.corpus.pieces import Piece
 from krqa.corpus.store import write_chunks
-from krqa.corpus.wikiextractor import iter_wikiextractor
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_write_json, check_output_dir
 
 log = logging.getLogger(__name__)
 
-READERS: dict[str, Callable[..., Iterator[Document | Skip]]] = {
-    "mediawiki": iter_mediawiki,
-    "namuwiki": iter_namuwiki,
-    "jsonl": iter_jsonl,
-    "squad": iter_squad,
-    "wikiextractor": iter_wikiextractor,
-}
 REPORT_FILE = "corpus_report.json"
 MAX_LISTED_SKIPS = 50
 
@@ -98,27 +88,22 @@ class CorpusReport:
 
 
 def resolve_format(source: SourceConfig, path: Path) -> str:
-    fmt = detect_format(path) if source.format == "auto" else source.format
-    if path.is_dir() and fmt != "wikiextractor":
-        raise InputError(f"{path}: a folder is read only as a wikiextractor tree, not as format {fmt}")
-    return fmt
-
-
-def _existing(path: Path) -> Path:
-    """The source path, which must be a file or (a wikiextractor tree) a folder."""
-    if not path.is_file() and not path.is_dir():
+    """The source's format (detected for ``auto``), checked against the format table and the path."""
+    if not path.exists():
         raise InputError(f"{path}: corpus source not found")
-    return path
+    fmt = detect_format(path) if source.format == "auto" else source.format
+    check_source(path, fmt)
+    return fmt
 
 
 def iter_records(source: SourceConfig, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     """Documents and skip records of one source, in file order, honouring ``source.limit``; wiki pages longer
     than ``max_page_chars`` are cut to it before parsing."""
     path = Path(source.path)
-    fmt = resolve_format(source, _existing(path))
+    fmt = resolve_format(source, path)
     docs = 0
-    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None and fmt in ("mediawiki", "namuwiki", "wikiextractor") else {}
-    for record in READERS[fmt](path, source=source.name or fmt, **cap):
+    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None else {}
+    for record in check_source(path, fmt).read(path, source=source.name or fmt, **cap):
         yield record
         if isinstance(record, Document):
             docs += 1
@@ -175,7 +160,7 @@ def build_chunks(
     check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
     reports: list[SourceReport] = []
     for source in sources:
-        path = _existing(Path(source.path))
+        path = Path(source.path)
         fmt = resolve_format(source, path)
         reports.append(SourceReport(source.name or fmt, str(path), fmt, *source_digest(path)))
     if corpus.chunking.unit == "tokens" and length_fn is None:

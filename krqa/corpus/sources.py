@@ -17,10 +17,7 @@ from krqa.errors import InputError
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Pick a reader from the first decompressed bytes, falling back to the file name; a folder is a
-    wikiextractor tree."""
-    if Path(path).is_dir():
-        return "wikiextractor"
+    """Pick a reader from the first decompressed bytes, falling back to the file name."""
     head = peek(path).lstrip(b"\xef\xbb\xbf \t\r\n")
     name = Path(path).name.lower()
     if head.startswith((b"<doc ", b"<doc>")):
