@@ -19,7 +19,7 @@ def build_corpus(
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
+    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL, SQuAD or wikiextractor output (a folder or one file) and write a chunk store.
 
     Bad pages are skipped and reported with their position; with --strict the first one stops the build
     with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa

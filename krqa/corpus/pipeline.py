@@ -19,25 +19,18 @@ import numpy as np
 from krqa.corpus.chunking import LengthFn
 from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.document import Document, Skip
-from krqa.corpus.mediawiki import iter_mediawiki
-from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.fileio import source_digest
+from krqa.corpus.formats import check_source, detect_format, plan_pieces
 from krqa.corpus.parallel import PieceMap, PieceResult, accept_in_order, chunk_spec, default_workers, local_map, make_chunker, pool_map
-from krqa.corpus.pieces import Piece, plan_pieces
-from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
+from krqa.corpus.pieces import Piece
 from krqa.corpus.store import write_chunks
 from krqa.errors import InputError
-from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir, sha256_file
+from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir
 from krqa.index.bm25_build import shard_name, write_shard
 from krqa.index.config import BM25Config
 
 log = logging.getLogger(__name__)
 
-READERS: dict[str, Callable[..., Iterator[Document | Skip]]] = {
-    "mediawiki": iter_mediawiki,
-    "namuwiki": iter_namuwiki,
-    "jsonl": iter_jsonl,
-    "squad": iter_squad,
-}
 REPORT_FILE = "corpus_report.json"
 MAX_LISTED_SKIPS = 50
 
@@ -99,19 +92,22 @@ class CorpusReport:
 
 
 def resolve_format(source: SourceConfig, path: Path) -> str:
-    return detect_format(path) if source.format == "auto" else source.format
+    """The source's format (detected for ``auto``), checked against the format table and the path."""
+    if not path.exists():
+        raise InputError(f"{path}: corpus source not found")
+    fmt = detect_format(path) if source.format == "auto" else source.format
+    check_source(path, fmt)
+    return fmt
 
 
 def iter_records(source: SourceConfig, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     """Documents and skip records of one source, in file order, honouring ``source.limit``; wiki pages longer
     than ``max_page_chars`` are cut to it before parsing."""
     path = Path(source.path)
-    if not path.is_file():
-        raise InputError(f"{path}: corpus source not found")
     fmt = resolve_format(source, path)
     docs = 0
-    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None and fmt in ("mediawiki", "namuwiki") else {}
-    for record in READERS[fmt](path, source=source.name or fmt, **cap):
+    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None else {}
+    for record in check_source(path, fmt).read(path, source=source.name or fmt, **cap):
         yield record
         if isinstance(record, Document):
             docs += 1
@@ -174,10 +170,8 @@ def build_chunks(
     reports: list[SourceReport] = []
     for source in sources:
         path = Path(source.path)
-        if not path.is_file():
-            raise InputError(f"{path}: corpus source not found")
         fmt = resolve_format(source, path)
-        reports.append(SourceReport(source.name or fmt, str(path), fmt, path.stat().st_size, sha256_file(path)))
+        reports.append(SourceReport(source.name or fmt, str(path), fmt, *source_digest(path)))
     if corpus.chunking.unit == "tokens" and length_fn is None:
         length_fn = encoder_length_fn(token_model or "")
     spec = chunk_spec(corpus.chunking, bm25)
