@@ -84,7 +84,7 @@ def with_bigrams(terms: list[str]) -> list[str]:
 class KiwiAnalyzer:
     """Sentences and terms of many texts per call; ``rules`` None skips term extraction (chunking alone)."""
 
-    def __init__(self, mode: Analysis = "text", rules: TermRules | None = None, workers: int = 0, cache_words: int = 2_000_000) -> None:
+    def __init__(self, mode: Analysis = "text", rules: TermRules | None = None, workers: int = 0, cache_words: int = 1_000_000) -> None:
         self.mode = mode
         self.rules = rules
         self.kiwi = get_kiwi(workers)
@@ -122,6 +122,7 @@ class KiwiAnalyzer:
         missing = list({w for ws in words for _, w in ws if w not in cache})
         if len(cache) + len(missing) > self.cache_words:
             cache.clear()  # a bounded cache: the frequent words come back within the next batches
+            missing = list({w for ws in words for _, w in ws})
         for word, tokens in zip(missing, self.kiwi.tokenize(missing, z_coda=False, match_options=_WORD_MATCH), strict=True):
             cache[word] = self._word_entry(tokens)
         out = []

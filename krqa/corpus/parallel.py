@@ -23,7 +23,7 @@ from krqa.corpus.chunking import Chunk, Chunker, Screening
 from krqa.corpus.config import ChunkingConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.pieces import Piece, read_piece
-from krqa.index.bm25_build import postings
+from krqa.index.bm25_build import Postings
 from krqa.index.config import BM25Config
 from krqa.index.tokenize import make_analyzer
 
@@ -77,17 +77,20 @@ def chunk_piece(piece: Piece, spec: dict, chunker: Chunker | None = None) -> Pie
         else:
             records.append(record)
     per_doc: list[list[Chunk]] = []
+    built = Postings() if chunker.with_terms else None
     size = chunker.cfg.batch_size
     for start in range(0, len(docs), size):
-        per_doc.extend(chunker.candidates_per_doc(docs[start:start + size]))
+        batch = chunker.candidates_per_doc(docs[start:start + size])
+        if built is not None:
+            built.add([c.terms or [] for doc_chunks in batch for c in doc_chunks])
+            for doc_chunks in batch:
+                for c in doc_chunks:
+                    c.terms = None  # the postings carry them; strings would only cost memory and pickling
+        per_doc.extend(batch)
     counts = iter(len(c) for c in per_doc)
     records = [next(counts) if isinstance(r, int) else r for r in records]
     chunks = [c for doc_chunks in per_doc for c in doc_chunks]
-    arrays = None
-    if chunker.with_terms:
-        arrays = postings([c.terms or [] for c in chunks])
-        for c in chunks:
-            c.terms = None  # the arrays carry them; strings would only cost pickling
+    arrays = built.arrays() if built is not None else None
     return PieceResult(records, chunks, chunker.screen(chunks), arrays)
 
 

@@ -42,22 +42,39 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.npz"
 
 
+class Postings:
+    """Term ids of a stream of chunks, built batch by batch so a worker never holds every chunk's term strings."""
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self.lengths: list[int] = []
+        self.docs: list[np.ndarray] = []
+        self.terms: list[np.ndarray] = []
+        self.tfs: list[np.ndarray] = []
+
+    def add(self, term_lists: list[list[str]]) -> None:
+        vocab = self.vocab
+        for toks in term_lists:
+            i = len(self.lengths)
+            ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.int32, count=len(toks))
+            self.lengths.append(len(ids))
+            uniq, counts = np.unique(ids, return_counts=True)
+            self.docs.append(np.full(len(uniq), i, dtype=np.int32))
+            self.terms.append(uniq.astype(np.int32))
+            self.tfs.append(counts.astype(np.int32))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The shard arrays (picklable, so a worker process or Ray task returns them)."""
+        words = json.dumps(list(self.vocab), ensure_ascii=False).encode("utf-8")
+        return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": np.asarray(self.lengths, dtype=np.int32),
+                "docs": _concat(self.docs), "terms": _concat(self.terms), "tf": _concat(self.tfs)}
+
+
 def postings(term_lists: list[list[str]]) -> dict[str, np.ndarray]:
-    """Term ids of one shard of chunks as arrays (picklable, so a worker process or Ray task returns them)."""
-    vocab: dict[str, int] = {}
-    lengths = np.zeros(len(term_lists), dtype=np.int32)
-    docs: list[np.ndarray] = []
-    terms: list[np.ndarray] = []
-    tfs: list[np.ndarray] = []
-    for i, toks in enumerate(term_lists):
-        ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.int32, count=len(toks))
-        lengths[i] = len(ids)
-        uniq, counts = np.unique(ids, return_counts=True)
-        docs.append(np.full(len(uniq), i, dtype=np.int32))
-        terms.append(uniq.astype(np.int32))
-        tfs.append(counts.astype(np.int32))
-    words = json.dumps(list(vocab), ensure_ascii=False).encode("utf-8")
-    return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": lengths, "docs": _concat(docs), "terms": _concat(terms), "tf": _concat(tfs)}
+    """Term ids of one shard of chunks as arrays."""
+    built = Postings()
+    built.add(term_lists)
+    return built.arrays()
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
