@@ -159,8 +159,8 @@ def test_refuses_dim_and_file_mismatches(repo: Path, built, tmp_path: Path) -> N
         open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "missing")
-    (bad / "bm25" / "vocab.index.json").unlink()
-    with pytest.raises(InputError, match="vocab.index.json: listed in manifest.json but missing"):
+    (bad / "bm25" / "vocab.terms.bin").unlink()
+    with pytest.raises(InputError, match="vocab.terms.bin: listed in manifest.json but missing"):
         open_index(cfg, bad)
 
     bad = _copy(out, tmp_path / "count")
