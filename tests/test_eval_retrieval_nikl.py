@@ -106,6 +106,7 @@ def test_query_variants_and_per_option_merge() -> None:
     assert [h.text for h in merged] == ["음식은?", "오곡밥"]  # best score over the four sub-queries, cut at depth
 
 
+@pytest.mark.slow
 def test_ranking_matches_what_predict_retrieves(tiny_config, tiny_bm25_index: Path, repo: Path) -> None:
     """The evaluated rankings are the ones ``search_items`` (predict, serve) returns for the same settings."""
     items = load_items(repo / "corpus" / "sample_qa.json", require_answers=True)
@@ -127,6 +128,7 @@ def _krqa(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "krqa", "-q", *args], capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_cli_on_sample_questions(repo: Path, tiny_bm25_index: Path, tmp_path: Path) -> None:
     qa = repo / "corpus" / "sample_qa.json"
     base = ["eval-retrieval", "-c", str(repo / "configs" / "tiny-test.yaml"), "--index", str(tiny_bm25_index), "--qa", str(qa)]
@@ -150,6 +152,7 @@ def test_cli_on_sample_questions(repo: Path, tiny_bm25_index: Path, tmp_path: Pa
     assert "distractors" in proc.stdout and "ROUGE-1 recall over" in proc.stdout
 
 
+@pytest.mark.slow
 def test_cli_bad_input_is_one_line_exit_2(repo: Path, tiny_bm25_index: Path, tmp_path: Path) -> None:
     base = ["eval-retrieval", "-c", str(repo / "configs" / "tiny-test.yaml"), "--index", str(tiny_bm25_index)]
     unanswered = tmp_path / "test.json"

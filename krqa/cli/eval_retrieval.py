@@ -154,34 +154,35 @@ def _print_nikl(qa: Path, results: dict[str, dict[str, Any]], ks: list[int], tok
                 entry = rep["by_type"].get(qtype)
                 if entry:
                     table.add_row(qtype, str(entry["questions"]), label, *[_cell(entry[f"{metric}@{k}"]) for k in ks])
-            table.add_row("all", str(rep["questions"]), "mean per question (hit, or 서술형 recall)",
+            table.add_row("all", str(rep["questions"]), "mean per question",
                           *[_cell(rep[f"score@{k}"]) for k in ks], style="bold")
             console.print(table)
             for key, name in (("by_category", "category"), ("by_domain", "domain")):
                 console.print(_breakdown(f"{mode}, query {variant}: by {name}", name, rep[key], ks))
     console.print(f"hit: the string occurs (NFC, whitespace collapsed) in one of the top-k passages; 선다형 cells in the "
                   f"breakdowns are gold/distractors; 서술형: ROUGE-1 recall over {tokenizer} morphemes against the top-k "
-                  "passages concatenated.")
+                  "passages concatenated; all: the mean per question of the hit or the recall.")
 
 
 def _breakdown(title: str, name: str, groups: dict[str, Any], ks: list[int]) -> Any:
+    """One row per (value, question type), so the table stays narrow however many values and cut-offs there are."""
     from rich.table import Table
 
-    from krqa.qa.data import DESC, MC, SHORT
+    from krqa.qa.data import QUESTION_TYPES
 
     table = Table(title=title)
-    table.add_column(name)
-    table.add_column("n", justify="right")
+    for col in (name, "type", "n"):
+        table.add_column(col, justify="right" if col == "n" else "left")
     for k in ks:
-        table.add_column(f"단답 @{k}", justify="right")
-        table.add_column(f"선다 @{k}", justify="right")
-        table.add_column(f"서술 @{k}", justify="right")
+        table.add_column(f"@{k}", justify="right")
     for value, rep in groups.items():
-        cells = []
-        for k in ks:
-            short, mc, desc = (rep["by_type"].get(t) for t in (SHORT, MC, DESC))
-            cells.append(_cell(short[f"hit@{k}"]) if short else "-")
-            cells.append(f"{mc[f'hit@{k}']:.2f}/{mc[f'distractor_hit@{k}']:.2f}" if mc else "-")
-            cells.append(_cell(desc[f"rouge1_recall@{k}"]) if desc else "-")
-        table.add_row(value, str(rep["questions"]), *cells)
+        present = [t for t in QUESTION_TYPES if t in rep["by_type"]]
+        for j, qtype in enumerate(present):
+            entry = rep["by_type"][qtype]
+            if "distractor_hit@" + str(ks[0]) in entry:
+                cells = [f"{entry[f'hit@{k}']:.3f}/{entry[f'distractor_hit@{k}']:.3f}" for k in ks]
+            else:
+                metric = "rouge1_recall" if f"rouge1_recall@{ks[0]}" in entry else "hit"
+                cells = [_cell(entry[f"{metric}@{k}"]) for k in ks]
+            table.add_row(value if j == 0 else "", qtype, str(entry["questions"]), *cells, end_section=j == len(present) - 1)
     return table
