@@ -3,15 +3,34 @@
 Document level asks whether the gold paragraph's document is among the first k *distinct* documents of
 the ranking (several chunks of one document count once); answer level whether a gold answer string occurs
 in one of the first k chunks. SQuAD doc ids are ``title#paragraph``, so article-level recall (any paragraph
-of the gold article) is reported beside the stricter paragraph-level one.
+of the gold article) is reported beside the stricter paragraph-level one. NIKL-format files (no passage labels)
+are scored by :mod:`krqa.index.answer_hits`; :func:`detect_qa_format` tells the two apart.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
+from krqa.errors import InputError
 from krqa.index.types import Hit, Retriever
+
+
+def detect_qa_format(path: str | os.PathLike[str]) -> Literal["squad", "nikl"]:
+    """SQuAD files are one ``{"data": …}`` object, NIKL files a JSON array; the first character tells them apart
+    without parsing a large file twice."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: file not found")
+    with p.open("rb") as f:
+        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith(b"["):
+        return "nikl"
+    if head.startswith(b"{"):
+        return "squad"
+    raise InputError(f"{p}: neither a SQuAD-format object nor a NIKL-format JSON array")
 
 
 def _article(doc_id: str) -> str:
