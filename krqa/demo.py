@@ -66,10 +66,10 @@ def step_index(cfg: KrqaConfig, report: DemoReport, force: bool) -> None:
 
 
 def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
-    from krqa.generation.lm import resolve_base_model
+    from krqa.model_location import resolve_lm
 
     started = time.perf_counter()
-    path = resolve_base_model(cfg.model)
+    path = resolve_lm(cfg.model.base, cfg.model.cache_dir)
     _timed(report, "model", {"status": "ready", "base": cfg.model.base, "path": str(path)}, started)
 
 
@@ -79,13 +79,13 @@ def _adapter_dir(cfg: KrqaConfig) -> Path:
 
 def _loss_summary(run_dir: Path) -> dict[str, Any]:
     """Per-stage losses read back from the run's metrics.json, so a reused run reports them too."""
-    from krqa.training.trainer import stage_summary
+    from krqa.training.stage import stage_summary  # start-up time: each demo step imports only what it runs
 
     path = run_dir / "metrics.json"
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text(encoding="utf-8"))
-    return {stage: stage_summary(metrics[stage]) for stage in ("stage1", "stage2") if metrics.get(stage, {}).get("train_loss")}
+    return {stage: stage_summary(rec) for stage, rec in metrics.items() if isinstance(rec, dict) and rec.get("train_loss")}
 
 
 def step_train(cfg: KrqaConfig, report: DemoReport, force: bool, config_path: str | None) -> None:

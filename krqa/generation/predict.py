@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from krqa.qa.config import PromptConfig
 from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
 
 if TYPE_CHECKING:
-    from krqa.generation.answerer import AnswerResult
+    from krqa.generation.answerer import Answerer, AnswerResult
 
 log = logging.getLogger(__name__)
 
@@ -155,15 +156,14 @@ def _record(item: QAItem, result: AnswerResult) -> dict[str, Any]:
 
 def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig,
             settings: PredictConfig, retrieval: RetrievalConfig, retriever: Retriever | None, adapter: str | None,
-            search: SearchParams = SearchParams(), limit: int | None = None, resume: bool = True, strict: bool = False) -> dict[str, Any]:
+            answerer: Callable[[], Answerer], search: SearchParams = SearchParams(), limit: int | None = None, resume: bool = True, strict: bool = False) -> dict[str, Any]:
     """Answer every item of ``input_path`` (the first ``limit``) and write the submission to ``output``; returns a
     summary for the CLI. ``retriever`` must be open when ``settings.rag`` is on, and ``search`` overrides its
-    top_k and mode; ``adapter`` is a directory or None. The model is loaded only when some item is not answered in
-    the progress file yet."""
+    top_k and mode; ``adapter`` is a directory or None (the fingerprint names it). ``answerer`` builds the Answerer
+    (the composition root's, on that retriever and adapter); it is called, and the model loaded, only when some item
+    is not answered in the progress file yet."""
     from tqdm.auto import tqdm
 
-    from krqa.generation.answerer import Answerer
-    from krqa.generation.generator import make_generator
     from krqa.log import progress_disabled
 
     started = time.perf_counter()
@@ -190,15 +190,13 @@ def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: G
     todo.sort(key=lambda i: (type_rank[i.question_type], len(i.question)))
 
     if todo:
-        generator = make_generator(model, generation, adapter=adapter or "")  # "": no adapter, even if configured
-        answerer = Answerer(retriever, generator, prompt=prompt, generation=generation, rag_types=settings.rag_types,
-                            min_score=retrieval.min_score)
+        answering = answerer()
         chunk = generation.batch_size * settings.progress_every
         bar = tqdm(total=len(selected), initial=resumed, desc="predict", unit="q", disable=progress_disabled())
         try:
             for s in range(0, len(todo), chunk):
                 part = todo[s : s + chunk]
-                results = answerer.answer_items(part, rag=rag, top_k=search.top_k, mode=search.mode)
+                results = answering.answer_items(part, rag=rag, top_k=search.top_k, mode=search.mode)
                 progress.append([_record(item, res) for item, res in zip(part, results, strict=True)])
                 bar.update(len(part))
         finally:

@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_write_json
+from krqa.fsutil import atomic_write_json, json_sha
 from krqa.generation.config import mc_answer_style
 from krqa.qa.data import DESC, MC, QAItem
 from krqa.training.external import training_targets
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlconfig import DpoConfig
-from krqa.training.rlplan import RlPlan, inference_contexts, load_policy, sha
+from krqa.training.rlplan import RlPlan, inference_contexts, load_policy
 from krqa.training.sampling import Sample, build_prompts, sample_raw, score_samples
+from krqa.training.stage import StageContext, StageJob, StageSpec, shared_args
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def prepare_pairs(plan: RlPlan, tokenizer: Any) -> tuple[list[Pair], list[Pair],
             for t in sorted({i.question_type for i in items})}
     info = {"samples": cache_info, "pairs": len(train), "dev_pairs": len(dev), "pair_outcomes": {"train": train_why, "dev": dev_why},
             "chosen_from": dict(Counter(p.chosen_from for p in train)), "sample_mean_score": mean}
-    atomic_write_json(plan.run.root / "pairs-dpo.json", {"sha256": sha([p.to_json() for p in train + dev]), "samples_sha256": cache_info["sha256"],
+    atomic_write_json(plan.run.root / "pairs-dpo.json", {"sha256": json_sha([p.to_json() for p in train + dev]), "samples_sha256": cache_info["sha256"],
                                                          "train": [p.to_json() for p in train], "dev": [p.to_json() for p in dev]}, indent=None)
     return train, dev, info
 
@@ -117,25 +118,21 @@ def _rows(pairs: list[Pair]) -> list[dict[str, str]]:
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-def train_dpo(plan: RlPlan) -> dict[str, Any]:
-    """Pairs, then DPO on them; returns the stage record (also written to metrics.json)."""
-    from datasets import Dataset
+def prepare_dpo(ctx: StageContext, spec: StageSpec) -> StageJob:
+    """Pairs, then the DPO trainer on them, for the stage runner."""
+    from datasets import Dataset  # start-up time: datasets and trl load torch and transformers
     from trl import DPOConfig, DPOTrainer
 
-    from krqa.generation.lm import load_tokenizer
-    from krqa.training.rlrun import common_args, run_stage
-
-    tokenizer = load_tokenizer(plan.cfg.model)
+    plan: RlPlan = ctx.plan.inputs[spec.name]
+    tokenizer = ctx.tokenizer
     train, dev, info = prepare_pairs(plan, tokenizer)
     dc, tc = plan.cfg.train.dpo, plan.cfg.train
-    fingerprint = sha({"pairs": _rows(train), "dev": _rows(dev), "dpo": dc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
-                       "batch": [tc.batch_size, tc.grad_accum, tc.seed], "init": plan.data_hashes["init_adapter"]})
     losses, weights = [dc.loss_type], [1.0]
     if dc.sft_weight:
         losses.append("sft")
         weights.append(dc.sft_weight)
     args = DPOConfig(
-        **common_args(plan, plan.run.checkpoints("dpo"), "eval_loss", False),
+        **shared_args(ctx.plan, spec, "eval_loss", False),
         per_device_train_batch_size=tc.batch_size,
         # No truncation: TRL cuts sequences at the end, which would drop the answer; the prompt is already held to
         # prompt.max_prompt_tokens by the prompt builder and the answers are short.
@@ -150,5 +147,6 @@ def train_dpo(plan: RlPlan) -> dict[str, Any]:
         return DPOTrainer(model=load_policy(plan), args=args, train_dataset=Dataset.from_list(_rows(train)),
                           eval_dataset=Dataset.from_list(_rows(dev)), processing_class=tokenizer, callbacks=callbacks)
 
-    return run_stage(plan, fingerprint, make_trainer, info, "eval_loss", False,
-                     {"reward_accuracy": "rewards/accuracies", "reward_margin": "rewards/margins"})
+    return StageJob(fingerprint={"pairs": _rows(train), "dev": _rows(dev)}, make_trainer=make_trainer, has_dev=True,
+                    series={"reward_accuracy": "rewards/accuracies", "reward_margin": "rewards/margins"},
+                    upstream=plan.init_adapter, base=plan.base_path, info=info)
