@@ -22,7 +22,8 @@ from krqa.training import lora
 from krqa.training.config import TrainConfig
 from krqa.training.contexts import read_cache, retrieve_contexts, usable_hits
 from krqa.training.data import PadCollator, TrainExample, count_tokens, encode_examples, pack
-from krqa.training.external import SourceItem, examples_per_source, load_external, training_targets
+from krqa.training.converters import load_external
+from krqa.training.external import SourceItem, examples_per_source, training_targets
 from krqa.training.plan import Plan, check_index, unique_items
 from krqa.training.raft import mix_contexts, summarize
 from krqa.training.run import hash_path
