@@ -54,7 +54,7 @@ def test_a_toy_stage_is_one_table_row(tiny_config, tmp_path: Path, monkeypatch: 
 
     def prepare(ctx: StageContext, spec: StageSpec) -> StageJob:
         plan, tc = ctx.plan, ctx.plan.cfg.train
-        examples = stage_examples([SourceItem(i, "dev") for i in plan.dev_items], "first", mc_style=ctx.mc_style)
+        examples = stage_examples([SourceItem(i, "dev") for i in plan.dev_items], "first", mc_target=ctx.mc_target)
         data = encode_stage(tc, ctx.builder, ctx.tokenizer, examples, [])
 
         def init_model():

@@ -35,9 +35,9 @@ def eval_retrieval(
 
     Build the index from the same file first: krqa build-index --corpus FILE.json --out DIR.
     """
-    from krqa.corpus.sources import squad_questions
-    from krqa.index.evaluate import evaluate_retrieval
-    from krqa.wiring import open_index
+    from krqa.corpus.sources import squad_questions  # start-up time: `krqa --help` imports every command module
+    from krqa.index.evaluate import evaluate_retrieval  # start-up time: `krqa --help` imports every command module
+    from krqa.wiring import open_index  # start-up time: `krqa --help` imports every command module
 
     ks = _ints(top_k, "--top-k")
     cfg = get_config(config, overrides)

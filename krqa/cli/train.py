@@ -10,8 +10,6 @@ import typer
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 from krqa.fsutil import read_json
-from krqa.training import trainer
-from krqa.training.stages import cli_choices
 
 
 def train(
@@ -19,7 +17,7 @@ def train(
     overrides: SetOpt = None,
     json_out: JsonOpt = False,
     rag: Annotated[bool, typer.Option("--rag", help="Also run stage 2 on retrieved contexts (needs the index: krqa build-index).")] = False,
-    stage: Annotated[str, typer.Option("--stage", help=f"Which stage(s) of the stage table: {', '.join(cli_choices())}. 'all' is stage 1, and stage 2 with --rag; a stage that continues an adapter (2, dpo, grpo) needs it in the run directory.")] = "all",
+    stage: Annotated[str, typer.Option("--stage", help="Which stage(s): 'all' (stage 1, and stage 2 with --rag), or one row of the stage table (krqa/training/stages.py) by its --stage value: 1, 2 (needs stage 1 in the run directory), or after SFT dpo (preference pairs of the model's own answers) or grpo (official-metric rewards); an unknown value is refused with the table's list.")] = "all",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint; finished stages are kept.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: train.output_dir).", show_default=False)] = None,
 ) -> None:
@@ -27,6 +25,8 @@ def train(
 
     Multi-GPU: accelerate launch --config_file configs/accelerate/ddp.yaml -m krqa train --config … [--rag]
     """
+    from krqa.training import trainer  # start-up time: `krqa --help` imports every command module
+
     cfg = get_config(config, overrides, {"train.output_dir": ("--output", str(output.resolve()) if output else None)})
     summary = trainer.train(cfg, rag=rag, stage=stage, resume=resume, config_path=str(config) if config else None)
     if json_out:

@@ -64,15 +64,24 @@ def examples_per_source(sources: list[SourceItem], alternatives: str, mc_target:
     return dict(counts)
 
 
+def as_target(item: QAItem, answer: str, mc_target: str) -> str | None:
+    """A 선다형 answer in the form training targets take: the option's text when inference scores option texts
+    (``mc_target`` 'text' or 'cloze'), else as given; None for a number that is none of the item's options.
+    Answers of the other types are returned as given."""
+    if item.question_type == MC and mc_target in ("text", "cloze") and item.options and answer.strip().isdigit():
+        n = int(answer)
+        return item.options[n - 1] if 1 <= n <= len(item.options) else None
+    return answer
+
+
 def training_targets(item: QAItem, alternatives: str, mc_target: str = "number") -> list[str]:
     """The answer strings an item is trained on: 단답형 '#' alternatives give the first, or each one; a 선다형
-    answer is its option number, or the option's text when inference scores option texts (``mc_target`` 'text' or
-    'cloze')."""
+    answer takes the form :func:`as_target` gives it."""
     if item.answer is None:
         return []
-    if item.question_type == MC and mc_target in ("text", "cloze") and item.options and item.answer.strip().isdigit():
-        n = int(item.answer)
-        return [item.options[n - 1]] if 1 <= n <= len(item.options) else []
+    if item.question_type == MC:
+        target = as_target(item, item.answer.strip(), mc_target)
+        return [target.strip()] if target and target.strip() else []
     if item.question_type != SHORT:
         return [item.answer.strip()] if item.answer.strip() else []
     alts = split_alternatives(item.answer)

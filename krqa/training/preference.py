@@ -21,7 +21,7 @@ from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json, json_sha
 from krqa.generation.config import mc_answer_style
 from krqa.qa.data import DESC, MC, QAItem
-from krqa.training.external import training_targets
+from krqa.training.external import as_target, training_targets
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlconfig import DpoConfig
 from krqa.training.rlplan import RlPlan, inference_contexts, load_policy
@@ -49,37 +49,35 @@ def _correct_at(item: QAItem, cfg: DpoConfig) -> float:
     return cfg.desc_min_chosen if item.question_type == DESC else 1.0
 
 
-def as_target(item: QAItem, answer: str, mc_style: str) -> str:
-    """A submitted answer in the form training targets take: a 선다형 option number becomes the option's text
-    when options are scored as text ('text'/'cloze'), so chosen and rejected differ in content, not in form."""
-    if item.question_type == MC and mc_style in ("text", "cloze") and answer.isdigit() and 1 <= int(answer) <= len(item.options):
-        return item.options[int(answer) - 1]
-    return answer
+def _as_target(item: QAItem, answer: str, mc_target: str) -> str:
+    """A submitted answer in the form training targets take, so chosen and rejected differ in content, not in form
+    (a number that is none of the options, which post-processing never submits, stays as it is)."""
+    return as_target(item, answer, mc_target) or answer
 
 
-def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, mc_style: str) -> tuple[Pair | None, str]:
+def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, mc_target: str) -> tuple[Pair | None, str]:
     """The pair for one question, or None and why not (recorded as counts in the run's metrics)."""
-    targets = training_targets(item, "first", mc_style)
+    targets = training_targets(item, "first", mc_target)
     if not targets:
         return None, "no usable gold answer"
     chosen, chosen_score, chosen_from = targets[0], 1.0, "gold"
     best = max(samples, key=lambda s: s.score, default=None)
     if cfg.chosen == "best" and best is not None and best.answer.strip() and best.score >= _correct_at(item, cfg):
-        chosen, chosen_score, chosen_from = as_target(item, best.answer, mc_style), best.score, "sample"
+        chosen, chosen_score, chosen_from = _as_target(item, best.answer, mc_target), best.score, "sample"
     # 선다형/단답형 score 0 or 1: any wrong answer is rejected; 서술형 needs a clear gap to the chosen answer.
     ceiling = chosen_score - cfg.margin if item.question_type == DESC else 0.0
-    wrong = [s for s in samples if s.score <= ceiling and as_target(item, s.answer, mc_style).strip() not in ("", chosen.strip())]
+    wrong = [s for s in samples if s.score <= ceiling and _as_target(item, s.answer, mc_target).strip() not in ("", chosen.strip())]
     if not wrong:
         return None, "no wrong sample"
     rejected = min(wrong, key=lambda s: (s.score, -len(s.answer)))
-    return Pair(item.id, prompt, chosen, as_target(item, rejected.answer, mc_style), chosen_score, rejected.score, chosen_from), "pair"
+    return Pair(item.id, prompt, chosen, _as_target(item, rejected.answer, mc_target), chosen_score, rejected.score, chosen_from), "pair"
 
 
-def build_pairs(items: list[QAItem], prompts: dict[str, str], scored: dict[str, list[Sample]], cfg: DpoConfig, mc_style: str) -> tuple[list[Pair], dict[str, int]]:
+def build_pairs(items: list[QAItem], prompts: dict[str, str], scored: dict[str, list[Sample]], cfg: DpoConfig, mc_target: str) -> tuple[list[Pair], dict[str, int]]:
     pairs: list[Pair] = []
     reasons: Counter[str] = Counter()
     for item in items:
-        pair, why = make_pair(item, prompts[item.id], scored[item.id], cfg, mc_style)
+        pair, why = make_pair(item, prompts[item.id], scored[item.id], cfg, mc_target)
         reasons[why] += 1
         if pair is not None:
             pairs.append(pair)

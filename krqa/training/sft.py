@@ -44,11 +44,11 @@ def first_per_type(items: list[QAItem], limit: int | None) -> list[QAItem]:
 
 
 def stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Hit]] | None = None,
-                   mc_style: str = "number") -> list[TrainExample]:
+                   mc_target: str = "number") -> list[TrainExample]:
     """One example per training target; ``contexts`` (by item id) replaces the items' own passages."""
     out = []
     for src in sources:
-        targets = training_targets(src.item, alternatives, mc_style)
+        targets = training_targets(src.item, alternatives, mc_target)
         passages: list[Any] = contexts[src.item.id] if contexts is not None else src.contexts
         for k, target in enumerate(targets):
             ex_id = src.item.id if len(targets) == 1 else f"{src.item.id}#{k}"
@@ -173,10 +173,10 @@ def prepare_stage1(ctx: StageContext, spec: StageSpec) -> StageJob:
     """Task and knowledge SFT on the train set and the external sets, each item with its own passages (if any)."""
     plan, tc = ctx.plan, ctx.plan.cfg.train
     sources = plan.train_sources + external_sources(plan)
-    train_ex = stage_examples(sources, tc.short_answer_alternatives, mc_style=ctx.mc_style)
-    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev_items(plan)], "first", mc_style=ctx.mc_style)
+    train_ex = stage_examples(sources, tc.short_answer_alternatives, mc_target=ctx.mc_target)
+    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev_items(plan)], "first", mc_target=ctx.mc_target)
     data = encode_stage(tc, ctx.builder, ctx.tokenizer, train_ex, dev_ex)
-    data.info["examples_by_source"] = examples_per_source(sources, tc.short_answer_alternatives, ctx.mc_style)
+    data.info["examples_by_source"] = examples_per_source(sources, tc.short_answer_alternatives, ctx.mc_target)
 
     def init_model() -> Any:
         return lora.new_adapter(lora.load_base_for_training(plan.cfg.model, tc, plan.precision), tc.lora)
@@ -200,8 +200,8 @@ def prepare_stage2(ctx: StageContext, spec: StageSpec) -> StageJob:
         atomic_write_json(run.root / "raft.json", {"seed": tc.seed, "config": tc.raft.model_dump(), "summary": summarize(decisions),
                                                    "decisions": [d.to_json() for d in decisions]}, indent=None)
         run.update_json("run.json", {"contexts_cache": {k: v for k, v in cache_info.items() if k != "reused"}})
-    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_style)
-    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev], "first", dev_contexts, ctx.mc_style)
+    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_target)
+    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev], "first", dev_contexts, ctx.mc_target)
     data = encode_stage(tc, ctx.builder, ctx.tokenizer, train_ex, dev_ex)
     data.info.update(raft=summarize(decisions), contexts_cache=cache_info, stage2_init=tc.stage2_init)
     merge = tc.stage2_init == "merge"

@@ -71,7 +71,7 @@ class StageContext:
     plan: Plan
     tokenizer: Any
     builder: Any
-    mc_style: str
+    mc_target: str
     is_main: bool
 
 

@@ -58,8 +58,8 @@ def execute(plan: Plan) -> dict[str, Any]:
     state.wait_for_everyone()
 
     tokenizer = load_tokenizer(cfg.model)
-    mc_style = mc_answer_style(cfg.generation)
-    ctx = StageContext(plan, tokenizer, PromptBuilder(cfg.prompt, tokenizer, mc_target=mc_style), mc_style, state.is_main_process)
+    mc_target = mc_answer_style(cfg.generation)
+    ctx = StageContext(plan, tokenizer, PromptBuilder(cfg.prompt, tokenizer, mc_target=mc_target), mc_target, state.is_main_process)
     summary: dict[str, Any] = {"run_dir": str(run.root), "stages": {}}
     for name in plan.stages:
         spec = STAGES[name]
