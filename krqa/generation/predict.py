@@ -9,7 +9,6 @@ The submission and details files are only written (atomically) once every item h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_path, sha256_file
+from krqa.fsutil import atomic_path, json_sha, sha256_file
 from krqa.generation.config import GenerationConfig, ModelConfig, PredictConfig
 from krqa.index.config import RetrievalConfig
 from krqa.index.manifest import IndexManifest
@@ -80,8 +79,7 @@ def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig
         parts["retrieval"] = retrieval.model_dump()
         parts["search"] = [search.top_k, search.mode]
         parts["index"] = index_manifest.model_dump(mode="json", include={"created_at", "chunk_count", "encoder", "sources"}) if index_manifest else None
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha(parts)
 
 
 class ProgressLog:

@@ -126,4 +126,4 @@ def prepare_grpo(ctx: StageContext, spec: StageSpec) -> StageJob:
     return StageJob(fingerprint={"train": train_rows, "dev": dev_rows, "batch": batch, "max_tokens": max_tokens}, make_trainer=make_trainer,
                     has_dev=True, metric="eval_reward", greater_is_better=True,
                     series={"train_reward": "reward", "train_official": "rewards/official/mean", "train_format": "rewards/answer_format/mean"},
-                    upstream=plan.init_adapter, base=plan.base_path, info=info)
+                    upstream=plan.init_adapter, base=plan.base_path, info={**info, "rag": plan.rag})

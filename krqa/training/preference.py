@@ -20,7 +20,7 @@ from typing import Any
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json, json_sha
 from krqa.generation.config import mc_answer_style
-from krqa.qa.data import DESC, MC, QAItem
+from krqa.qa.data import DESC, QAItem
 from krqa.training.external import as_target, training_targets
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlconfig import DpoConfig
@@ -147,4 +147,4 @@ def prepare_dpo(ctx: StageContext, spec: StageSpec) -> StageJob:
 
     return StageJob(fingerprint={"pairs": _rows(train), "dev": _rows(dev)}, make_trainer=make_trainer, has_dev=True,
                     series={"reward_accuracy": "rewards/accuracies", "reward_margin": "rewards/margins"},
-                    upstream=plan.init_adapter, base=plan.base_path, info=info)
+                    upstream=plan.init_adapter, base=plan.base_path, info={**info, "rag": plan.rag})

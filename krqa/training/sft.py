@@ -7,14 +7,12 @@ and adds a new one) on the same NIKL questions with RAFT-mixed passages from the
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_dir, atomic_write_json
+from krqa.fsutil import atomic_dir, atomic_write_json, json_sha
 from krqa.index.types import Hit
 from krqa.log import progress_disabled
 from krqa.qa.data import QAItem
@@ -96,12 +94,8 @@ def encode_stage(tc: TrainConfig, builder: Any, tokenizer: Any, train_ex: list[T
 
 
 def encoded_sha(rows: list[dict[str, list[int]]]) -> str:
-    """sha256 of encoded examples, one row at a time (a whole set as one JSON string can take gigabytes)."""
-    digest = hashlib.sha256()
-    for row in rows:
-        digest.update(json.dumps(row, sort_keys=True).encode())
-        digest.update(b"\n")
-    return digest.hexdigest()
+    """sha256 of encoded examples, hashed one row at a time (a whole set as one JSON string can take gigabytes)."""
+    return json_sha([json_sha(row) for row in rows])
 
 
 def training_args(plan: Plan, spec: StageSpec, has_dev: bool) -> Any:

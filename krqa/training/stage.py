@@ -260,7 +260,6 @@ def run_stage(plan: Plan, spec: StageSpec, job: StageJob) -> dict[str, Any]:
         "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "resumed_from": str(checkpoint) if checkpoint else None,
         "init_adapter": str(job.upstream) if job.upstream is not None else None,
-        "rag": plan.rag,
         "train_loss": train_hist,
         "dev_loss": dev_hist,
         "dev_metric": {"name": best_key, "greater_is_better": job.greater_is_better, "history": dev_metric},
