@@ -18,7 +18,7 @@ def train(
     json_out: JsonOpt = False,
     rag: Annotated[bool, typer.Option("--rag", help="Also run stage 2 on retrieved contexts (needs the index: krqa build-index).")] = False,
     stage: Annotated[str, typer.Option("--stage", help="Which stage(s): 'all' (stage 1, and stage 2 with --rag), or one row of the stage table (krqa/training/stages.py) by its --stage value: 1, 2 (needs stage 1 in the run directory), or after SFT dpo (preference pairs of the model's own answers) or grpo (official-metric rewards); an unknown value is refused with the table's list.")] = "all",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint; finished stages are kept.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the run directory's last checkpoint; a finished stage is kept while its data, settings, base model and starting adapter are unchanged, else trained again (the output says why).")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: train.output_dir).", show_default=False)] = None,
 ) -> None:
     """Train LoRA adapters: stage 1 on the train set (+ external sets), stage 2 (--rag) on RAFT-mixed retrieved contexts.
