@@ -40,8 +40,8 @@ def test_select_reads_the_table() -> None:
 
 @pytest.mark.slow
 def test_a_toy_stage_is_one_table_row(tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stage that continues stage 1 on the dev questions, registered by one entry: the planner runs its check,
-    the runner trains, records and skips it, the loss curve and ``krqa ablate --run`` name it."""
+    """A stage that trains a new adapter on the dev questions, registered by one entry: the planner runs its
+    check, the runner trains, records and skips it, the loss curve and ``krqa ablate --run`` name it."""
     from krqa.ablation import run_adapters
     from krqa.training import lora
     from krqa.training.sft import encode_stage, sft_job, stage_examples
@@ -58,23 +58,21 @@ def test_a_toy_stage_is_one_table_row(tiny_config, tmp_path: Path, monkeypatch: 
         data = encode_stage(tc, ctx.builder, ctx.tokenizer, examples, [])
 
         def init_model():
-            return lora.continue_adapter(lora.load_base_for_training(plan.cfg.model, tc, plan.precision), plan.run.adapter("stage1"))
+            return lora.new_adapter(lora.load_base_for_training(plan.cfg.model, tc, plan.precision), tc.lora)
 
-        return sft_job(ctx, spec, data, init_model, [], upstream=plan.run.adapter("stage1"))
+        return sft_job(ctx, spec, data, init_model, [])
 
-    toy = StageSpec("toy", "toy stage", "toy", lambda tc: StageConfig(epochs=1.0, max_steps=2, learning_rate=1e-3), check, prepare,
-                    "tab:purple", label_after_upstream=True)
+    toy = StageSpec("toy", "toy stage", "toy", lambda tc: StageConfig(epochs=1.0, max_steps=2, learning_rate=1e-3), check, prepare, "tab:purple")
     monkeypatch.setitem(stages.STAGES, "toy", toy)
     assert "toy" in stages.cli_choices()
 
     run = tmp_path / "run"
-    train(_cfg(tiny_config, run, "train.stage1.max_steps=2"), stage="1")
     summary = train(_cfg(tiny_config, run), stage="toy")
     assert checked == ["toy"] and summary["stages"]["toy"]["steps"] == 2 and not summary["stages"]["toy"]["skipped"]
     record = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["toy"]
-    assert record["finished"] and record["init_adapter"] == str(run / "stage1" / "adapter") and len(record["train_loss"]) == 2
+    assert record["finished"] and record["init_adapter"] is None and len(record["train_loss"]) == 2
     assert (run / "toy" / "adapter" / "adapter_config.json").is_file() and (run / "loss_curve.png").is_file()
-    assert run_adapters(run) == {"stage 1": str(run / "stage1" / "adapter"), "stage 1 + toy stage": str(run / "toy" / "adapter")}
+    assert run_adapters(run) == {"toy stage": str(run / "toy" / "adapter")}
     assert train(_cfg(tiny_config, run), stage="toy", resume=True)["stages"]["toy"]["skipped"]
 
 
