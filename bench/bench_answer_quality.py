@@ -146,7 +146,7 @@ def nikl_desc(work: Path, args: argparse.Namespace) -> None:
 
 def click(work: Path, args: argparse.Namespace) -> None:
     from krqa.qa.data import save_items
-    from krqa.training.external import convert_click
+    from krqa.training.converters import convert_click
 
     qa = work / "click-mc.json"
     if not qa.is_file():

@@ -35,13 +35,13 @@ def main() -> None:
     import torch
 
     from krqa.config import load_config
-    from krqa.generation.generator import make_generator
     from krqa.qa.data import MC
     from krqa.qa.prompts import PromptBuilder
     from krqa.qa.reading import make_items, read_squad
+    from krqa.wiring import load_generator
 
     cfg = load_config(args.config, [f"generation.batch_size={args.batch_size}", "generation.max_new_tokens.선다형=6"])
-    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "transformers"}), adapter="")
+    generator = load_generator(cfg, "", backend="transformers")
     builder = PromptBuilder(cfg.prompt, generator.tokenizer, mc_target="cloze")
     if READING.is_file():
         import json

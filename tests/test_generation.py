@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from krqa import model_location, tiny_random
 from krqa.config import KrqaConfig, load_config
 from krqa.errors import InputError
-from krqa import model_location
-from krqa.generation import lm, tiny_random
+from krqa.generation import lm
 from krqa.generation.config import ModelConfig
+from krqa.model_location import resolve_lm
 from krqa.qa.data import QAItem, load_items
 
 
@@ -42,10 +43,10 @@ def items(repo: Path) -> list[QAItem]:
 
 
 def test_tiny_random_built_once_and_reused(cfg: KrqaConfig) -> None:
-    path = lm.resolve_base_model(cfg.model)
+    path = resolve_lm(cfg.model.base, cfg.model.cache_dir)
     assert path.name == f"tiny-random-{tiny_random.tiny_recipe_hash()}"
     stamp = (path / "model.safetensors").stat().st_mtime_ns
-    assert lm.resolve_base_model(cfg.model) == path
+    assert resolve_lm(cfg.model.base, cfg.model.cache_dir) == path
     assert (path / "model.safetensors").stat().st_mtime_ns == stamp
     config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     assert (config["hidden_size"], config["num_hidden_layers"], config["num_attention_heads"], config["intermediate_size"]) == (64, 2, 4, 128)
@@ -61,32 +62,46 @@ def test_tiny_random_is_deterministic(tmp_path: Path, cfg: KrqaConfig) -> None:
     from krqa.fsutil import sha256_file
 
     other = tiny_random.build_tiny_random(tmp_path)
-    ours = lm.resolve_base_model(cfg.model)
+    ours = resolve_lm(cfg.model.base, cfg.model.cache_dir)
     for name in ("tokenizer.json", "model.safetensors"):
         assert sha256_file(other / name) == sha256_file(ours / name)
 
 
+def _resolve(model: ModelConfig) -> Path:
+    return resolve_lm(model.base, model.cache_dir)
+
+
+def test_tiny_random_text_is_current(repo: Path) -> None:
+    """The tiny model's tokenizer text is a file (so model_location needs no corpus reader); it must be what
+    scripts/tiny_random_text.py writes from the current samples and prompt defaults."""
+    import runpy
+
+    script = runpy.run_path(str(repo / "scripts" / "tiny_random_text.py"))
+    assert (repo / tiny_random.TINY_TEXT).read_text(encoding="utf-8") == script["render"](script["tiny_texts"](repo)), \
+        "corpus/tiny_random_text.json is stale: run scripts/tiny_random_text.py"
+
+
 def test_resolve_errors(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="directory not found"):
-        lm.resolve_base_model(ModelConfig(base=str(tmp_path / "nope")))
+        _resolve(ModelConfig(base=str(tmp_path / "nope")))
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no config.json"):
-        lm.resolve_base_model(ModelConfig(base=str(tmp_path / "empty")))
+        _resolve(ModelConfig(base=str(tmp_path / "empty")))
     with pytest.raises(InputError, match=r"huggingface-cli download krqa-test/not-cached"):
-        lm.resolve_base_model(ModelConfig(base="krqa-test/not-cached"))
+        _resolve(ModelConfig(base="krqa-test/not-cached"))
     with pytest.raises(InputError, match="unknown GGUF model"):
-        lm.resolve_base_model(ModelConfig(base="gguf:llama-9000", cache_dir=str(tmp_path)))
+        _resolve(ModelConfig(base="gguf:llama-9000", cache_dir=str(tmp_path)))
 
 
 def test_gguf_package_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(model_location.GGUF_PACKAGES, "gemma3-270m", "krqa_no_such_package")
     with pytest.raises(InputError, match=r"pip install -e '\.\[demo\]'"):
-        lm.resolve_base_model(ModelConfig(base="gguf:gemma3-270m", cache_dir=str(tmp_path)))
+        _resolve(ModelConfig(base="gguf:gemma3-270m", cache_dir=str(tmp_path)))
 
 
 def test_local_dir_used_as_is(cfg: KrqaConfig) -> None:
-    path = lm.resolve_base_model(cfg.model)
-    assert lm.resolve_base_model(ModelConfig(base=str(path))) == path
+    path = resolve_lm(cfg.model.base, cfg.model.cache_dir)
+    assert _resolve(ModelConfig(base=str(path))) == path
 
 
 def test_dtype_and_device_on_cpu() -> None:
@@ -117,7 +132,7 @@ def test_load_model_with_adapter(cfg: KrqaConfig, adapter: Path) -> None:
 def test_adapter_for_another_architecture(cfg: KrqaConfig, adapter: Path, tmp_path: Path) -> None:
     other_base = tmp_path / "other-base"
     other_base.mkdir()
-    config = json.loads((lm.resolve_base_model(cfg.model) / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((resolve_lm(cfg.model.base, cfg.model.cache_dir) / "config.json").read_text(encoding="utf-8"))
     (other_base / "config.json").write_text(json.dumps({**config, "hidden_size": 128}), encoding="utf-8")
     moved = tmp_path / "adapter"
     shutil.copytree(adapter, moved)

@@ -444,6 +444,12 @@ def test_cli_serve_missing_index_exits_2_with_one_line(repo: Path, tmp_path: Pat
     assert "Traceback" not in proc.stderr
 
 
+def _default_sigint() -> None:
+    """Ctrl-C in a terminal reaches a process whose SIGINT is at its default; a suite started in the background
+    of a non-interactive shell runs with SIGINT ignored, which the child would inherit (and uvicorn restore)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_cli_serve_answers_and_stops_on_sigint(repo: Path, index_dir: Path, tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "serve.log"
@@ -451,7 +457,7 @@ def test_cli_serve_answers_and_stops_on_sigint(repo: Path, index_dir: Path, tmp_
         proc = subprocess.Popen(_krqa("serve", "--config", str(repo / "configs" / "tiny-test.yaml"), "--set",
                                       f"index.dir={index_dir}", "--set", "index.dense.backend=none",
                                       "--set", "retrieval.mode=bm25", "--port", str(port)),
-                                stderr=log_file, stdout=subprocess.DEVNULL)
+                                stderr=log_file, stdout=subprocess.DEVNULL, preexec_fn=_default_sigint)
         try:
             base = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 180

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,23 +13,33 @@ from krqa.serving.batcher import MicroBatcher, QueueFull
 
 
 class Recorder:
-    """A batch function that records the batches it saw; ``gate`` holds it until released."""
+    """A batch function that records the batches it saw; ``gate`` holds it until released, ``entered`` tells the
+    test a call has reached the worker (so no test waits a guessed time for the dispatcher)."""
 
-    def __init__(self, delay: float = 0.0) -> None:
+    def __init__(self) -> None:
         self.calls: list[tuple[list[str], Hashable]] = []
-        self.delay = delay
+        self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
 
     def __call__(self, payloads: list[str], key: Hashable) -> list[str]:
-        self.gate.wait(10)
-        time.sleep(self.delay)
+        self.entered.set()
+        assert self.gate.wait(10), "the test never opened the gate"
         self.calls.append((list(payloads), key))
         return [f"{p}:{key}" for p in payloads]
 
 
 def _run(coro):
     return asyncio.run(coro)
+
+
+async def _until(condition, rounds: int = 10_000) -> None:
+    """Yield to the event loop until ``condition`` holds: the batcher's own steps, not a guessed wait."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
 
 
 async def _with_batcher(fn, body, **kw):
@@ -99,10 +108,9 @@ def test_full_queue_rejects_whole_submission() -> None:
 
     async def body(b: MicroBatcher) -> None:
         running = asyncio.ensure_future(b.submit(["first"], ["k"], 5))
-        await asyncio.sleep(0.2)  # the dispatcher has taken 'first' and is blocked in the worker
+        assert await asyncio.to_thread(rec.entered.wait, 10)  # the dispatcher has taken 'first' and is blocked in the worker
         queued = asyncio.ensure_future(b.submit(["a", "b"], ["k", "k"], 5))
-        await asyncio.sleep(0)
-        assert b.qsize() == 2
+        await _until(lambda: b.qsize() == 2)
         with pytest.raises(QueueFull):
             await b.submit(["c"], ["k"], 5)
         assert b.qsize() == 2
@@ -119,7 +127,7 @@ def test_timed_out_jobs_are_dropped_before_they_run() -> None:
 
     async def body(b: MicroBatcher) -> None:
         first = asyncio.ensure_future(b.submit(["first"], ["k"], 5))
-        await asyncio.sleep(0.2)
+        assert await asyncio.to_thread(rec.entered.wait, 10)
         with pytest.raises(TimeoutError):
             await b.submit(["late"], ["k"], 0.1)
         rec.gate.set()
@@ -164,10 +172,10 @@ def test_a_single_request_is_not_served_after_every_item_of_a_big_batch() -> Non
 
     async def body(b: MicroBatcher) -> None:
         big = asyncio.ensure_future(b.submit([f"b{i}" for i in range(12)], ["batch"] * 12, 5))
-        while b.qsize() != 8:
-            await asyncio.sleep(0.01)  # the first call (4 items) has started and holds the gate
+        assert await asyncio.to_thread(rec.entered.wait, 10)
+        await _until(lambda: b.qsize() == 8)  # the first call (4 items) has started and holds the gate
         single = asyncio.ensure_future(b.submit(["s"], ["single"], 5))
-        await asyncio.sleep(0.05)
+        await _until(lambda: b.qsize() == 9)
         rec.gate.set()
         await single
         await big

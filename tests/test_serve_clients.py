@@ -65,7 +65,7 @@ def test_completion_with_citations_equals_answer(client: Any, model: str, base: 
     assert content and resp.choices[0].finish_reason == "stop" and resp.model == model
     assert content == krqa_answer(base, DESC)["answer"]
     citations = resp.citations  # krqa's extension field, kept by the client's models
-    assert citations and set(citations[0]) >= {"title", "section", "url", "score", "chunk_id", "text"}
+    assert citations and set(citations[0]) >= {"title", "section", "url", "score", "doc_id", "text"}
     assert [c["index"] for c in citations] == list(range(1, len(citations) + 1))
     assert resp.usage.prompt_tokens > 0 and resp.usage.completion_tokens > 0
     assert resp.usage.total_tokens == resp.usage.prompt_tokens + resp.usage.completion_tokens

@@ -191,8 +191,9 @@ def test_answer_and_bm25_search_stay_fast_while_a_maximal_batch_runs(server: str
     print(f"usual /answer {usual_answer:.2f}s, during the batch {answer_s:.2f}s; "
           f"usual bm25 /search {usual_search:.3f}s, during {search_s:.3f}s")
     assert answer.status_code == 200 and search.status_code == 200, (answer.text, search.text)
+    # The property, without a clock: both were answered while the batch was still running (a bound such as
+    # "usual + 20 s" could not fail on the tiny model, whose whole batch takes less than that).
     assert busy, "the normal /answer waited for the whole batch"
-    assert answer_s < usual_answer + 20, (answer_s, usual_answer)
     assert search_s < max(20 * usual_search, usual_search + 3), (search_s, usual_search)
 
 

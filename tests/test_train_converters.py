@@ -10,8 +10,8 @@ import pytest
 from krqa.errors import InputError
 from krqa.qa.data import DESC, MC, SHORT
 from krqa.training.config import ExternalSet
-from krqa.training.converters import convert_etri_mrc, convert_kmmlu, convert_koalpaca, convert_tydiqa
-from krqa.training.external import examples_per_source, load_external, load_nikl
+from krqa.training.converters import convert_etri_mrc, convert_kmmlu, convert_koalpaca, convert_tydiqa, load_external
+from krqa.training.external import examples_per_source, load_nikl
 
 DATA = Path(__file__).parent / "data" / "external"
 

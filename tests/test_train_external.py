@@ -10,7 +10,8 @@ import pytest
 from krqa.errors import InputError
 from krqa.qa.data import MC, SHORT, QAItem
 from krqa.training.config import ExternalSet
-from krqa.training.external import convert_click, convert_squad, load_external, load_nikl, sample, training_targets
+from krqa.training.converters import convert_click, convert_squad, load_external
+from krqa.training.external import load_nikl, sample, training_targets
 
 
 def _write(path: Path, obj: object) -> Path:

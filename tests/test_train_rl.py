@@ -14,8 +14,7 @@ from krqa.qa.data import QAItem, load_items, save_items
 from krqa.training.grpo import difficulty_filter
 from krqa.training.preference import make_pair
 from krqa.training.rlconfig import CurriculumConfig, DpoConfig
-from krqa.training.rlplan import plan_rl
-from krqa.training.rlrun import train_rl
+from krqa.training.trainer import plan_run, train
 from krqa.training.sampling import Sample
 
 MC_Q = "설날 아침에 먹는 음식은? \\n 1\\t송편 2\\t떡국 3\\t팥죽 4\\t오곡밥"
@@ -98,21 +97,21 @@ def test_run_adapters_names_rows(tmp_path: Path) -> None:
 def test_no_dev_set(tiny_config, tmp_path: Path, stage: str) -> None:
     _fake_stage1(tmp_path / "run", "tiny-random")
     with pytest.raises(InputError, match=rf"train\.dev_file: a {stage} run needs a dev set") as err:
-        plan_rl(_cfg(tiny_config, tmp_path / "run", "train.dev_file=null"), stage)
+        plan_run(_cfg(tiny_config, tmp_path / "run", "train.dev_file=null"), stage)
     assert "\n" not in str(err.value)
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stage1"]
 
 
 def test_no_sft_adapter(tiny_config, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no SFT adapter to start dpo from; train first"):
-        plan_rl(_cfg(tiny_config, tmp_path / "run"), "dpo")
+        plan_run(_cfg(tiny_config, tmp_path / "run"), "dpo")
     assert not (tmp_path / "run").exists()
 
 
 def test_adapter_from_another_base(tiny_config, tmp_path: Path) -> None:
     _fake_stage1(tmp_path / "run", "meta-llama/Other-7B")
     with pytest.raises(InputError, match=r"adapter_config\.json: adapter belongs to base model 'meta-llama/Other-7B'"):
-        plan_rl(_cfg(tiny_config, tmp_path / "run"), "grpo")
+        plan_run(_cfg(tiny_config, tmp_path / "run"), "grpo")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["stage1"]
 
 
@@ -134,7 +133,7 @@ def test_rag_prompts_show_what_predict_shows(tiny_config, tmp_path: Path, tiny_b
     run = tmp_path / "run"
     _fake_stage1(run, "tiny-random")
     cfg = _cfg(tiny_config, run, f"index.dir={tiny_bm25_index}", "retrieval.mode=bm25", "predict.rag_types=[단답형, 서술형]")
-    plan = plan_rl(cfg, "dpo", rag=True)
+    plan = plan_run(cfg, "dpo", rag=True).inputs["dpo"]
     contexts = inference_contexts(plan)
     by_type = {t: [contexts[i.id] for i in plan.train_items if i.question_type == t] for t in ("선다형", "단답형", "서술형")}
     assert all(c == [] for c in by_type["선다형"])  # not in predict.rag_types
@@ -153,8 +152,6 @@ def test_rag_prompts_show_what_predict_shows(tiny_config, tmp_path: Path, tiny_b
 @pytest.fixture(scope="module")
 def sft_run(tiny_config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A short stage-1 run whose adapter DPO and GRPO start from."""
-    from krqa.training.trainer import train
-
     run = tmp_path_factory.mktemp("rl") / "sft"
     train(_cfg(tiny_config, run, "train.stage1.max_steps=4"), stage="1")
     return run
@@ -171,13 +168,13 @@ def test_dpo_end_to_end_and_resume(tiny_config, repo: Path, tmp_path: Path, sft_
     run = _copy(sft_run, tmp_path)
     assert json.loads((run / "metrics.json").read_text())["stage1"]["examples_by_source"] == {"train": 32}  # the stage-1 report
     sets = ("train.dpo.sampling.samples=2", "train.dpo.learning_rate=0.005", "train.dpo.epochs=2.0")
-    first = train_rl(_cfg(tiny_config, run, *sets, "train.dpo.max_steps=2"), "dpo")
+    first = train(_cfg(tiny_config, run, *sets, "train.dpo.max_steps=2"), stage="dpo")
     assert first["stages"]["dpo"]["steps"] == 2 and (run / "dpo" / "checkpoints" / "checkpoint-2" / "trainer_state.json").is_file()
     pairs = json.loads((run / "pairs-dpo.json").read_text(encoding="utf-8"))
     assert pairs["train"] and pairs["dev"] and all(p["chosen"] != p["rejected"] for p in pairs["train"])
     mtime = (run / "samples-dpo.json").stat().st_mtime_ns
 
-    train_rl(_cfg(tiny_config, run, *sets), "dpo", resume=True)
+    train(_cfg(tiny_config, run, *sets), stage="dpo", resume=True)
     rec = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["dpo"]
     assert rec["resumed_from"].endswith("checkpoint-2") and rec["samples"]["reused"]
     assert (run / "samples-dpo.json").stat().st_mtime_ns == mtime  # the samples were not drawn again
@@ -187,7 +184,7 @@ def test_dpo_end_to_end_and_resume(tiny_config, repo: Path, tmp_path: Path, sft_
     assert (run / "dpo" / "adapter" / "adapter_model.safetensors").is_file() and not (run / "dpo" / "adapter" / "ref").exists()
     assert json.loads((run / "dpo" / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
 
-    again = train_rl(_cfg(tiny_config, run, *sets), "dpo", resume=True)
+    again = train(_cfg(tiny_config, run, *sets), stage="dpo", resume=True)
     assert again["stages"]["dpo"]["skipped"]
 
     # krqa ablate --run: the DPO adapter is a row named after the stage it continued
@@ -218,9 +215,9 @@ def test_grpo_end_to_end_and_resume(tiny_config, repo: Path, tmp_path: Path, sft
     train_file = _small_train(repo, tmp_path)
     sets = (f"train.train_file={train_file}", "train.grpo.max_eval_items=4", "train.grpo.learning_rate=0.001",
             "train.grpo.curriculum={samples: 2, drop_always_right: true, drop_always_wrong: false}")
-    train_rl(_cfg(tiny_config, run, *sets, "train.grpo.max_steps=1"), "grpo")
+    train(_cfg(tiny_config, run, *sets, "train.grpo.max_steps=1"), stage="grpo")
     assert (run / "grpo" / "checkpoints" / "checkpoint-1").is_dir() and (run / "samples-grpo.json").is_file()
-    summary = train_rl(_cfg(tiny_config, run, *sets), "grpo", resume=True)
+    summary = train(_cfg(tiny_config, run, *sets), stage="grpo", resume=True)
     rec = json.loads((run / "metrics.json").read_text(encoding="utf-8"))["grpo"]
     assert rec["resumed_from"].endswith("checkpoint-1") and rec["steps"] > 1 and rec["curriculum"]["samples"]["reused"]
     assert rec["train_questions"] + rec["curriculum"]["always_right"] == 6
@@ -239,7 +236,7 @@ def test_grpo_curriculum_that_drops_everything(tiny_config, repo: Path, tmp_path
     run = _copy(sft_run, tmp_path)
     short_only = _small_train(repo, tmp_path, 4, ("단답형",))  # the random model never writes a gold 단답형 answer
     with pytest.raises(InputError, match=r"the curriculum dropped all 4 train questions \(0 always right, 4 always wrong") as err:
-        train_rl(_cfg(tiny_config, run, f"train.train_file={short_only}", "train.grpo.curriculum={samples: 2}"), "grpo")
+        train(_cfg(tiny_config, run, f"train.train_file={short_only}", "train.grpo.curriculum={samples: 2}"), stage="grpo")
     assert "\n" not in str(err.value) and not (run / "grpo").exists() and "grpo" not in json.loads((run / "metrics.json").read_text())
 
 
@@ -250,5 +247,5 @@ def test_nan_reward_stops_grpo(tiny_config, repo: Path, tmp_path: Path, sft_run:
     monkeypatch.setattr(AnswerScorer, "score", lambda self, items, completions: [float("nan")] * len(items))
     run = _copy(sft_run, tmp_path)
     with pytest.raises(KrqaError, match=r"reward 'official' is nan for item") as err:
-        train_rl(_cfg(tiny_config, run, f"train.train_file={_small_train(repo, tmp_path, 1)}", "train.grpo.max_eval_items=2"), "grpo")
+        train(_cfg(tiny_config, run, f"train.train_file={_small_train(repo, tmp_path, 1)}", "train.grpo.max_eval_items=2"), stage="grpo")
     assert "\n" not in str(err.value) and not (run / "grpo" / "adapter").exists()

@@ -12,8 +12,8 @@ import pytest
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
-from krqa.training.plan import make_plan
-from krqa.training.trainer import train
+from krqa.training.sft import dev_items
+from krqa.training.trainer import plan_run, train
 
 
 def _cfg(tiny_config, out: Path, *sets: str) -> KrqaConfig:
@@ -34,20 +34,20 @@ def test_empty_training_set(tiny_config, repo: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.json"
     empty.write_text("[]", encoding="utf-8")
     with pytest.raises(InputError, match=r"empty\.json: no training examples after filtering"):
-        make_plan(_cfg(tiny_config, tmp_path / "run", f"train.train_file={empty}"))
+        plan_run(_cfg(tiny_config, tmp_path / "run", f"train.train_file={empty}"))
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_base_model(tiny_config, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError) as err:
-        make_plan(_cfg(tiny_config, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
+        plan_run(_cfg(tiny_config, tmp_path / "run", f"model.base={tmp_path / 'no-such-model'}"))
     assert "\n" not in str(err.value) and "no-such-model" in str(err.value)
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_index_for_rag(tiny_config, repo: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"index not found.*krqa build-index --config configs/tiny-test\.yaml"):
-        make_plan(_cfg(tiny_config, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
+        plan_run(_cfg(tiny_config, tmp_path / "run", f"index.dir={tmp_path / 'noindex'}"), rag=True, config_path="configs/tiny-test.yaml")
 
 
 def test_stage2_needs_stage1(tiny_config, repo: Path, tmp_path: Path) -> None:
@@ -55,7 +55,7 @@ def test_stage2_needs_stage1(tiny_config, repo: Path, tmp_path: Path) -> None:
     index.mkdir()
     (index / "manifest.json").write_text("{}", encoding="utf-8")
     with pytest.raises(InputError, match=r"stage1/adapter: stage-1 adapter not found"):
-        make_plan(_cfg(tiny_config, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
+        plan_run(_cfg(tiny_config, tmp_path / "run", f"index.dir={index}"), rag=True, stage="2")
 
 
 def test_qlora_without_gpu(tiny_config, repo: Path, tmp_path: Path) -> None:
@@ -64,7 +64,7 @@ def test_qlora_without_gpu(tiny_config, repo: Path, tmp_path: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises(InputError, match=r"train\.qlora: 4-bit QLoRA needs a CUDA GPU"):
-        make_plan(_cfg(tiny_config, tmp_path / "run", "train.qlora=true"))
+        plan_run(_cfg(tiny_config, tmp_path / "run", "train.qlora=true"))
 
 
 def test_resume_onto_other_base(tiny_config, repo: Path, tmp_path: Path) -> None:
@@ -72,10 +72,10 @@ def test_resume_onto_other_base(tiny_config, repo: Path, tmp_path: Path) -> None
     (run / "stage1" / "adapter").mkdir(parents=True)
     (run / "stage1" / "adapter" / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "meta-llama/Other-7B"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"adapter_config\.json: adapter belongs to base model 'meta-llama/Other-7B'"):
-        make_plan(_cfg(tiny_config, run), resume=True)
+        plan_run(_cfg(tiny_config, run), resume=True)
     (run / "run.json").write_text(json.dumps({"base_model": "gguf:gemma3-270m"}), encoding="utf-8")
     with pytest.raises(InputError, match=r"run\.json: run was trained on base model 'gguf:gemma3-270m'"):
-        make_plan(_cfg(tiny_config, run), resume=True)
+        plan_run(_cfg(tiny_config, run), resume=True)
 
 
 def test_cli_bad_input_exit_code(repo: Path, tmp_path: Path) -> None:
@@ -194,8 +194,8 @@ def test_max_dev_items_keeps_the_first_of_each_type(tiny_config, tmp_path: Path)
     from krqa.qa.data import load_items
 
     cfg = _cfg(tiny_config, tmp_path / "run")
-    every = make_plan(cfg).dev_items
-    capped = make_plan(_cfg(tiny_config, tmp_path / "run", "train.max_dev_items=2")).dev_items
+    every = dev_items(plan_run(cfg))
+    capped = dev_items(plan_run(_cfg(tiny_config, tmp_path / "run", "train.max_dev_items=2")))
     assert len(every) == len(load_items(Path(cfg.train.dev_file)))
     assert Counter(i.question_type for i in capped) == {t: 2 for t in {i.question_type for i in every}}
     for qtype in {i.question_type for i in every}:

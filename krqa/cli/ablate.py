@@ -8,11 +8,11 @@ from typing import Annotated, Any, Optional
 import typer
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.errors import InputError
 
 
 def _adapters(specs: list[str] | None, base: bool, runs: list[Path] | None = None) -> dict[str, str | None]:
-    from krqa.ablation import run_adapters
-    from krqa.errors import InputError
+    from krqa.ablation import run_adapters  # start-up time: `krqa --help` imports every command module
 
     out: dict[str, str | None] = {"base": None} if base else {}
     for run in runs or []:
@@ -29,8 +29,6 @@ def _adapters(specs: list[str] | None, base: bool, runs: list[Path] | None = Non
 
 
 def _csv(text: str, cast: Any, flag: str) -> list[Any]:
-    from krqa.errors import InputError
-
     try:
         return [cast(x.strip()) for x in text.split(",") if x.strip()]
     except ValueError:
@@ -64,8 +62,7 @@ def ablate(
     paired bootstrap p-value against --baseline. Predictions are kept by fingerprint under --out, so a second run,
     or one after an interruption, answers only what is missing.
     """
-    from krqa import ablation
-    from krqa.errors import InputError
+    from krqa import ablation  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     if variants is not None:

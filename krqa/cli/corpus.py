@@ -25,8 +25,8 @@ def build_corpus(
     with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa
     chunk store (with corpus_report.json); it is replaced only when the new store is complete.
     """
-    from krqa.corpus.config import SourceConfig
-    from krqa.corpus.pipeline import build_chunks
+    from krqa.corpus.config import SourceConfig  # start-up time: `krqa --help` imports every command module
+    from krqa.corpus.pipeline import build_chunks  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None

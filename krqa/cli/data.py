@@ -26,7 +26,7 @@ def stats_cmd(
     Any malformed item (bad JSON, missing field, unknown type, duplicate id, 선다형 without options)
     stops with a one-line reason naming the file, item id and field, and exit code 2.
     """
-    from krqa.qa.data import load_items, stats
+    from krqa.qa.data import load_items, stats  # start-up time: `krqa --help` imports every command module
 
     get_config(config, overrides)
     results = [stats(load_items(f), f) for f in files]
@@ -67,8 +67,8 @@ def reading_set_cmd(
     """
     from collections import Counter
 
-    from krqa.qa.data import save_items
-    from krqa.qa.reading import make_items, read_squad, split_items
+    from krqa.qa.data import save_items  # start-up time: `krqa --help` imports every command module
+    from krqa.qa.reading import make_items, read_squad, split_items  # start-up time: `krqa --help` imports every command module
 
     get_config(config, overrides)
     questions = read_squad(squad)

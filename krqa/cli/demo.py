@@ -37,7 +37,7 @@ def demo(
     """
     from rich.console import Console
 
-    from krqa.demo import STEPS, run_demo
+    from krqa.demo import STEPS, run_demo  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     steps = step or list(STEPS)
@@ -61,7 +61,7 @@ def demo(
             section = f" > {ctx['section']}" if ctx.get("section") else ""
             console.print(f"   [cyan]{ctx['title']}{section}[/] [dim]({ctx['source']}, score {ctx['score']:.3f})[/] {ctx['text'][:90]}…")
     if report.comparison is not None:
-        from krqa.cli.ablate import print_table
+        from krqa.cli.ablate import print_table  # start-up time: `krqa --help` imports every command module
 
         console.rule("[bold]What retrieval adds (bundled questions)")
         print_table(report.comparison)

@@ -41,8 +41,8 @@ def eval_retrieval(
     NIKL: 단답형 = a # alternative occurs in the top-k passages; 선다형 = the gold option's text does (distractors'
     rate beside it); 서술형 = ROUGE-1 recall of the gold answer against the top-k passages concatenated.
     """
-    from krqa.index.evaluate import detect_qa_format
-    from krqa.wiring import open_index
+    from krqa.index.evaluate import detect_qa_format  # start-up time: `krqa --help` imports every command module
+    from krqa.wiring import open_index  # start-up time: `krqa --help` imports every command module
 
     ks = _ints(top_k, "--top-k")
     fmt = detect_qa_format(qa)
@@ -53,8 +53,8 @@ def eval_retrieval(
     if fmt == "nikl":
         _eval_nikl(qa, cfg, index, ks, mode_list, query, limit, json_out)
         return
-    from krqa.corpus.sources import squad_questions
-    from krqa.index.evaluate import evaluate_retrieval
+    from krqa.corpus.sources import squad_questions  # start-up time, as above
+    from krqa.index.evaluate import evaluate_retrieval  # start-up time, as above
 
     retriever = open_index(cfg, index)
     if max(ks) * 2 > cfg.retrieval.max_top_k:

@@ -27,8 +27,8 @@ def evaluate(
     id, or a question_type that differs, stops with a one-line error and exit code 2. A model metric that cannot be loaded offline is
     reported UNAVAILABLE with the reason, never as 0.
     """
-    from krqa.qa.data import load_items
-    from krqa.qa.scorer import score
+    from krqa.qa.data import load_items  # start-up time: `krqa --help` imports every command module
+    from krqa.qa.scorer import score  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides, {"evaluate.model_metrics": ("--no-model-metrics", False if no_model_metrics else None)})
     gold_items = load_items(gold, require_answers=True)

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, WorkersOpt, get_config, print_json
+from krqa.errors import InputError
 
 
 def build_index(
@@ -31,8 +32,7 @@ def build_index(
     (GPU actors when the cluster has GPUs), run on a Ray cluster. Every engine and worker count writes the
     same index.
     """
-    from krqa.errors import InputError
-    from krqa.index import build
+    from krqa.index import build  # start-up time: `krqa --help` imports every command module
 
     if engine not in ("local", "ray"):
         raise InputError(f"--engine {engine!r}: expected 'local' or 'ray'")
@@ -40,7 +40,7 @@ def build_index(
     out_dir = out.resolve() if out is not None else Path(cfg.index.dir)
     ray_engine = None
     if engine == "ray":
-        from krqa.index.ray_build import RayEngine
+        from krqa.index.ray_build import RayEngine  # start-up time: `krqa --help` imports every command module
 
         ray_engine = RayEngine(cfg.index.ray, address=ray_address)
     try:

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.errors import InputError
 
 
 def predict(
@@ -31,10 +32,9 @@ def predict(
     progress file from another input or other settings is refused). Raw generations, the passages used, prompt
     lengths and timings go to <output>.details.jsonl.
     """
-    from krqa.errors import InputError
-    from krqa.generation.predict import side_paths
-    from krqa.index.types import SearchParams
-    from krqa.wiring import run_predict
+    from krqa.generation.predict import side_paths  # start-up time: `krqa --help` imports every command module
+    from krqa.index.types import SearchParams  # start-up time: `krqa --help` imports every command module
+    from krqa.wiring import run_predict  # start-up time: `krqa --help` imports every command module
 
     for path in (output, *side_paths(output)):  # found now, not after hours of generation
         if path.is_dir():

@@ -24,7 +24,7 @@ def search(
     """Search the index with BM25, dense or hybrid retrieval."""
     import time
 
-    from krqa.wiring import open_index
+    from krqa.wiring import open_index  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     retriever = open_index(cfg, index)

@@ -24,8 +24,8 @@ def serve(
 
     Set KRQA_API_KEY to require 'Authorization: Bearer <key>' on everything except /health and /ready.
     """
-    from krqa.serving.server import run
-    from krqa.wiring import resolve_adapter
+    from krqa.serving.server import run  # start-up time: `krqa --help` imports every command module
+    from krqa.wiring import resolve_adapter  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides, {
         "serve.host": ("--host", host), "serve.port": ("--port", port), "serve.workers": ("--workers", workers),

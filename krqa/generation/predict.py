@@ -9,17 +9,17 @@ The submission and details files are only written (atomically) once every item h
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_path, sha256_file
+from krqa.fsutil import atomic_path, json_sha, sha256_file
 from krqa.generation.config import GenerationConfig, ModelConfig, PredictConfig
 from krqa.index.config import RetrievalConfig
 from krqa.index.manifest import IndexManifest
@@ -28,7 +28,7 @@ from krqa.qa.config import PromptConfig
 from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
 
 if TYPE_CHECKING:
-    from krqa.generation.answerer import AnswerResult
+    from krqa.generation.answerer import Answerer, AnswerResult
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,7 @@ def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig
         parts["retrieval"] = retrieval.model_dump()
         parts["search"] = [search.top_k, search.mode]
         parts["index"] = index_manifest.model_dump(mode="json", include={"created_at", "chunk_count", "encoder", "sources"}) if index_manifest else None
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return json_sha(parts)
 
 
 class ProgressLog:
@@ -155,15 +154,14 @@ def _record(item: QAItem, result: AnswerResult) -> dict[str, Any]:
 
 def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig,
             settings: PredictConfig, retrieval: RetrievalConfig, retriever: Retriever | None, adapter: str | None,
-            search: SearchParams = SearchParams(), limit: int | None = None, resume: bool = True, strict: bool = False) -> dict[str, Any]:
+            answerer: Callable[[], Answerer], search: SearchParams = SearchParams(), limit: int | None = None, resume: bool = True, strict: bool = False) -> dict[str, Any]:
     """Answer every item of ``input_path`` (the first ``limit``) and write the submission to ``output``; returns a
     summary for the CLI. ``retriever`` must be open when ``settings.rag`` is on, and ``search`` overrides its
-    top_k and mode; ``adapter`` is a directory or None. The model is loaded only when some item is not answered in
-    the progress file yet."""
+    top_k and mode; ``adapter`` is a directory or None (the fingerprint names it). ``answerer`` builds the Answerer
+    (the composition root's, on that retriever and adapter); it is called, and the model loaded, only when some item
+    is not answered in the progress file yet."""
     from tqdm.auto import tqdm
 
-    from krqa.generation.answerer import Answerer
-    from krqa.generation.generator import make_generator
     from krqa.log import progress_disabled
 
     started = time.perf_counter()
@@ -190,15 +188,13 @@ def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: G
     todo.sort(key=lambda i: (type_rank[i.question_type], len(i.question)))
 
     if todo:
-        generator = make_generator(model, generation, adapter=adapter or "")  # "": no adapter, even if configured
-        answerer = Answerer(retriever, generator, prompt=prompt, generation=generation, rag_types=settings.rag_types,
-                            min_score=retrieval.min_score)
+        answering = answerer()
         chunk = generation.batch_size * settings.progress_every
         bar = tqdm(total=len(selected), initial=resumed, desc="predict", unit="q", disable=progress_disabled())
         try:
             for s in range(0, len(todo), chunk):
                 part = todo[s : s + chunk]
-                results = answerer.answer_items(part, rag=rag, top_k=search.top_k, mode=search.mode)
+                results = answering.answer_items(part, rag=rag, top_k=search.top_k, mode=search.mode)
                 progress.append([_record(item, res) for item, res in zip(part, results, strict=True)])
                 bar.update(len(part))
         finally:

@@ -14,11 +14,9 @@ options and averaging each option's score over the orders.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import numpy as np
 
-Normalization = Literal["sum", "mean", "char", "calibrated", "pmi"]
 NORMALIZATIONS: tuple[str, ...] = ("sum", "mean", "char", "calibrated", "pmi")
 
 

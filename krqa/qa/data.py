@@ -7,7 +7,6 @@ newline, where both the newline and the tab are often the two-character escapes 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections import Counter
@@ -16,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_write_json
+from krqa.fsutil import atomic_write_json, read_json
 
 QuestionType = Literal["선다형", "단답형", "서술형"]
 QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
@@ -174,12 +173,7 @@ def load_json_array(path: str | os.PathLike[str]) -> list[Any]:
     p = Path(path)
     if not p.is_file():
         raise QAFormatError(f"{p}: file not found")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise QAFormatError(f"{p}: not valid UTF-8 at byte {exc.start}") from None
-    except json.JSONDecodeError as exc:
-        raise QAFormatError(f"{p}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    data = read_json(p, QAFormatError)
     if not isinstance(data, list):
         raise QAFormatError(f"{p}: expected a JSON array of items")
     return data

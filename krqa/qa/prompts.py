@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from krqa.errors import InputError
 from krqa.qa.config import DEFAULT_INSTRUCTIONS, PromptConfig
 from krqa.qa.data import MC, SHORT, QAItem
 
@@ -54,8 +55,6 @@ class PromptBuilder:
         self.context_header = variant.context_header if variant and variant.context_header is not None else cfg.context_header
         has_template = bool(getattr(tokenizer, "chat_template", None))
         if cfg.use_chat_template == "yes" and not has_template:
-            from krqa.errors import InputError
-
             raise InputError("prompt.use_chat_template=yes: the model's tokenizer has no chat template")
         self.use_chat = has_template and cfg.use_chat_template != "no"
         self._adds_bos: bool | None = None

@@ -15,7 +15,6 @@ it is evaluated on.
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from krqa.errors import InputError
+from krqa.squad import iter_squad
 from krqa.qa.data import MC, SHORT, QAItem
 
 N_OPTIONS = 4
@@ -46,25 +46,15 @@ def _norm(text: str) -> str:
 
 def read_squad(path: str | Path) -> list[ReadingQuestion]:
     """Questions with their first answer, in file order; malformed records are an error naming the article."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"{p}: not a readable SQuAD JSON file ({type(exc).__name__})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise InputError(f"{p}: field 'data': expected the SQuAD list of articles")
     out: list[ReadingQuestion] = []
-    for a, article in enumerate(data["data"]):
-        title = _norm(str(article.get("title", ""))) if isinstance(article, dict) else ""
-        if not title or not isinstance(article.get("paragraphs"), list):
-            raise InputError(f"{p}: data[{a}]: article without a title or paragraphs")
-        for para in article["paragraphs"]:
-            for qa in para.get("qas", []) if isinstance(para, dict) else []:
-                answers = [x.get("text", "") for x in qa.get("answers", []) if isinstance(x, dict)]
-                answer = _norm(str(answers[0])) if answers else ""
-                question = _norm(str(qa.get("question", "")))
-                if answer and question:
-                    out.append(ReadingQuestion(title, str(qa.get("id", f"{title}-{len(out)}")), question, answer, str(para.get("context", ""))))
+    for q in iter_squad(path):
+        title = _norm(q.article)
+        if not title:
+            raise InputError(f"{path}: data[{q.article_index}]: article without a title")
+        answer = _norm(q.answers[0]) if q.answers else ""
+        question = _norm(str(q.question or ""))
+        if answer and question:
+            out.append(ReadingQuestion(title, q.id if q.id is not None else f"{title}-{len(out)}", question, answer, q.context))
     return out
 
 

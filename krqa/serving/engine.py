@@ -8,7 +8,9 @@ from pathlib import PurePath
 from typing import Any, Protocol
 
 from krqa.config import KrqaConfig
+from krqa.errors import InputError
 from krqa.qa.data import QAItem
+from krqa.wiring import load_generator, make_answerer, open_index
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +45,6 @@ def load_engine(cfg: KrqaConfig) -> Engine:
 
     The retriever is required when ``predict.rag`` is on; with RAG off a missing index only disables /search.
     """
-    from krqa.errors import InputError
-    from krqa.generation.generator import make_generator
-    from krqa.wiring import make_answerer, open_index
-
     retriever = None
     try:
         retriever = open_index(cfg)
@@ -54,7 +52,7 @@ def load_engine(cfg: KrqaConfig) -> Engine:
         if cfg.predict.rag:
             raise
         log.warning("no index, /search disabled (RAG is off): %s", err)
-    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"backend": cfg.serve.backend}), cfg.model.adapter, streaming=True)
+    generator = load_generator(cfg, cfg.model.adapter, streaming=True, backend=cfg.serve.backend)
     answerer = make_answerer(cfg, retriever, generator)
     log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
     return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",

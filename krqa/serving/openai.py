@@ -91,7 +91,7 @@ class ChatRequest(BaseModel):
 
 class Citation(BaseModel):
     index: int = Field(description="1-based position of the passage in the prompt.")
-    chunk_id: str
+    doc_id: str = Field(description="Id of the document the passage comes from (as in /answer's contexts).")
     title: str
     section: str
     url: str
@@ -135,7 +135,7 @@ def _job(state: ServiceState, body: ChatRequest) -> tuple[Any, AnswerKey]:
 def _extras(result: Any, queue_ms: float, started: float, qtype: str) -> dict[str, Any]:
     """krqa's additions to a completion: citations, usage, the type answered and timings."""
     timings = result.timings_ms or {}
-    citations = [Citation(index=n, chunk_id=c.doc_id, title=c.title, section=c.section, url=c.url, score=c.score,
+    citations = [Citation(index=n, doc_id=c.doc_id, title=c.title, section=c.section, url=c.url, score=c.score,
                           source=c.source, text=c.text).model_dump()
                  for n, c in enumerate((Context.from_hit(h) for h in result.contexts), 1)]
     return {

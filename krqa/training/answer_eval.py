@@ -18,6 +18,8 @@ from transformers import TrainerCallback
 
 from krqa.config import KrqaConfig
 from krqa.qa.data import QAItem
+from krqa.qa.scorer import score
+from krqa.wiring import load_generator, make_answerer, open_index
 
 log = logging.getLogger(__name__)
 
@@ -34,14 +36,10 @@ class GenerateEvalCallback(TrainerCallback):
     def on_evaluate(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or model is None:
             return
-        from krqa.generation.generator import make_generator
-        from krqa.qa.scorer import score
-        from krqa.wiring import make_answerer, open_index
-
         was_training = model.training
         with tempfile.TemporaryDirectory(prefix="krqa-answer-eval-") as tmp:
             model.save_pretrained(tmp)
-            generator = make_generator(self.cfg.model, self.cfg.generation.model_copy(update={"backend": "transformers"}), tmp)
+            generator = load_generator(self.cfg, tmp, backend="transformers")
             retriever = open_index(self.cfg) if self.rag else None
             results = make_answerer(self.cfg, retriever, generator).answer_items(self.items, rag=self.rag)
             del generator, retriever

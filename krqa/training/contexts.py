@@ -7,40 +7,37 @@ them (index manifest, retrieval settings, the questions); a cache whose hash dif
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from krqa.fsutil import atomic_write_json, load_keyed_json
-from krqa.qa.data import QAItem
+from krqa.fsutil import atomic_write_json, json_sha, load_keyed_json
+from krqa.generation.answerer import gate
+from krqa.index.types import Hit, Retriever
+from krqa.qa.data import MC, QAItem
+from krqa.wiring import open_index
 
 if TYPE_CHECKING:
     from krqa.config import KrqaConfig
-    from krqa.index.types import Hit, Retriever
 
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
 
 
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str).encode("utf-8")).hexdigest()
-
-
 def items_hash(items: list[QAItem]) -> str:
     """Only what the query builder can read goes in: ids, types, keywords and question texts."""
-    return _sha([[i.id, i.question_type, i.topic_keyword, i.question] for i in items])
+    return json_sha([[i.id, i.question_type, i.topic_keyword, i.question] for i in items])
 
 
 def cache_key(manifest: dict[str, Any], retrieval: dict[str, Any], items: list[QAItem], top_k: int) -> dict[str, str]:
-    manifest_sha = _sha(manifest)
+    manifest_sha = json_sha(manifest)
     items_sha = items_hash(items)
     return {
         "index_manifest_sha256": manifest_sha,
         "items_sha256": items_sha,
-        "sha256": _sha({"format": CACHE_FORMAT, "manifest": manifest_sha, "items": items_sha, "retrieval": retrieval, "top_k": top_k}),
+        "sha256": json_sha({"format": CACHE_FORMAT, "manifest": manifest_sha, "items": items_sha, "retrieval": retrieval, "top_k": top_k}),
     }
 
 
@@ -50,8 +47,6 @@ def load_cache(path: Path, expected: str) -> dict[str, list[dict[str, Any]]] | N
 
 
 def _to_hits(raw: dict[str, list[dict[str, Any]]]) -> dict[str, list[Hit]]:
-    from krqa.index.types import Hit
-
     fields = set(Hit.__dataclass_fields__)
     return {item_id: [Hit(**{k: v for k, v in h.items() if k in fields}) for h in rows] for item_id, rows in raw.items()}
 
@@ -67,8 +62,6 @@ def retrieve_contexts(
     cfg: KrqaConfig, items: list[QAItem], cache_path: Path, top_k: int, retriever: Retriever | None = None
 ) -> tuple[dict[str, list[Hit]], dict[str, Any]]:
     """Hits per item id (top ``top_k``) and a record of the cache: its hashes and whether it was reused."""
-    from krqa.wiring import open_index
-
     retriever = retriever if retriever is not None else open_index(cfg)
     key = cache_key(retriever.manifest.to_json(), cfg.retrieval.model_dump(mode="json"), items, top_k)
     cached = load_cache(cache_path, key["sha256"])
@@ -81,3 +74,18 @@ def retrieve_contexts(
         raw = {item.id: [h.to_json() for h in hits] for item, hits in zip(items, results)}
         atomic_write_json(cache_path, {"format": CACHE_FORMAT, **key, "top_k": top_k, "contexts": raw}, indent=None)
     return _to_hits(raw), {**key, "path": str(cache_path), "reused": reused, "top_k": top_k, "items": len(items)}
+
+
+def usable_hits(cfg: KrqaConfig, hits: dict[str, list[Hit]], items: list[QAItem]) -> dict[str, list[Hit]]:
+    """What predict would put in each prompt: nothing for types outside ``predict.rag_types``, only passages at or
+    above ``retrieval.min_score``, and for 선다형 option scoring at most ``generation.mc_max_passages``."""
+    rag_types = set(cfg.predict.rag_types)
+    mc_cap = cfg.generation.mc_max_passages if cfg.generation.mc_mode == "score" else None
+
+    def usable(item: QAItem) -> list[Hit]:
+        if item.question_type not in rag_types:
+            return []
+        kept = gate(hits[item.id], cfg.retrieval.min_score)[0]
+        return kept[:mc_cap] if item.question_type == MC and mc_cap is not None else kept
+
+    return {i.id: usable(i) for i in items}

@@ -21,8 +21,9 @@ from krqa.generation.config import mc_answer_style
 from krqa.qa.data import QAItem
 from krqa.training.rewards import AnswerScorer, answer_reward, format_reward
 from krqa.training.rlconfig import CurriculumConfig
-from krqa.training.rlplan import RlPlan, inference_contexts, load_policy, sha
+from krqa.training.rlplan import RlPlan, inference_contexts, load_policy
 from krqa.training.sampling import Sample, build_prompts, sample_raw, score_samples
+from krqa.training.stage import StageContext, StageJob, StageSpec, shared_args
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +83,17 @@ def prepare_prompts(plan: RlPlan, tokenizer: Any, scorer: AnswerScorer) -> tuple
     return [_row(i, prompts[i.id]) for i in train_items], [_row(i, prompts[i.id]) for i in dev_items], info
 
 
-def train_grpo(plan: RlPlan) -> dict[str, Any]:
-    """Curriculum (optional), then GRPO; returns the stage record (also written to metrics.json)."""
-    from datasets import Dataset
+def prepare_grpo(ctx: StageContext, spec: StageSpec) -> StageJob:
+    """Curriculum (optional), then the GRPO trainer, for the stage runner."""
+    from datasets import Dataset  # start-up time: datasets and trl load torch and transformers
     from trl import GRPOConfig, GRPOTrainer
 
-    from krqa.generation.lm import load_tokenizer
-    from krqa.training.rlrun import common_args, run_stage
-
+    plan: RlPlan = ctx.plan.inputs[spec.name]
     cfg, tc, gc = plan.cfg, plan.cfg.train, plan.cfg.train.grpo
     unknown = set(gc.reward_weights) - set(REWARDS)
     if unknown:
         raise InputError(f"train.grpo.reward_weights: unknown reward(s) {', '.join(sorted(unknown))}; expected {', '.join(REWARDS)}")
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = ctx.tokenizer
     scorer = AnswerScorer(cfg.generation, cfg.evaluate.rouge_tokenizer)
     train_rows, dev_rows, info = prepare_prompts(plan, tokenizer, scorer)
     # a batch holds whole groups: round the per-device batch up to a multiple of num_generations
@@ -103,10 +102,8 @@ def train_grpo(plan: RlPlan) -> dict[str, Any]:
     vllm = use_vllm(gc.use_vllm)
     weights = [gc.reward_weights.get(name, 0.0) for name in REWARDS]
     info.update(batch_completions=batch, max_completion_length=max_tokens, vllm=vllm, reward_weights=dict(zip(REWARDS, weights)))
-    fingerprint = sha({"train": train_rows, "dev": dev_rows, "grpo": gc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
-                       "batch": [batch, tc.grad_accum, tc.seed], "max_tokens": max_tokens, "init": plan.data_hashes["init_adapter"]})
     args = GRPOConfig(
-        **{**common_args(plan, plan.run.checkpoints("grpo"), "eval_reward", True), "per_device_eval_batch_size": batch},
+        **{**shared_args(ctx.plan, spec, "eval_reward", True), "per_device_eval_batch_size": batch},
         per_device_train_batch_size=batch,
         num_generations=gc.num_generations,
         max_completion_length=max_tokens,
@@ -126,5 +123,7 @@ def train_grpo(plan: RlPlan) -> dict[str, Any]:
         return GRPOTrainer(model=load_policy(plan), reward_funcs=rewards, args=args, train_dataset=Dataset.from_list(train_rows),
                            eval_dataset=Dataset.from_list(dev_rows), processing_class=tokenizer, callbacks=callbacks)
 
-    return run_stage(plan, fingerprint, make_trainer, info, "eval_reward", True,
-                     {"train_reward": "reward", "train_official": "rewards/official/mean", "train_format": "rewards/answer_format/mean"})
+    return StageJob(fingerprint={"train": train_rows, "dev": dev_rows, "batch": batch, "max_tokens": max_tokens}, make_trainer=make_trainer,
+                    has_dev=True, metric="eval_reward", greater_is_better=True,
+                    series={"train_reward": "reward", "train_official": "rewards/official/mean", "train_format": "rewards/answer_format/mean"},
+                    upstream=plan.init_adapter, base=plan.base_path, info={**info, "rag": plan.rag})

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from krqa.errors import InputError
+from krqa.generation.lm import load_model
+from krqa.model_location import resolve_lm
 
 if TYPE_CHECKING:
     from krqa.generation.config import ModelConfig
@@ -61,7 +63,6 @@ def peft_config(lora: LoraConfig) -> Any:
 
 def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision: str, base_path: Path | None = None) -> Any:
     """The frozen base model in the training dtype (4-bit when QLoRA); ``base_path`` overrides model.base."""
-    from krqa.generation.lm import load_model
 
     dtype = _DTYPES[precision]
     cfg = model_cfg.model_copy(update={"dtype": dtype, **({"base": str(base_path)} if base_path else {})})
@@ -69,8 +70,6 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
         return load_model(cfg, for_training=True)
     from peft import prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
-
-    from krqa.generation.lm import resolve_base_model
 
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
@@ -81,7 +80,7 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
     from accelerate import PartialState
 
     model = AutoModelForCausalLM.from_pretrained(
-        str(resolve_base_model(cfg)),
+        str(resolve_lm(cfg.base, cfg.cache_dir)),
         quantization_config=quant,
         dtype=getattr(torch, dtype),
         device_map={"": PartialState().local_process_index},

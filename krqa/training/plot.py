@@ -1,4 +1,5 @@
-"""``loss_curve.png``: train loss per logged step and dev loss per epoch; each stage (1, 2, DPO, GRPO) drawn after the one before."""
+"""``loss_curve.png``: train loss per logged step and dev loss per epoch; each stage of the stage table drawn after
+the one before, in the table's order, labels and colours."""
 
 from __future__ import annotations
 
@@ -7,28 +8,26 @@ from typing import Any
 
 from krqa.fsutil import atomic_path
 
-_COLORS = {"stage1": "tab:blue", "stage2": "tab:orange", "dpo": "tab:green", "grpo": "tab:red"}
-
-
-def plot_loss_curve(metrics: dict[str, Any], out: Path) -> Path | None:
-    """One axis over the global step of the whole run, so the stage-2 start is visible as a jump in context."""
+def plot_loss_curve(metrics: dict[str, Any], out: Path, stages: list[tuple[str, str, str]]) -> Path | None:
+    """One axis over the global step of the whole run, so the stage-2 start is visible as a jump in context;
+    ``stages`` is the table's ``(name, label, colour)`` in training order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    stages = [s for s in _COLORS if metrics.get(s, {}).get("train_loss")]
-    if not stages:
+    drawn = [(name, label, color) for name, label, color in stages if metrics.get(name, {}).get("train_loss")]
+    if not drawn:
         return None
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=110)
     offset = 0
-    for stage in stages:
+    for stage, label, color in drawn:
         rec = metrics[stage]
         train = rec["train_loss"]
-        ax.plot([offset + p["step"] for p in train], [p["loss"] for p in train], "-", color=_COLORS[stage], alpha=0.8, label=f"{stage} train")
+        ax.plot([offset + p["step"] for p in train], [p["loss"] for p in train], "-", color=color, alpha=0.8, label=f"{label} train")
         dev = rec.get("dev_loss") or []
         if dev:
-            ax.plot([offset + p["step"] for p in dev], [p["loss"] for p in dev], "o--", color=_COLORS[stage], markersize=5, label=f"{stage} dev (per epoch)")
+            ax.plot([offset + p["step"] for p in dev], [p["loss"] for p in dev], "o--", color=color, markersize=5, label=f"{label} dev (per epoch)")
         if offset:
             ax.axvline(offset, color="grey", linestyle=":", linewidth=1)
         offset += int(rec.get("steps") or (train[-1]["step"] if train else 0))

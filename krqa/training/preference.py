@@ -18,14 +18,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from krqa.errors import InputError
-from krqa.fsutil import atomic_write_json
+from krqa.fsutil import atomic_write_json, json_sha
 from krqa.generation.config import mc_answer_style
-from krqa.qa.data import DESC, MC, QAItem
-from krqa.training.external import training_targets
+from krqa.qa.data import DESC, QAItem
+from krqa.training.external import as_target, training_targets
 from krqa.training.rewards import AnswerScorer
 from krqa.training.rlconfig import DpoConfig
-from krqa.training.rlplan import RlPlan, inference_contexts, load_policy, sha
+from krqa.training.rlplan import RlPlan, inference_contexts, load_policy
 from krqa.training.sampling import Sample, build_prompts, sample_raw, score_samples
+from krqa.training.stage import StageContext, StageJob, StageSpec, shared_args
 
 log = logging.getLogger(__name__)
 
@@ -48,37 +49,35 @@ def _correct_at(item: QAItem, cfg: DpoConfig) -> float:
     return cfg.desc_min_chosen if item.question_type == DESC else 1.0
 
 
-def as_target(item: QAItem, answer: str, mc_style: str) -> str:
-    """A submitted answer in the form training targets take: a 선다형 option number becomes the option's text
-    when options are scored as text ('text'/'cloze'), so chosen and rejected differ in content, not in form."""
-    if item.question_type == MC and mc_style in ("text", "cloze") and answer.isdigit() and 1 <= int(answer) <= len(item.options):
-        return item.options[int(answer) - 1]
-    return answer
+def _as_target(item: QAItem, answer: str, mc_target: str) -> str:
+    """A submitted answer in the form training targets take, so chosen and rejected differ in content, not in form
+    (a number that is none of the options, which post-processing never submits, stays as it is)."""
+    return as_target(item, answer, mc_target) or answer
 
 
-def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, mc_style: str) -> tuple[Pair | None, str]:
+def make_pair(item: QAItem, prompt: str, samples: list[Sample], cfg: DpoConfig, mc_target: str) -> tuple[Pair | None, str]:
     """The pair for one question, or None and why not (recorded as counts in the run's metrics)."""
-    targets = training_targets(item, "first", mc_style)
+    targets = training_targets(item, "first", mc_target)
     if not targets:
         return None, "no usable gold answer"
     chosen, chosen_score, chosen_from = targets[0], 1.0, "gold"
     best = max(samples, key=lambda s: s.score, default=None)
     if cfg.chosen == "best" and best is not None and best.answer.strip() and best.score >= _correct_at(item, cfg):
-        chosen, chosen_score, chosen_from = as_target(item, best.answer, mc_style), best.score, "sample"
+        chosen, chosen_score, chosen_from = _as_target(item, best.answer, mc_target), best.score, "sample"
     # 선다형/단답형 score 0 or 1: any wrong answer is rejected; 서술형 needs a clear gap to the chosen answer.
     ceiling = chosen_score - cfg.margin if item.question_type == DESC else 0.0
-    wrong = [s for s in samples if s.score <= ceiling and as_target(item, s.answer, mc_style).strip() not in ("", chosen.strip())]
+    wrong = [s for s in samples if s.score <= ceiling and _as_target(item, s.answer, mc_target).strip() not in ("", chosen.strip())]
     if not wrong:
         return None, "no wrong sample"
     rejected = min(wrong, key=lambda s: (s.score, -len(s.answer)))
-    return Pair(item.id, prompt, chosen, as_target(item, rejected.answer, mc_style), chosen_score, rejected.score, chosen_from), "pair"
+    return Pair(item.id, prompt, chosen, _as_target(item, rejected.answer, mc_target), chosen_score, rejected.score, chosen_from), "pair"
 
 
-def build_pairs(items: list[QAItem], prompts: dict[str, str], scored: dict[str, list[Sample]], cfg: DpoConfig, mc_style: str) -> tuple[list[Pair], dict[str, int]]:
+def build_pairs(items: list[QAItem], prompts: dict[str, str], scored: dict[str, list[Sample]], cfg: DpoConfig, mc_target: str) -> tuple[list[Pair], dict[str, int]]:
     pairs: list[Pair] = []
     reasons: Counter[str] = Counter()
     for item in items:
-        pair, why = make_pair(item, prompts[item.id], scored[item.id], cfg, mc_style)
+        pair, why = make_pair(item, prompts[item.id], scored[item.id], cfg, mc_target)
         reasons[why] += 1
         if pair is not None:
             pairs.append(pair)
@@ -108,7 +107,7 @@ def prepare_pairs(plan: RlPlan, tokenizer: Any) -> tuple[list[Pair], list[Pair],
             for t in sorted({i.question_type for i in items})}
     info = {"samples": cache_info, "pairs": len(train), "dev_pairs": len(dev), "pair_outcomes": {"train": train_why, "dev": dev_why},
             "chosen_from": dict(Counter(p.chosen_from for p in train)), "sample_mean_score": mean}
-    atomic_write_json(plan.run.root / "pairs-dpo.json", {"sha256": sha([p.to_json() for p in train + dev]), "samples_sha256": cache_info["sha256"],
+    atomic_write_json(plan.run.root / "pairs-dpo.json", {"sha256": json_sha([p.to_json() for p in train + dev]), "samples_sha256": cache_info["sha256"],
                                                          "train": [p.to_json() for p in train], "dev": [p.to_json() for p in dev]}, indent=None)
     return train, dev, info
 
@@ -117,25 +116,21 @@ def _rows(pairs: list[Pair]) -> list[dict[str, str]]:
     return [{"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
 
 
-def train_dpo(plan: RlPlan) -> dict[str, Any]:
-    """Pairs, then DPO on them; returns the stage record (also written to metrics.json)."""
-    from datasets import Dataset
+def prepare_dpo(ctx: StageContext, spec: StageSpec) -> StageJob:
+    """Pairs, then the DPO trainer on them, for the stage runner."""
+    from datasets import Dataset  # start-up time: datasets and trl load torch and transformers
     from trl import DPOConfig, DPOTrainer
 
-    from krqa.generation.lm import load_tokenizer
-    from krqa.training.rlrun import common_args, run_stage
-
-    tokenizer = load_tokenizer(plan.cfg.model)
+    plan: RlPlan = ctx.plan.inputs[spec.name]
+    tokenizer = ctx.tokenizer
     train, dev, info = prepare_pairs(plan, tokenizer)
     dc, tc = plan.cfg.train.dpo, plan.cfg.train
-    fingerprint = sha({"pairs": _rows(train), "dev": _rows(dev), "dpo": dc.model_dump(mode="json", exclude={"epochs", "max_steps"}), "lora": tc.lora.model_dump(mode="json"),
-                       "batch": [tc.batch_size, tc.grad_accum, tc.seed], "init": plan.data_hashes["init_adapter"]})
     losses, weights = [dc.loss_type], [1.0]
     if dc.sft_weight:
         losses.append("sft")
         weights.append(dc.sft_weight)
     args = DPOConfig(
-        **common_args(plan, plan.run.checkpoints("dpo"), "eval_loss", False),
+        **shared_args(ctx.plan, spec, "eval_loss", False),
         per_device_train_batch_size=tc.batch_size,
         # No truncation: TRL cuts sequences at the end, which would drop the answer; the prompt is already held to
         # prompt.max_prompt_tokens by the prompt builder and the answers are short.
@@ -150,5 +145,6 @@ def train_dpo(plan: RlPlan) -> dict[str, Any]:
         return DPOTrainer(model=load_policy(plan), args=args, train_dataset=Dataset.from_list(_rows(train)),
                           eval_dataset=Dataset.from_list(_rows(dev)), processing_class=tokenizer, callbacks=callbacks)
 
-    return run_stage(plan, fingerprint, make_trainer, info, "eval_loss", False,
-                     {"reward_accuracy": "rewards/accuracies", "reward_margin": "rewards/margins"})
+    return StageJob(fingerprint={"pairs": _rows(train), "dev": _rows(dev)}, make_trainer=make_trainer, has_dev=True,
+                    series={"reward_accuracy": "rewards/accuracies", "reward_margin": "rewards/margins"},
+                    upstream=plan.init_adapter, base=plan.base_path, info={**info, "rag": plan.rag})

@@ -68,7 +68,7 @@ class AnswerScorer:
         return self.score_answers(items, self.answers(items, completions))
 
 
-def format_score(item: QAItem, completion: str, mc_style: str = "number") -> float:
+def format_score(item: QAItem, completion: str, mc_target: str = "number") -> float:
     """1.0 when the raw completion already has the answer's form, else 0.0.
 
     선다형: exactly an option number (or, when options are scored as text, exactly one option's text); 단답형: one
@@ -79,7 +79,7 @@ def format_score(item: QAItem, completion: str, mc_style: str = "number") -> flo
     if not text:
         return 0.0
     if item.question_type == MC:
-        if mc_style == "number" or not item.options:
+        if mc_target == "number" or not item.options:
             return float(is_option_answer(text, len(item.options) or 9))
         return float(text in [o.strip() for o in item.options])
     if item.question_type == SHORT:
@@ -118,11 +118,11 @@ def answer_reward(scorer: AnswerScorer) -> Callable[..., list[float]]:
     return official
 
 
-def format_reward(mc_style: str) -> Callable[..., list[float]]:
+def format_reward(mc_target: str) -> Callable[..., list[float]]:
     """A TRL reward function: :func:`format_score` of each raw completion."""
 
     def answer_format(prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
         items = _rows(kwargs, len(completions))
-        return check_finite([format_score(i, _text(c), mc_style) for i, c in zip(items, completions, strict=True)], "format", [i.id for i in items])
+        return check_finite([format_score(i, _text(c), mc_target) for i, c in zip(items, completions, strict=True)], "format", [i.id for i in items])
 
     return answer_format

@@ -6,11 +6,12 @@ Layout::
     run.json               git commit, krqa version, base model, data and context-cache hashes, command line
     contexts.json          stage-2 retrieval cache (see krqa.training.contexts)
     raft.json              per-example RAFT decisions of stage 2
-    stage1/adapter         best stage-1 LoRA adapter
-    stage1/checkpoints     trainer checkpoints (optimizer, scheduler, RNG, trainer_state.json) for --resume
-    stage2/adapter, stage2/checkpoints, stage2/merged_base (stage2_init=merge only)
-    metrics.json           per stage: loss history, best epoch, tokens, time
-    loss_curve.png         train and dev loss of both stages
+    <stage>/adapter        best LoRA adapter of each stage of the stage table (stage1, stage2, dpo, grpo)
+    <stage>/checkpoints    trainer checkpoints (optimizer, scheduler, RNG, trainer_state.json) for --resume
+    stage2/merged_base     the merged base of stage2_init=merge
+    samples-dpo.json, pairs-dpo.json, samples-grpo.json   DPO/GRPO sample caches and pairs
+    metrics.json           per stage: fingerprint, loss history, best epoch, tokens, time
+    loss_curve.png         train and dev loss of every stage trained
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from typing import Any
 
 from krqa import __version__
 from krqa.fsutil import atomic_write_json, atomic_write_text, sha256_file
-
-STAGES = ("stage1", "stage2")
-
 
 def git_commit(path: Path) -> dict[str, Any]:
     """The code version the run used; 'unknown' outside a git checkout (e.g. an installed wheel)."""
@@ -56,9 +54,6 @@ class RunDir:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    def stage(self, name: str) -> Path:
-        return self.root / name
 
     def adapter(self, name: str) -> Path:
         return self.root / name / "adapter"

@@ -14,11 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from krqa.fsutil import atomic_write_json, load_keyed_json
+from krqa.fsutil import atomic_write_json, json_sha, load_keyed_json
+from krqa.generation.config import mc_answer_style
+from krqa.qa.prompts import PromptBuilder
 from krqa.qa.data import QAItem
 from krqa.training.rewards import AnswerScorer
-from krqa.training.rlplan import RlPlan, generation_config, sha
+from krqa.training.rlplan import RlPlan, config_on_base
 from krqa.training.run import hash_path
+from krqa.wiring import load_generator
 
 log = logging.getLogger(__name__)
 
@@ -36,20 +39,17 @@ class Sample:
 
 def build_prompts(plan: RlPlan, items: list[QAItem], contexts: dict[str, list[Any]], tokenizer: Any) -> dict[str, str]:
     """Prompt text per item id, built exactly as ``predict`` builds it (same builder, passages and 선다형 style)."""
-    from krqa.generation.config import mc_answer_style
-    from krqa.qa.prompts import PromptBuilder
-
     builder = PromptBuilder(plan.cfg.prompt, tokenizer, mc_target=mc_answer_style(plan.cfg.generation))
     return {item.id: builder.build_prompt(item, contexts.get(item.id, [])).text for item in items}
 
 
 def sampling_key(plan: RlPlan, prompts: dict[str, str], n: int, temperature: float, top_p: float, seed: int) -> str:
     g = plan.cfg.generation
-    return sha({
+    return json_sha({
         "format": CACHE_FORMAT,
         "adapter": hash_path(plan.init_adapter),
         "base": str(plan.base_path) if plan.base_path == plan.run.merged_base() else plan.cfg.model.base,
-        "prompts": sha(sorted(prompts.items())),
+        "prompts": json_sha(sorted(prompts.items())),
         "max_new_tokens": g.max_new_tokens.model_dump(),
         "desc_min_new_tokens": g.desc_min_new_tokens,
         "repetition_penalty": g.repetition_penalty,
@@ -75,10 +75,7 @@ def sample_raw(plan: RlPlan, items: list[QAItem], prompts: dict[str, str], n: in
     info = {"path": str(cache), "sha256": key, "samples_per_item": n, "items": len(items), "reused": cached is not None}
     if cached is not None:
         return cached, info
-    from krqa.generation.generator import make_generator
-
-    cfg = generation_config(plan)
-    generator = make_generator(cfg.model, cfg.generation.model_copy(update={"temperature": temperature, "top_p": top_p}), adapter=str(plan.init_adapter))
+    generator = load_generator(config_on_base(plan), str(plan.init_adapter), temperature=temperature, top_p=top_p)
     texts = [prompts[i] for i in ids]
     types = [i.question_type for i in items]
     out: dict[str, list[str]] = {i: [] for i in ids}

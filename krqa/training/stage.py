@@ -1,40 +1,101 @@
-"""One training stage on the transformers ``Trainer``: arguments, encoded data, the run itself and its record.
+"""The one stage runner: every training stage (SFT stage 1 and 2, DPO, GRPO, and any stage added to the table in
+:mod:`krqa.training.stages`) is trained, resumed, skipped and recorded here.
 
-Every stage (SFT stage 1 and 2, and any stage added later) goes through :func:`run_stage`, which gives it
-checkpoints for ``--resume``, gradient accumulation, mixed precision and multi-GPU / DeepSpeed through
-``accelerate launch`` without code of our own.
+A stage hands the runner a :class:`StageJob`: what its data and stage-specific settings are (for the
+fingerprint), how to build its transformers/TRL trainer, and which dev metric picks its best adapter. The runner
+gives it checkpoints for ``--resume``, early stopping on dev, the best adapter written atomically, the
+``metrics.json`` record with its loss history, and the skip of a stage that already finished on the same inputs.
+
+Skip-if-finished compares a fingerprint of the stage's data, the base model, the adapter it continues and its
+settings, not a step count: a changed training file retrains even when ``max_steps`` fixes the step count, and the
+record says which of the four changed. The stage's length (epochs, max_steps) is left out of the fingerprint, so a
+run cut short by ``max_steps`` continues from its checkpoint when asked to run longer.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from krqa.fsutil import atomic_dir
+from krqa.errors import KrqaError
+from krqa.fsutil import atomic_dir, json_sha
 from krqa.log import progress_disabled
 from krqa.training import lora
-from krqa.training.config import StageConfig, TrainConfig
-from krqa.training.data import PadCollator, TrainExample, count_tokens, encode_examples, pack
+from krqa.training.config import TrainConfig
 from krqa.training.plan import Plan
+from krqa.training.run import hash_path
 
 log = logging.getLogger(__name__)
 
+# TrainConfig fields every stage's training depends on (the stage's own section is added by the runner); the
+# others (paths, logging, checkpoint count, the other stages' sections) do not change what a stage learns.
+SHARED_SETTINGS = ("lora", "qlora", "batch_size", "grad_accum", "max_seq_len", "scheduler", "warmup_ratio", "weight_decay",
+                   "gradient_checkpointing", "packing", "group_by_length", "early_stopping_patience", "seed")
+LENGTH_FIELDS = ("epochs", "max_steps")
+# The parts of the fingerprint, in the words a retraining message uses for them.
+PARTS = {"data": "its data", "settings": "its settings", "base": "the base model", "upstream": "the adapter it continues"}
 
-def planned_steps(n_examples: int, tc: TrainConfig, stage_cfg: StageConfig, world_size: int) -> int:
-    """The optimizer steps the Trainer will plan (same arithmetic), used to tell a finished stage from a cut one."""
-    if stage_cfg.max_steps > 0:
-        return int(stage_cfg.max_steps)
-    batches = math.ceil(n_examples / (tc.batch_size * world_size))
-    per_epoch = batches // tc.grad_accum + int(batches % tc.grad_accum > 0)
-    return max(1, math.ceil(stage_cfg.epochs * per_epoch))
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One row of the stage table: everything the planner, runner, plot, ablation and CLI need to know.
+
+    ``settings`` picks the stage's config section (it must have ``epochs``, ``learning_rate``, ``max_steps``);
+    ``check`` runs the stage's input checks before any model loads (it may load inputs into the plan);
+    ``prepare`` builds the :class:`StageJob` once the stages before it have run; ``cli`` is the ``--stage`` value
+    that selects it alone; ``color`` is its colour in the loss curve; ``label_after_upstream`` names its
+    ablation row after the adapter it continued ('stage 2 + DPO', 'stage 1 + DPO').
+    """
+
+    name: str
+    label: str
+    cli: str
+    settings: Callable[[TrainConfig], Any]
+    check: Callable[[Plan], None]
+    prepare: Callable[[StageContext, StageSpec], StageJob]
+    color: str
+    label_after_upstream: bool = False
+
+
+@dataclass
+class StageContext:
+    """What every stage of one ``krqa train`` shares: the plan, the tokenizer and the prompt builder."""
+
+    plan: Plan
+    tokenizer: Any
+    builder: Any
+    mc_target: str
+    is_main: bool
+
+
+@dataclass
+class StageJob:
+    """A stage ready to train.
+
+    ``fingerprint`` holds the stage's data (or a hash of it) and any setting the stage derives outside its
+    section; ``make_trainer(callbacks)`` builds the trainer (model loading included); ``metric`` on dev chooses
+    the best checkpoint; ``series`` maps record keys to per-step log keys kept beside the loss (DPO's reward
+    accuracy, GRPO's rewards); ``upstream`` is the adapter it continues, ``base`` the base its adapter belongs to
+    when that is not ``model.base`` (the merged base of stage2_init=merge); ``info`` goes into the record as is.
+    """
+
+    fingerprint: dict[str, Any]
+    make_trainer: Callable[[list[Any]], Any]
+    has_dev: bool
+    metric: str = "eval_loss"
+    greater_is_better: bool = False
+    series: dict[str, str] = field(default_factory=dict)
+    callbacks: list[Any] = field(default_factory=list)
+    upstream: Path | None = None
+    base: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 def renamed_args(tc: TrainConfig) -> dict[str, Any]:
@@ -50,17 +111,18 @@ def renamed_args(tc: TrainConfig) -> dict[str, Any]:
     return {ckpt: tc.gradient_checkpointing, f"{ckpt}_kwargs": {"use_reentrant": False} if tc.gradient_checkpointing else None, **warmup}
 
 
-def shared_args(tc: TrainConfig, sc: Any, out_dir: Path, precision: str, metric: str | None, greater_is_better: bool | None) -> dict[str, Any]:
+def shared_args(plan: Plan, spec: StageSpec, metric: str | None, greater_is_better: bool | None) -> dict[str, Any]:
     """TrainingArguments fields that SFT and the TRL stages (whose configs subclass TrainingArguments) set alike:
     schedule, precision, per-epoch dev evaluation with the best checkpoint kept at the end (when ``metric`` is
     given), logging, seeds. Every precision field is set explicitly: TRL's configs default to bf16 and gradient
     checkpointing, which a CPU run must not inherit."""
     import torch
 
+    tc, sc = plan.cfg.train, spec.settings(plan.cfg.train)
     has_dev = metric is not None
     scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
     return {
-        "output_dir": str(out_dir),
+        "output_dir": str(plan.run.checkpoints(spec.name)),
         "per_device_eval_batch_size": tc.batch_size,
         "gradient_accumulation_steps": tc.grad_accum,
         "learning_rate": sc.learning_rate,
@@ -68,8 +130,8 @@ def shared_args(tc: TrainConfig, sc: Any, out_dir: Path, precision: str, metric:
         "max_steps": sc.max_steps,
         "lr_scheduler_type": scheduler,
         "weight_decay": tc.weight_decay,
-        "bf16": precision == "bf16",
-        "fp16": precision == "fp16",
+        "bf16": plan.precision == "bf16",
+        "fp16": plan.precision == "fp16",
         "use_cpu": not torch.cuda.is_available(),
         "eval_strategy": "epoch" if has_dev else "no",
         "save_strategy": "epoch",
@@ -88,129 +150,159 @@ def shared_args(tc: TrainConfig, sc: Any, out_dir: Path, precision: str, metric:
     }
 
 
-def training_args(tc: TrainConfig, sc: StageConfig, out_dir: Path, precision: str, has_dev: bool) -> Any:
-    from transformers import TrainingArguments
-
-    fields = TrainingArguments.__dataclass_fields__
-    # transformers 5 spells length grouping train_sampling_strategy='group_by_length', 4.x group_by_length=True
-    grouping = ({"train_sampling_strategy": "group_by_length" if tc.group_by_length else "random"} if "train_sampling_strategy" in fields
-                else {"group_by_length": tc.group_by_length})
-    return TrainingArguments(
-        **shared_args(tc, sc, out_dir, precision, "eval_loss" if has_dev else None, False if has_dev else None),
-        per_device_train_batch_size=tc.batch_size,
-        prediction_loss_only=True,
-        remove_unused_columns=False,
-        include_num_input_tokens_seen="non_padding",
-        **grouping,
-    )
+def fingerprint_parts(plan: Plan, spec: StageSpec, job: StageJob) -> dict[str, str]:
+    """A hash per part a finished stage depends on: data, settings, base model, the adapter it continues."""
+    tc = plan.cfg.train
+    section = spec.settings(tc).model_dump(mode="json", exclude=set(LENGTH_FIELDS))
+    shared = {k: getattr(tc, k) for k in SHARED_SETTINGS}
+    base = job.base if job.base is not None else plan.base_path
+    return {
+        "data": json_sha(job.fingerprint),
+        "settings": json_sha({"section": section, "train": shared, "precision": plan.precision}),
+        "base": json_sha({"name": plan.cfg.model.base, "path": str(base)}),
+        "upstream": hash_path(job.upstream) if job.upstream is not None else "",
+    }
 
 
-@dataclass
-class StageData:
-    train: list[dict[str, list[int]]]
-    dev: list[dict[str, list[int]]]
-    info: dict[str, Any]
+def retrain_reason(previous: dict[str, Any], parts: dict[str, str]) -> str | None:
+    """Why a stage that finished before is trained again on --resume (None: it may be kept)."""
+    if not previous.get("finished"):
+        return None
+    before = previous.get("fingerprint_parts")
+    if not isinstance(before, dict):
+        return "its record predates fingerprints"
+    changed = [PARTS[k] for k in PARTS if before.get(k) != parts[k]]
+    return " and ".join(changed) + " changed" if changed else None
 
 
-def encode_stage(tc: TrainConfig, builder: Any, tokenizer: Any, train_ex: list[TrainExample], dev_ex: list[TrainExample]) -> StageData:
-    """Prompt + target token ids of every example (packed when ``train.packing``), and counts for the record."""
-    train_enc, train_stats = encode_examples(builder.build_training_pair, tokenizer, train_ex, tc.max_seq_len, progress=not progress_disabled())
-    dev_enc, _ = encode_examples(builder.build_training_pair, tokenizer, dev_ex, tc.max_seq_len)
-    info = {"examples": len(train_ex), "dev_examples": len(dev_ex), "encode": train_stats.to_json(), **count_tokens(train_enc)}
-    if tc.packing:
-        train_enc = pack(train_enc, tc.max_seq_len)
-        info["packed_sequences"] = len(train_enc)
-    return StageData(train_enc, dev_enc, info)
-
-
-def _history(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    train = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h["loss"]} for h in log_history if "loss" in h]
-    dev = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h["eval_loss"]} for h in log_history if "eval_loss" in h]
-    return train, dev
+def history(log_history: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The logged values of ``key`` as ``{step, epoch, loss}`` points (train loss per logging step, dev per epoch)."""
+    return [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h[key]} for h in log_history if key in h]
 
 
 def _save_adapter(trainer: Any, target: Path, is_main: bool) -> None:
-    """Every process joins the save (DeepSpeed gathers sharded weights); only the main one writes, atomically."""
+    """Every process joins the save (DeepSpeed gathers sharded weights); only the main one writes, atomically.
+    TRL keeps DPO's frozen reference as a second adapter named 'ref'; the stage's adapter is 'default' only."""
     if is_main:
         with atomic_dir(target) as tmp:
             trainer.save_model(str(tmp))
+            shutil.rmtree(Path(tmp) / "ref", ignore_errors=True)
     else:
         trainer.save_model(str(target))
     trainer.accelerator.wait_for_everyone()
 
 
-def run_stage(plan: Plan, stage: str, data: StageData, tokenizer: Any, init_model: Callable[[], Any], upstream_retrained: bool,
-              callbacks: list[Any]) -> dict[str, Any]:
-    """Train one stage (or skip it when --resume finds it finished) and return its metrics record."""
+def run_stage(plan: Plan, spec: StageSpec, job: StageJob) -> dict[str, Any]:
+    """Train ``spec`` (or keep it when --resume finds it finished on the same inputs); write and return its record."""
     from accelerate import PartialState
     from transformers import EarlyStoppingCallback
 
-    from krqa.training.loss import AnswerLossTrainer
-
     state = PartialState()
-    run, tc = plan.run, plan.cfg.train
-    sc = tc.stage1 if stage == "stage1" else tc.stage2
-    target_steps = planned_steps(len(data.train), tc, sc, state.num_processes)
+    run, stage, tc = plan.run, spec.name, plan.cfg.train
+    sc = spec.settings(tc)
+    parts = fingerprint_parts(plan, spec, job)
+    fingerprint = json_sha(parts)
+    length = [sc.epochs, sc.max_steps]
     previous = run.metrics().get(stage, {})
-    fresh = plan.resume and not upstream_retrained
-    if fresh and previous.get("finished") and previous.get("planned_steps") == target_steps and (run.adapter(stage) / "adapter_config.json").is_file():
-        log.info("%s: already finished (%d steps), keeping %s", stage, target_steps, run.adapter(stage))
+    reason = retrain_reason(previous, parts) if plan.resume else None
+    if (plan.resume and reason is None and previous.get("finished") and previous.get("length") == length
+            and (run.adapter(stage) / "adapter_config.json").is_file()):
+        log.info("%s: already finished on the same data, base, adapter and settings; keeping %s", stage, run.adapter(stage))
         return {**previous, "skipped": True}
-    checkpoint = run.latest_checkpoint(stage) if fresh else None
-    if checkpoint is None:
-        if plan.resume:
-            log.info("%s: no checkpoint to resume from, training from the start", stage)
-        if state.is_main_process:
-            shutil.rmtree(run.checkpoints(stage), ignore_errors=True)
-        state.wait_for_everyone()
-    else:
-        log.info("%s: resuming from %s", stage, checkpoint)
+    if reason is not None:
+        log.warning("%s: retraining: %s since the finished run", stage, reason)
+    checkpoint = run.latest_checkpoint(stage) if plan.resume else None
+    if checkpoint is not None and previous.get("fingerprint") != fingerprint:
+        log.info("%s: the checkpoints are for other data, base, adapter or settings; training from the start", stage)
+        checkpoint = None
+    elif checkpoint is None and plan.resume:
+        log.info("%s: no checkpoint to resume from, training from the start", stage)
+    if checkpoint is None and state.is_main_process:
+        shutil.rmtree(run.checkpoints(stage), ignore_errors=True)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        run.write_stage_metrics(stage, {"finished": False, "fingerprint": fingerprint, "fingerprint_parts": parts, "length": length})
 
-    has_dev = bool(data.dev)
-    args = training_args(tc, sc, run.checkpoints(stage), plan.precision, has_dev)
-    model = init_model()
-    params = lora.trainable_summary(model)
-    log.info("%s: %d examples, %d planned steps, %d/%d trainable parameters", stage, len(data.train), target_steps, params["trainable_params"], params["total_params"])
-    callbacks = list(callbacks)
-    if has_dev and tc.early_stopping_patience > 0:
+    callbacks = list(job.callbacks)
+    if job.has_dev and tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
-    trainer = AnswerLossTrainer(
-        model=model,
-        args=args,
-        train_dataset=data.train,
-        eval_dataset=data.dev or None,
-        data_collator=PadCollator(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id, 8),
-        processing_class=tokenizer,
-        callbacks=callbacks,
-    )
+    trainer = job.make_trainer(callbacks)
+    params = lora.trainable_summary(trainer.model)
+    log.info("%s: %d/%d trainable parameters%s", stage, params["trainable_params"], params["total_params"],
+             f", resuming from {checkpoint}" if checkpoint else "")
     started = time.time()
-    with contextlib.redirect_stdout(sys.stderr):
-        result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    except (KrqaError, KeyboardInterrupt):
+        raise
+    except (OSError, RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise KrqaError(f"{stage} training failed in {run.root}: {type(exc).__name__}: {first} (re-run with --resume to continue from the last checkpoint)") from exc
     elapsed = time.time() - started
-    _save_adapter(trainer, run.adapter(stage), state.is_main_process)
-    train_hist, dev_hist = _history(trainer.state.log_history)
-    best = min(dev_hist, key=lambda p: p["loss"]) if dev_hist else None
-    record = {
+    target = run.adapter(stage)
+    _save_adapter(trainer, target, state.is_main_process)
+
+    log_history = trainer.state.log_history
+    train_hist, dev_hist = history(log_history, "loss"), history(log_history, "eval_loss")
+    best_key = job.metric if job.metric.startswith("eval_") else f"eval_{job.metric}"
+    dev_metric = [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "value": h[best_key]} for h in log_history if best_key in h]
+    best = (max if job.greater_is_better else min)(dev_metric, key=lambda p: p["value"]) if dev_metric else None
+    record: dict[str, Any] = {
         "finished": True,
-        "planned_steps": target_steps,
+        "fingerprint": fingerprint,
+        "fingerprint_parts": parts,
+        "length": length,
+        "retrained_because": reason,
+        "planned_steps": trainer.state.max_steps,
         "steps": trainer.state.global_step,
         "epochs": round(trainer.state.epoch or 0.0, 4),
-        "stopped_early": trainer.state.global_step < target_steps,
+        "stopped_early": trainer.state.global_step < trainer.state.max_steps,
         "resumed_from": str(checkpoint) if checkpoint else None,
+        "init_adapter": str(job.upstream) if job.upstream is not None else None,
         "train_loss": train_hist,
         "dev_loss": dev_hist,
+        "dev_metric": {"name": best_key, "greater_is_better": job.greater_is_better, "history": dev_metric},
         "best_epoch": best["epoch"] if best else None,
-        "best_dev_loss": best["loss"] if best else None,
+        "best_dev_loss": min((p["loss"] for p in dev_hist), default=None),
+        "best_dev_metric": best["value"] if best else None,
         "best_checkpoint": trainer.state.best_model_checkpoint,
-        "tokens_seen": int(trainer.state.num_input_tokens_seen),
+        "tokens_seen": int(getattr(trainer.state, "num_input_tokens_seen", 0) or 0),
         "time_s": round(elapsed, 2),
         "train_runtime_s": round(result.metrics.get("train_runtime", elapsed), 2),
-        "adapter": str(run.adapter(stage)),
+        "adapter": str(target),
         "precision": plan.precision,
+        **{name: [{"step": h["step"], "value": h[key]} for h in log_history if key in h] for name, key in job.series.items()},
         **params,
-        **data.info,
+        **job.info,
     }
-    for cb in callbacks:
-        if hasattr(cb, "results") and cb.results:
-            record["eval_generate"] = cb.results
+    results = [r for cb in callbacks for r in getattr(cb, "results", None) or []]
+    if results:
+        record["eval_generate"] = results
+    if job.base is not None and job.base != plan.base_path and state.is_main_process:
+        lora.set_adapter_base(target, str(job.base))
+        record["base_for_adapter"] = str(job.base)
+    if state.is_main_process:
+        run.write_stage_metrics(stage, record)
     return record
+
+
+def stage_summary(record: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a person reads about a stage, from its metrics.json record (fresh or from an earlier run)."""
+    train = record.get("train_loss") or []
+    dev_metric = (record.get("dev_metric") or {}).get("name")
+    return {
+        "adapter": record.get("adapter"),
+        "skipped": bool(record.get("skipped")),
+        "retrained_because": record.get("retrained_because"),
+        "steps": record.get("steps"),
+        "first_train_loss": train[0]["loss"] if train else None,
+        "last_train_loss": train[-1]["loss"] if train else None,
+        "best_epoch": record.get("best_epoch"),
+        "best_dev_loss": record.get("best_dev_loss"),
+        "dev_metric": dev_metric,
+        "best_dev_metric": record.get("best_dev_metric"),
+        "init_adapter": record.get("init_adapter"),
+        "time_s": record.get("time_s"),
+        **({"base_for_adapter": record["base_for_adapter"]} if "base_for_adapter" in record else {}),
+    }

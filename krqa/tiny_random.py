@@ -1,21 +1,25 @@
 """``tiny-random``: a 2-layer Llama with a byte-level BPE tokenizer trained on the bundled Korean text, built
 offline in seconds and cached under a hash of its recipe; tests and CPU checks run on it instead of downloading a
 model.
+
+The tokenizer's text is ``corpus/tiny_random_text.json``: the sample questions, the cleaned sample dumps and the
+default prompt wording, written by ``scripts/tiny_random_text.py`` with krqa's own readers (a test checks it is
+current). Reading a file keeps this module below the corpus readers, so :mod:`krqa.model_location` can build the
+model without an import circle.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 from typing import Any
 
-from krqa.fsutil import atomic_dir, sha256_file
+from krqa.fsutil import atomic_dir, json_sha, sha256_file
 
 log = logging.getLogger(__name__)
 
-REPO_DIR = Path(__file__).resolve().parent.parent.parent
+REPO_DIR = Path(__file__).resolve().parent.parent
 TINY_RANDOM = "tiny-random"
 
 # The tiny model's recipe; any change (or a change of the text it is trained on) gives a new cache directory.
@@ -32,40 +36,17 @@ TINY_RECIPE: dict[str, Any] = {
     "seed": 0,
 }
 TINY_SPECIALS = ("<pad>", "<s>", "</s>")
-TINY_TEXT_FILES = ("corpus/sample_qa.json", "corpus/sample_kowiki.xml.bz2", "corpus/sample_namuwiki.json")
+TINY_TEXT = "corpus/tiny_random_text.json"
 
 
 def _tiny_texts() -> list[str]:
-    """Korean text to train the tiny tokenizer on: the bundled questions and sample dumps, whichever exist."""
-    texts: list[str] = []
-    qa = REPO_DIR / TINY_TEXT_FILES[0]
-    if qa.is_file():
-        for rec in json.loads(qa.read_text(encoding="utf-8")):
-            inp = rec.get("input", {})
-            texts += [str(inp.get(k, "")) for k in ("category", "domain", "topic_keyword", "question")]
-            texts.append(str(rec.get("output", {}).get("answer", "")))
-    from krqa.corpus.config import SourceConfig
-    from krqa.corpus.pipeline import iter_documents
-
-    for rel, fmt in ((TINY_TEXT_FILES[1], "mediawiki"), (TINY_TEXT_FILES[2], "namuwiki")):
-        if not (REPO_DIR / rel).is_file():
-            continue
-        try:
-            for doc in iter_documents(SourceConfig(path=str(REPO_DIR / rel), format=fmt)):
-                texts.append(doc.title)
-                texts += [t for _, t in doc.sections]
-        except Exception as exc:  # the tokenizer still trains on whatever text was read
-            log.warning("tiny-random: skipping %s (%s)", rel, exc)
-    from krqa.qa.config import DEFAULT_INSTRUCTIONS, DEFAULT_SYSTEM
-
-    texts += [DEFAULT_SYSTEM, *DEFAULT_INSTRUCTIONS.values(), "정답 질문 보기 참고 문서 답변"]
-    return [t for t in texts if t.strip()]
+    """Korean text to train the tiny tokenizer on (see the module docstring)."""
+    texts = json.loads((REPO_DIR / TINY_TEXT).read_text(encoding="utf-8"))
+    return [t for t in texts if isinstance(t, str) and t.strip()]
 
 
 def tiny_recipe_hash() -> str:
-    files = {rel: sha256_file(REPO_DIR / rel) for rel in TINY_TEXT_FILES if (REPO_DIR / rel).is_file()}
-    blob = json.dumps({"recipe": TINY_RECIPE, "text": files}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_sha({"recipe": TINY_RECIPE, "text": sha256_file(REPO_DIR / TINY_TEXT)})[:12]
 
 
 def build_tiny_random(root: Path) -> Path:
@@ -73,7 +54,7 @@ def build_tiny_random(root: Path) -> Path:
     target = root / f"{TINY_RANDOM}-{tiny_recipe_hash()}"
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
-    import torch
+    import torch  # start-up time: torch, tokenizers and transformers are needed only when the model is built
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
