@@ -82,11 +82,11 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str]) -> str:
     for row in report["rows"]:
         name = row["name"]
         acc = row["scores"]["선다형"]
-        elapsed = sum(p.get("elapsed_s", 0.0) for p in row["info"]["parts"].values())
-        delta = row.get("delta_vs_baseline")
-        d = f"{delta['mean']:+.3f} [{delta['lo']:+.3f}, {delta['hi']:+.3f}]" if delta else "baseline"
-        p = f"{row['p_value']:.3f}" if row.get("p_value") is not None else ""
-        lines.append(f"| {name} | {acc['mean']:.3f} [{acc['lo']:.3f}, {acc['hi']:.3f}] | {d} | {p} | {elapsed / n:.2f} | {costs[name]['peak_rss_gib']:.2f} |")
+        elapsed = sum(p.get("elapsed_s", 0.0) for p in row["parts"].values())
+        vs = row["vs_baseline"]
+        d = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else "baseline"
+        p = f"{vs['p_value']:.3f}" if vs else ""
+        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {elapsed / n:.2f} | {costs[name]['peak_rss_gib']:.2f} |")
     return "\n".join(lines) + f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question from ablate's predict timing (model load excluded), peak RSS of the whole ablate process.\n"
 
 
@@ -186,12 +186,11 @@ def lora(work: Path, args: argparse.Namespace) -> str:
                   "--set", f"train.stage1.max_steps={steps}", "--set", f"train.stage2.max_steps={steps}", "--set", "train.max_dev_items=2", "--resume"],
                  work / "time-lora.log")
     lines = ["| stage | steps | first loss | last loss | s / step |", "|---|--:|--:|--:|--:|"]
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     for stage in ("stage1", "stage2"):
-        metrics = json.loads((run_dir / stage / "metrics.json").read_text(encoding="utf-8"))
-        history = [h for h in metrics.get("history", []) if "loss" in h]
-        runtime = metrics.get("train_runtime") or metrics.get("train", {}).get("train_runtime")
-        lines.append(f"| {stage} | {len(history)} | {history[0]['loss']:.3f} | {history[-1]['loss']:.3f} | "
-                     f"{(runtime / len(history)) if runtime and history else float('nan'):.1f} |")
+        record = metrics[stage]
+        history = record["train_loss"]
+        lines.append(f"| {stage} | {record['steps']} | {history[0]['loss']:.3f} | {history[-1]['loss']:.3f} | {record['train_runtime_s'] / max(record['steps'], 1):.1f} |")
     return ("### LoRA on Qwen2.5-Coder-1.5B-Instruct (batch 1 × 4, seq ≤ 768)\n\n" + "\n".join(lines)
             + f"\n\nwhole run {cost['wall_s']:.0f} s (both stages, model loads, sample index), peak RSS {cost['peak_rss_gib']:.2f} GiB.\n")
 
