@@ -14,7 +14,7 @@ its output exists, so a killed run continues):
 6. CLIcK 선다형 (no retrieval; its passages are in the question): option scoring against generation with the base
    model, and what averaging four option orders buys when the options are listed.
 
-    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,nikl-desc,click]
+    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,nikl-desc,click,nikl-kowiki]
 
 Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown (ablation.md) under --work.
 """
@@ -164,6 +164,27 @@ def click(work: Path, args: argparse.Namespace) -> None:
     run("ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants), "--out", str(work / "ablate-click"))
 
 
+def nikl_kowiki(work: Path, args: argparse.Namespace) -> None:
+    """NIKL dev against the whole Korean Wikipedia (``--kowiki-index``, built with configs/kowiki-cpu.yaml), base
+    model: no-RAG, RAG without a floor, RAG above the floor calibrated on NIKL train (``--floor``, from
+    bench/calibrate_floor.py), and RAG for the types ``--rag-types`` names (also chosen on train)."""
+    if args.kowiki_index is None:
+        sys.exit("nikl-kowiki: pass --kowiki-index DIR (krqa build-index -c configs/kowiki-cpu.yaml)")
+    k = args.top_k
+    rows = [{"name": "base · no-RAG · score", "rag": False, "adapter": None, "top_k": None, "set": {}},
+            {"name": f"base · RAG k={k} · no floor", "rag": True, "adapter": None, "top_k": k, "set": {"retrieval.min_score": None}}]
+    if args.floor is not None:
+        rows.append({"name": f"base · RAG k={k} · floor {args.floor:g} (train)", "rag": True, "adapter": None, "top_k": k,
+                     "set": {"retrieval.min_score": args.floor}})
+    if args.rag_types:
+        types = [t.strip() for t in args.rag_types.split(",") if t.strip()]
+        rows.append({"name": f"base · RAG k={k} · only {'+'.join(types)} (train)", "rag": True, "adapter": None, "top_k": k,
+                     "set": {"retrieval.min_score": None, "predict.rag_types": types}})
+    variants = _write_variants(work / "variants-nikl-kowiki.yaml", rows)
+    run("ablate", "-c", "configs/kowiki-cpu.yaml", "--set", f"index.dir={args.kowiki_index}", "--qa", str(NIKL / "korean_culture_qa_V1.0_dev+.json"),
+        "--variants", str(variants), "--mc-mode", "score", "--out", str(work / "ablate-nikl-kowiki"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "quality")
@@ -173,9 +194,12 @@ def main() -> None:
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
+    parser.add_argument("--kowiki-index", type=Path, help="nikl-kowiki: the whole-Korean-Wikipedia index.")
+    parser.add_argument("--floor", type=float, help="nikl-kowiki: retrieval.min_score calibrated on NIKL train.")
+    parser.add_argument("--rag-types", help="nikl-kowiki: comma-separated types that get passages (chosen on NIKL train).")
     args = parser.parse_args()
     parts = {"reading": (reading, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),
-             "click": (click, CLICK)}
+             "click": (click, CLICK), "nikl-kowiki": (nikl_kowiki, NIKL)}
     chosen = [p.strip() for p in args.only.split(",")]
     for part in chosen:
         if part not in parts:
