@@ -22,7 +22,8 @@ from krqa.corpus.namuwiki import iter_namuwiki
 from krqa.corpus.parallel import PieceMap, accept_in_order, default_workers, pool_map
 from krqa.corpus.pieces import Piece, plan_pieces
 from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
-from krqa.corpus.store import write_chunks
+from krqa.corpus.store import REPORT_FILE, write_chunks
+from krqa.corpus.store import foreign_content as store_foreign_content
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_write_json, check_output_dir, sha256_file
 
@@ -34,7 +35,6 @@ READERS: dict[str, Callable[..., Iterator[Document | Skip]]] = {
     "jsonl": iter_jsonl,
     "squad": iter_squad,
 }
-REPORT_FILE = "corpus_report.json"
 MAX_LISTED_SKIPS = 50
 
 
@@ -161,7 +161,7 @@ def build_chunks(
     strict = corpus.strict if strict is None else strict
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
-    check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
+    check_output_dir(out_dir, store_foreign_content, "chunk store")
     reports: list[SourceReport] = []
     for source in sources:
         path = Path(source.path)
