@@ -25,10 +25,11 @@ from pathlib import Path
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.fileio import READ_ERRORS, Dump
 from krqa.corpus.mediawiki import _CLOSE, _END, _OPEN, DEFAULT_BASE, DEFAULT_MAX_PAGE_CHARS, _url_prefix, iter_pages, page_record
+from krqa.corpus.namuwiki import ITEM_START
 
 BLOCK = 1 << 20
 _BZ2_STREAM = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
-_JSON_ITEM = re.compile(rb"[\[,]\s*(?=\{\s*\")")
+_JSON_ITEM = re.compile(rb"[\[,]\s*(?=" + ITEM_START + rb")")
 
 
 @dataclass(frozen=True)
