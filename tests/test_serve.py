@@ -65,7 +65,7 @@ class GatedAnswerer:
         self.entered = threading.Event()
         self.finished = threading.Event()
 
-    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[Any]:
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None, **_: Any) -> list[Any]:
         self.entered.set()
         self.gate.wait(30)
         time.sleep(self.delay)
@@ -353,7 +353,7 @@ def test_load_failure_is_reported_without_details(repo: Path, index_dir: Path) -
 class FailingAnswerer:
     """Fault injection: generation crashes with a message that must stay in the server log."""
 
-    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[Any]:
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None, **_: Any) -> list[Any]:
         raise RuntimeError("CUDA blew up in /secret/model/path")
 
 
