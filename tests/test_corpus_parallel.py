@@ -12,7 +12,7 @@ import pytest
 from krqa.corpus.config import SourceConfig
 from krqa.corpus.document import Document
 from krqa.corpus.mediawiki import iter_mediawiki
-from krqa.corpus.pieces import plan_pieces
+from krqa.corpus.formats import plan_pieces
 from krqa.corpus.pipeline import build_chunks
 from krqa.corpus.store import load_chunks
 from krqa.errors import InputError

@@ -19,7 +19,7 @@ def build_corpus(
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
+    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL, SQuAD or wikiextractor output (a folder or one file) and write a chunk store.
 
     Bad pages are skipped and reported with their position; with --strict the first one stops the build
     with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa
@@ -38,7 +38,8 @@ def build_corpus(
     if (inside := enclosing_index(out_dir)) is not None:
         raise InputError(f"--out {out_dir}: inside the krqa index {inside}; build-corpus never writes into an index "
                          "(its manifest would no longer match), choose a directory outside it")
-    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model)
+    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model,
+                           bm25=cfg.index.bm25)
     if json_out:
         print_json(report.to_json())
         return
