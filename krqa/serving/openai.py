@@ -5,7 +5,9 @@ fields in the body (the client's ``extra_body``): ``question_type`` (guessed whe
 ``options`` (선다형), ``category``, ``domain``, ``top_k``, ``mode``. Answers come from the same Answerer, batcher,
 auth and limits as ``/answer``; with default ``max_tokens``/``temperature`` and the served model they are the
 same answers. The passages used come back as ``citations`` (in the stream, on the last chunk before
-``[DONE]``), with ``usage`` token counts.
+``[DONE]``), with ``usage`` token counts. Of OpenAI's request fields, ``max_tokens``, ``temperature``, ``top_p``,
+``stop`` and ``seed`` are honoured; the others that chat front-ends send by default are accepted and ignored
+(listed on :class:`ChatRequest`), and unknown fields are refused. ``GET /v1/models/{id}`` returns one model.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from krqa.errors import KrqaError
 from krqa.fsutil import atomic_dir
 from krqa.training import lora
 from krqa.training.rlplan import RlPlan
-from krqa.training.stage import shared_args
+from krqa.training.stage import shared_args, usual_modes_callback
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def run_stage(plan: RlPlan, fingerprint: str, make_trainer: Callable[[list[Any]]
         run.write_config(dump_config(plan.cfg))
         run.record_start(Path(plan.cfg.base_dir).resolve(), plan.cfg.model.base, str(plan.base_path), plan.data_hashes)
         run.write_stage_metrics(stage, {"finished": False, "fingerprint": fingerprint})
-    callbacks: list[Any] = []
+    callbacks: list[Any] = [usual_modes_callback()]
     if tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     trainer = make_trainer(callbacks)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from krqa.fsutil import atomic_dir
+from krqa.fsutil import atomic_dir, normalize_modes
 from krqa.log import progress_disabled
 from krqa.training import lora
 from krqa.training.config import StageConfig, TrainConfig
@@ -129,6 +129,20 @@ def _history(log_history: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], l
     return train, dev
 
 
+def usual_modes_callback() -> Any:
+    """A Trainer callback that gives each saved checkpoint the usual modes (0644/0755 under umask 022): the
+    Trainer writes checkpoints itself, and safetensors leaves its files 0600."""
+    from transformers import TrainerCallback
+
+    class UsualModes(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir():
+                normalize_modes(checkpoint)
+
+    return UsualModes()
+
+
 def _save_adapter(trainer: Any, target: Path, is_main: bool) -> None:
     """Every process joins the save (DeepSpeed gathers sharded weights); only the main one writes, atomically."""
     if is_main:
@@ -171,7 +185,7 @@ def run_stage(plan: Plan, stage: str, data: StageData, tokenizer: Any, init_mode
     model = init_model()
     params = lora.trainable_summary(model)
     log.info("%s: %d examples, %d planned steps, %d/%d trainable parameters", stage, len(data.train), target_steps, params["trainable_params"], params["total_params"])
-    callbacks = list(callbacks)
+    callbacks = [*callbacks, usual_modes_callback()]
     if has_dev and tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     trainer = AnswerLossTrainer(
