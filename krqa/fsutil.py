@@ -19,7 +19,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,13 +83,32 @@ def replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def check_output_dir(target: str | os.PathLike[str], markers: Sequence[str], what: str) -> None:
-    """Refuse an output directory that krqa may not replace: the working directory, one of its parents or the
-    home directory, anything that is not a directory, and a non-empty directory without one of ``markers``
-    (the files that make it a krqa ``what``)."""
+OwnerCheck = Callable[[Path], str | None]
+"""Says why a non-empty directory is not wholly a krqa output of its kind (or None when it is): its marker file
+must parse as krqa's, and every file in it must be one krqa lists, so replacing it removes nothing else."""
+
+
+def unlisted_file(root: Path, listed: Collection[str]) -> str | None:
+    """The first file (or link) under ``root`` whose relative path is not in ``listed``."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        here = Path(dirpath)
+        links = [d for d in dirnames if (here / d).is_symlink()]
+        for name in sorted([*filenames, *links]):
+            rel = (here / name).relative_to(root).as_posix()
+            if rel not in listed:
+                return rel
+    return None
+
+
+def check_output_dir(target: str | os.PathLike[str], owner: OwnerCheck, what: str) -> None:
+    """Refuse an output directory that krqa may not replace: the filesystem root, the working directory, one of
+    its parents or the home directory, anything that is not a directory, and a non-empty directory that
+    ``owner`` does not recognise as wholly a krqa ``what``."""
     target = Path(target)
     resolved = target.resolve()
     cwd = Path.cwd().resolve()
+    if resolved == Path(resolved.anchor):
+        raise InputError(f"{target}: is the filesystem root; choose a new directory for the {what}")
     with contextlib.suppress(RuntimeError, KeyError):
         if resolved == Path.home().resolve():
             raise InputError(f"{target}: is the home directory; krqa never replaces it with a {what}")
@@ -101,8 +120,34 @@ def check_output_dir(target: str | os.PathLike[str], markers: Sequence[str], wha
         return
     if not target.is_dir():
         raise InputError(f"{target}: exists and is not a directory; refusing to replace it with a {what}")
-    if any(target.iterdir()) and not any((target / m).is_file() for m in markers):
-        raise InputError(f"{target}: not empty and not a krqa {what} (no {markers[0]}); refusing to replace it, choose a new or empty directory")
+    if any(target.iterdir()) and (problem := owner(target)) is not None:
+        raise InputError(f"{target}: not empty and not a krqa {what} ({problem}); refusing to replace it, choose a new or empty directory")
+
+
+def check_output_file(target: str | os.PathLike[str], what: str, example: str) -> None:
+    """Refuse, before any work, a file output that cannot be written: a directory (``example`` is the file name
+    suggested inside it), or a path below something that is not a directory."""
+    target = Path(target)
+    if target.is_dir():
+        raise InputError(f"{target}: is a directory; {what} names the file to write (e.g. {target / example})")
+    for parent in target.parents:
+        if parent.exists() or parent.is_symlink():
+            if not parent.is_dir():
+                raise InputError(f"{target}: {parent} is not a directory, so {what} cannot be created under it")
+            return
+
+
+def normalize_modes(root: Path) -> None:
+    """Give every file and directory under ``root`` the usual modes (0644/0755 under umask 022): libraries
+    that write through their own temporary files (safetensors does) leave 0600, which other users of a
+    service cannot read."""
+    fmode, dmode = file_mode(), dir_mode()
+    for dirpath, _, filenames in os.walk(root):
+        os.chmod(dirpath, dmode)
+        for name in filenames:
+            path = os.path.join(dirpath, name)
+            if not os.path.islink(path):
+                os.chmod(path, fmode | (os.stat(path).st_mode & 0o111 & dmode))
 
 
 @contextlib.contextmanager
@@ -140,6 +185,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     os.chmod(tmp, dir_mode())
     try:
         yield tmp
+        normalize_modes(tmp)
         replace_dir(tmp, target)
     finally:
         if tmp.exists():

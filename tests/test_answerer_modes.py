@@ -192,3 +192,42 @@ def test_descriptive_check_on_the_tiny_model(tiny_cfg, generator, items: list[QA
     one = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 1}), None, generator)
     for item, res in zip(desc, one.answer_items(desc, rag=False), strict=True):
         assert res.problem == desc_problem(res.answer, [one.builder.system, one.builder.instruction(item)])
+
+
+def test_an_abandoned_item_gets_no_descriptive_candidates(tiny_cfg, tiny_tokenizer, items: list[QAItem]) -> None:
+    """Before: a streamed 서술형 answer cut by its client's disconnect was judged not prose and up to
+    desc_candidates - 1 new candidates were sampled for nobody on the one generation thread (the next /answer
+    waited 38.7 s instead of 0.26 s). The same holds for a request that timed out (its sink is a CallOff)."""
+    from krqa.generation.generator import CallOff
+
+    desc = [i for i in items if i.question_type == "서술형"][:2]
+    scripted = _Scripted(tiny_tokenizer, ["설날 풍습 음식 차례", "설날은 음력 정월 초하루로, 차례를 지내고 떡국을 먹는 명절이다."])
+    gone, waiting = CallOff(), CallOff()
+    gone.close()
+    res = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(
+        desc, rag=False, partial=[gone, waiting])
+    assert scripted.seeds == [None, 8, 9]  # one greedy call for both, then candidates for the waiting item only
+    assert res[0].method == "generate" and res[0].problem == "section path"
+    assert res[1].method == "generate-candidate-3"
+
+
+def test_a_called_off_row_stops_generating(generator) -> None:
+    from krqa.generation.generator import CallOff, Decoding
+
+    prompt = "설날에 대해 설명하시오."
+    full = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24))[0]
+    off = CallOff()
+    off.close()
+    cut = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24), sinks=[off])[0]
+    assert full.new_tokens > 2 and cut.new_tokens <= 1, (full.new_tokens, cut.new_tokens)
+
+
+def test_stop_strings_end_the_answer(generator) -> None:
+    from krqa.generation.generator import Decoding
+
+    prompt = "설날에 대해 설명하시오."
+    full = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24))[0]
+    assert len(full.text) > 4
+    stop = full.text[2:4]
+    cut = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24, stop=(stop,)))[0]
+    assert cut.text == full.text[: full.text.find(stop)].strip()

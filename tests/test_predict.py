@@ -140,8 +140,20 @@ def test_output_that_is_a_directory_fails_before_any_generation(repo: Path, tmp_
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert lines == [f"krqa: error: {out}: is a directory; --output names the submission file to write (e.g. {out / 'submission.json'})"]
+    assert lines == [f"krqa: error: {out}: is a directory; --output names the file to write (e.g. {out / 'submission.json'})"]
     assert list(out.iterdir()) == []
+
+
+def test_output_below_a_file_is_a_one_line_error(repo: Path, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep", encoding="utf-8")
+    cmd = [sys.executable, "-m", "krqa", "predict", "--config", str(repo / "configs" / "tiny-test.yaml"), "--input",
+           str(repo / "corpus" / "sample_qa.json"), "--output", str(afile / "out.json"), "--no-rag"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"krqa: error: {afile / 'out.json'}: {afile} is not a directory, so --output cannot be created under it"]
+    assert afile.read_text(encoding="utf-8") == "keep"
 
 
 def test_rag_needs_an_index(tiny_config, repo: Path, sets: list[str], tmp_path: Path) -> None:

@@ -65,7 +65,7 @@ class GatedAnswerer:
         self.entered = threading.Event()
         self.finished = threading.Event()
 
-    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[Any]:
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None, **_: Any) -> list[Any]:
         self.entered.set()
         self.gate.wait(30)
         time.sleep(self.delay)
@@ -257,10 +257,65 @@ def test_oversized_body_is_413(client: httpx.Client) -> None:
     assert client.get("/health").status_code == 200
 
 
-def test_retriever_input_errors_are_422_not_500(client: httpx.Client) -> None:
+def test_retriever_input_errors_are_422_not_500(client: httpx.Client, index_dir: Path) -> None:
     # The test index has no dense side, so dense retrieval is a client error the retriever reports.
     resp = client.post("/search", json={"query": "설날", "mode": "dense"})
-    assert_error(resp, 422, "invalid_request")
+    assert_error(resp, 422, "invalid_request", "no dense vectors")
+    # Before: the message held the index's absolute path.
+    assert str(index_dir) not in resp.text and str(index_dir.parent) not in resp.text
+    answer = client.post("/answer", json={**MC_BODY, "mode": "dense"})
+    assert_error(answer, 422, "invalid_request")
+    assert str(index_dir.parent) not in answer.text
+
+
+def _raw_exchange(client: httpx.Client, payload: bytes) -> bytes:
+    """Send raw bytes to the server; everything it sends until it closes the connection (blocking reads: the
+    server's reply is the event waited for)."""
+    with socket.create_connection((client.base_url.host, client.base_url.port), timeout=30) as sock:
+        sock.sendall(payload)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_a_body_that_never_arrives_gets_408_and_the_connection_closes(repo: Path, index_dir: Path, engine: Engine) -> None:
+    """Before: the header deadline ended with the head and nothing bounded the body read, so four such sockets
+    held four connections (and, at serve.max_connections=4, made /health answer 503) for as long as they liked."""
+    with serving(tiny_config(repo, index_dir, "serve.body_timeout_s=1"), lambda cfg: engine) as c:
+        head = b"POST /answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"q"
+        with cf.ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: _raw_exchange(c, head), range(4)))
+            assert c.get("/health").status_code == 200
+        for raw in replies:  # recv returned b"": the server closed each connection after its 408
+            status, _, rest = raw.partition(b"\r\n")
+            assert status.startswith(b"HTTP/1.1 408"), raw[:200]
+            assert b"connection: close" in rest.lower()
+            assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"]["code"] == "request_timeout"
+        # A body that arrives in time is answered as usual.
+        assert c.post("/answer", json=MC_BODY).status_code == 200
+
+
+def test_browser_guards_host_content_type_and_headers(client: httpx.Client) -> None:
+    """DNS rebinding (another site's page under a name that resolves to 127.0.0.1) and no-cors POSTs from any
+    page were answered before; the page had no CSP, X-Frame-Options or nosniff."""
+    rebound = client.post("/search", json={"query": "설날"}, headers={"Host": "attacker.example:8000"})
+    assert_error(rebound, 421, "misdirected_request", "serve.allowed_hosts")
+    assert client.get("/health", headers={"Host": "10.0.0.7:8000"}).status_code == 200  # probes answer any Host
+    for host in ("localhost:1234", "127.0.0.1", "[::1]:8000"):
+        assert client.get("/metrics", headers={"Host": host}).status_code == 200, host
+    body = json.dumps({"query": "설날"}).encode()
+    for ctype in (None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"):
+        headers = {"content-type": ctype} if ctype else {}
+        assert_error(client.post("/search", content=body, headers=headers), 415, "unsupported_media_type")
+    assert client.post("/search", content=body, headers={"content-type": "application/json; charset=utf-8"}).status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'sha256-" in csp and "'unsafe-inline'" not in csp and "frame-ancestors 'none'" in csp
+    for resp in (page, client.get("/health"), rebound):
+        assert resp.headers["x-content-type-options"] == "nosniff" and resp.headers["x-frame-options"] == "DENY"
+    assert "webUrl(c.url)" in page.text  # the page itself keeps only http(s) links
 
 
 # --- auth, overload, timeouts, loading ---------------------------------------------------------------
@@ -353,7 +408,7 @@ def test_load_failure_is_reported_without_details(repo: Path, index_dir: Path) -
 class FailingAnswerer:
     """Fault injection: generation crashes with a message that must stay in the server log."""
 
-    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None) -> list[Any]:
+    def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None, **_: Any) -> list[Any]:
         raise RuntimeError("CUDA blew up in /secret/model/path")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
@@ -200,3 +201,40 @@ def test_items_of_a_timed_out_batch_request_are_never_run() -> None:
     _run(_with_batcher(rec, body, max_batch=4, max_wait_ms=0.0))
     # Only the call that had started when the request timed out ran; the other 8 items were dropped.
     assert [p for p, _ in rec.calls] == [["b0", "b1", "b2", "b3"], ["next"]]
+
+
+def test_a_cancelled_request_leaves_no_unretrieved_error() -> None:
+    """Before: a streaming client that disconnected cancelled asyncio.gather inside wait_for, which left a
+    CancelledError on the gathering future; asyncio logged it at ERROR ("_GatheringFuture exception was never
+    retrieved"), so any client could fill the error log."""
+    import gc
+
+    reported: list[dict] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        release = threading.Event()
+        pool = ThreadPoolExecutor(1)
+
+        def blocked(payloads: list[int], key: object) -> list[int]:
+            release.wait(10)
+            return payloads
+
+        batcher = MicroBatcher(blocked, pool, max_batch=4, max_wait_ms=0, queue_size=8)
+        batcher.start()
+        for _ in range(3):
+            task = loop.create_task(batcher.submit([1, 2], [None, None], 30))
+            await asyncio.sleep(0)  # the request is queued (and its first job taken)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        release.set()
+        await batcher.stop()
+        pool.shutdown(wait=True)
+        gc.collect()
+        await asyncio.sleep(0)
+
+    asyncio.run(main())
+    gc.collect()
+    assert not reported, [c.get("message") for c in reported]

@@ -124,6 +124,46 @@ def test_bad_requests_get_openai_errors(client: Any, model: str, base: str) -> N
         openai.OpenAI(base_url=f"{base}/v1", api_key="wrong", max_retries=0).models.list()
 
 
+def test_standard_openai_fields_are_accepted_and_stop_seed_top_p_honoured(client: Any, model: str) -> None:
+    """Before: top_p, presence_penalty, frequency_penalty, stop, seed, response_format, tools and logprobs were
+    refused with 422, and GET /v1/models/{id} was 404; SDK wrappers and chat front-ends send some by default."""
+    messages = [{"role": "user", "content": DESC["question"]}]
+    extra = {"question_type": "서술형", "topic_keyword": "설날"}
+    whole = client.chat.completions.create(model=model, messages=messages, extra_body=extra).choices[0].message.content
+    assert len(whole) > 4
+    tools = [{"type": "function", "function": {"name": "lookup", "parameters": {"type": "object", "properties": {}}}}]
+    resp = client.chat.completions.create(model=model, messages=messages, extra_body=extra, top_p=0.9, presence_penalty=0.0,
+                                          frequency_penalty=0.0, seed=5, response_format={"type": "text"}, tools=tools,
+                                          logprobs=False, user="u1", stop=[whole[2:4]])
+    assert resp.choices[0].message.content == whole[: whole.find(whole[2:4])].strip()
+    sampled = [client.chat.completions.create(model=model, messages=messages, extra_body=extra, temperature=1.0, top_p=0.9,
+                                              seed=11).choices[0].message.content for _ in range(2)]
+    assert sampled[0] == sampled[1]  # the same seed, the same sampled answer
+    assert client.models.retrieve(model).id == model
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("gpt-4o")
+    assert missing.value.code == "model_not_found"
+    with pytest.raises(openai.UnprocessableEntityError) as unknown:
+        client.chat.completions.create(model=model, messages=messages, extra_body={"not_a_field": 1})
+    assert unknown.value.param == "not_a_field"
+
+
+def test_options_are_one_line_each_and_count_towards_the_question_limit(client: Any, model: str) -> None:
+    """Before: an option holding '\\n2\\t…' added options of its own (the answer number no longer indexed the
+    client's list), and 1,500 + 9 x 200 characters were accepted against max_question_chars=2000."""
+    for bad in (["송편\n2\t가짜", "떡국"], ["송편\\n 2\\t가짜", "떡국"], ["송편", "떡\t국"]):
+        with pytest.raises(openai.UnprocessableEntityError) as err:
+            ask(client, model, MC["question"], options=bad)
+        assert err.value.param == "options" and "one line" in err.value.message
+    inline = "한국의 설날 아침에 먹는 음식은?\n 1\t송편 2\t떡국"
+    with pytest.raises(openai.UnprocessableEntityError) as twice:
+        ask(client, model, inline, question_type="선다형", options=["팥죽", "오곡밥"])
+    assert twice.value.param == "options"
+    with pytest.raises(openai.UnprocessableEntityError) as long:
+        ask(client, model, "가" * 1500, question_type="선다형", options=["나" * 200] * 9)
+    assert long.value.param == "messages.1.content" and "Question and options should have at most 2000 characters" in long.value.message
+
+
 # --- the page, in Chromium ------------------------------------------------------------------------------
 
 

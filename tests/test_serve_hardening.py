@@ -10,6 +10,7 @@ batch ran timed out (504 at 60 s) and BM25 /search waited behind long dense sear
 from __future__ import annotations
 
 import concurrent.futures as cf
+import hashlib
 import json
 import socket
 import statistics
@@ -29,7 +30,9 @@ from tests.test_index_build import small_config, write_corpus
 pytestmark = pytest.mark.slow
 
 HEADER_TIMEOUT_S = 2
+BODY_TIMEOUT_S = 2
 MAX_CONNECTIONS = 24
+PER_CLIENT = 8
 SHORT = {"question": "훈민정음을 창제한 조선의 왕은?", "question_type": "단답형", "topic_keyword": "훈민정음"}
 
 
@@ -59,7 +62,8 @@ def server(tiny_config, repo: Path, adapter: Path, tmp_path_factory: pytest.Temp
     log = (root / "serve.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "krqa", "serve", "-c", str(repo / "configs" / "tiny-test.yaml"),
                              "--set", f"index.dir={index}", "--set", f"serve.header_timeout_s={HEADER_TIMEOUT_S}",
-                             "--set", f"serve.max_connections={MAX_CONNECTIONS}", "--adapter", str(adapter), "--port", str(port)],
+                             "--set", f"serve.max_connections={MAX_CONNECTIONS}",
+                             "--set", f"serve.max_connections_per_client={PER_CLIENT}", "--set", f"serve.body_timeout_s={BODY_TIMEOUT_S}", "--adapter", str(adapter), "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -118,9 +122,23 @@ def test_bad_content_length_gets_the_json_error_shape(server: str) -> None:
         assert "malformed HTTP request" in payload["error"]["message"]
 
 
-def test_connections_over_the_limit_get_503(server: str) -> None:
+def _connect(server: str, source: str) -> socket.socket:
+    """A connection from ``source`` (any 127.x.y.z address is this machine's loopback), to be another client."""
     host, port = server.removeprefix("http://").split(":")
-    socks = [socket.create_connection((host, int(port)), timeout=10) for _ in range(MAX_CONNECTIONS + 4)]
+    return socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+
+
+def _reply(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_connections_over_the_limit_get_503(server: str) -> None:
+    # From three client addresses (PER_CLIENT each), so the total limit is what refuses the last four.
+    sources = [f"127.0.0.{2 + i // PER_CLIENT}" for i in range(MAX_CONNECTIONS)] + ["127.0.0.9"] * 4
+    socks = [_connect(server, source) for source in sources]
     try:
         refused = []
         for sock in socks[MAX_CONNECTIONS:]:
@@ -139,6 +157,26 @@ def test_connections_over_the_limit_get_503(server: str) -> None:
     assert httpx.get(f"{server}/health", timeout=10).status_code == 200  # slots come back when they close
 
 
+def test_one_client_cannot_take_every_connection_and_stalled_bodies_are_cut_off(server: str) -> None:
+    """Before: sockets that sent a head with Content-Length: 100 and three bytes of body held their connections
+    for as long as they liked (4 still open after 80 s), and at serve.max_connections=4 /health answered 503."""
+    head = b"POST /answer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"q"
+    stalled = [_connect(server, "127.0.0.10") for _ in range(PER_CLIENT)]
+    try:
+        for sock in stalled:
+            sock.sendall(head)
+        extra = _connect(server, "127.0.0.10")
+        _json_error(_reply(extra), 503, "too_many_client_connections")
+        extra.close()
+        assert httpx.get(f"{server}/health", timeout=10).status_code == 200  # other clients still get in
+        for sock in stalled:  # each stalled body is answered 408 and its connection closed
+            sock.settimeout(BODY_TIMEOUT_S + 20)
+            _json_error(_reply(sock), 408, "request_timeout")
+    finally:
+        for sock in stalled:
+            sock.close()
+
+
 def test_docs_are_offline_and_paths_stay_private(server: str, adapter: Path) -> None:
     docs = httpx.get(f"{server}/docs", timeout=10)
     assert docs.status_code == 200 and "/openapi.json" in docs.text
@@ -151,7 +189,10 @@ def test_docs_are_offline_and_paths_stay_private(server: str, adapter: Path) -> 
     assert answer.status_code == 200, answer.text
     for resp in (health, ready, answer):
         assert str(adapter.parent) not in resp.text and "secret-layout" not in resp.text
-    assert health.json()["adapter"] == "exp7/stage2/adapter" == answer.json()["adapter"]
+    for resp in (health, ready, answer):
+        assert "exp7" not in resp.text and "stage2" not in resp.text  # before: the last three path parts showed
+    public = f"adapter-{hashlib.sha256(str(adapter).encode()).hexdigest()[:8]}"
+    assert health.json()["adapter"] == public == answer.json()["adapter"]
 
 
 def _timed(fn, *args, **kwargs) -> tuple[httpx.Response, float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -106,6 +107,12 @@ def test_stage1_loss_goes_down_and_resume(tiny_config, repo: Path, tmp_path: Pat
     assert first["stages"]["stage1"]["steps"] == 2
     ckpt = run / "stage1" / "checkpoints" / "checkpoint-2"
     assert (ckpt / "trainer_state.json").is_file() and (ckpt / "optimizer.pt").is_file()
+    # safetensors writes 0600; checkpoints and adapters get the usual modes like every other output
+    from krqa.fsutil import file_mode
+
+    for root in (ckpt, run / "stage1" / "adapter"):
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in root.rglob("*.safetensors")}
+        assert modes and set(modes.values()) == {file_mode()}, modes
 
     cfg = _cfg(tiny_config, run)
     resumed = train(cfg, stage="1", resume=True)

@@ -14,7 +14,7 @@ def build_corpus(
     config: ConfigOpt = None,
     overrides: SetOpt = None,
     corpus: CorpusOpt = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: <index.dir>/chunks).", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (default: <index.dir>-chunks, beside the index, never inside it).", show_default=False)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Fail (exit 2) on the first bad page instead of skipping it.")] = False,
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
@@ -23,14 +23,21 @@ def build_corpus(
 
     Bad pages are skipped and reported with their position; with --strict the first one stops the build
     with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa
-    chunk store (with corpus_report.json); it is replaced only when the new store is complete.
+    chunk store (with corpus_report.json), and never inside a krqa index (the index's own chunk store would no
+    longer match its manifest); it is replaced only when the new store is complete.
     """
     from krqa.corpus.config import SourceConfig  # start-up time: `krqa --help` imports every command module
     from krqa.corpus.pipeline import build_chunks  # start-up time: `krqa --help` imports every command module
+    from krqa.errors import InputError  # start-up time: `krqa --help` imports every command module
+    from krqa.index.manifest import enclosing_index  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
-    out_dir = out if out is not None else Path(cfg.index.dir) / "chunks"
+    index_dir = Path(cfg.index.dir)
+    out_dir = out if out is not None else index_dir.with_name(index_dir.name + "-chunks")
+    if (inside := enclosing_index(out_dir)) is not None:
+        raise InputError(f"--out {out_dir}: inside the krqa index {inside}; build-corpus never writes into an index "
+                         "(its manifest would no longer match), choose a directory outside it")
     report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model,
                            bm25=cfg.index.bm25)
     if json_out:

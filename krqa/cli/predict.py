@@ -32,13 +32,13 @@ def predict(
     progress file from another input or other settings is refused). Raw generations, the passages used, prompt
     lengths and timings go to <output>.details.jsonl.
     """
+    from krqa.fsutil import check_output_file  # start-up time: `krqa --help` imports every command module
     from krqa.generation.predict import side_paths  # start-up time: `krqa --help` imports every command module
     from krqa.index.types import SearchParams  # start-up time: `krqa --help` imports every command module
     from krqa.wiring import run_predict  # start-up time: `krqa --help` imports every command module
 
     for path in (output, *side_paths(output)):  # found now, not after hours of generation
-        if path.is_dir():
-            raise InputError(f"{path}: is a directory; --output names the submission file to write (e.g. {output / 'submission.json'})")
+        check_output_file(path, "--output", "submission.json")
     cfg = get_config(config, overrides, {"predict.rag": ("--rag", rag), "generation.backend": ("--backend", backend)})
     report = run_predict(cfg, input_path, output, adapter=adapter, search=SearchParams(top_k, mode), limit=limit, resume=resume,
                          strict=strict, config_hint=str(config) if config else "<your config>")

@@ -10,6 +10,15 @@ import re
 from dataclasses import dataclass, field
 
 SECTION_SEP = " > "
+_WEB_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f/?#\\]+(?:[/?#][^\s\x00-\x1f\x7f]*)?", re.I)
+
+
+def web_url(url: str) -> str:
+    """``url`` when it is a plain http(s) URL with a host, else ``""``. Corpus URLs end up as links in the
+    service's page and in citations: a ``javascript:`` (or ``data:``, or a scheme hidden behind control
+    characters, which browsers strip) link from a dump would run script in the page's origin when clicked."""
+    url = url.strip()
+    return url if _WEB_URL.fullmatch(url) else ""
 
 
 @dataclass
@@ -23,6 +32,9 @@ class Document:
     url: str = ""
     sections: list[tuple[str, str]] = field(default_factory=list)
     footnotes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.url = web_url(self.url)
 
     @property
     def text(self) -> str:

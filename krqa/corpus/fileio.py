@@ -73,6 +73,15 @@ class Dump:
         self.close()
 
 
+def first_line(path: str | os.PathLike[str]) -> bytes:
+    """The whole first decompressed line of a file (a JSONL record can be any length); damaged input yields less."""
+    with Dump(path) as dump:
+        try:
+            return dump.stream.readline()
+        except READ_ERRORS:
+            return b""
+
+
 def peek(path: str | os.PathLike[str], size: int = 65536) -> bytes:
     """The first decompressed bytes of a file, for format detection; damaged input just yields less."""
     with Dump(path) as dump:

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from urllib.parse import quote
 
-from krqa.corpus.document import Document, Skip
+from krqa.corpus.document import Document, Skip, web_url
 from krqa.corpus.fileio import READ_ERRORS, Dump
 from krqa.corpus.wikitext import clean_wikitext
 
@@ -35,7 +35,7 @@ def url_prefix(header: bytes) -> str:
     match = _BASE.search(header)
     if not match:
         return DEFAULT_BASE
-    base = match.group(1).decode("utf-8", "replace").strip()
+    base = web_url(match.group(1).decode("utf-8", "replace").strip())
     cut = base.find("/wiki/")
     return base[: cut + len("/wiki/")] if cut >= 0 else DEFAULT_BASE
 

@@ -36,6 +36,7 @@ MACROS = frozenset(
 KEEP_BODY_BLOCKS = ("#!wiki", "#!folding")
 HEADER_SCAN = 400
 MAX_LINK_DEPTH = 3
+MACRO_NAME_SCAN = 32
 
 
 def _strip_comments(text: str) -> str:
@@ -109,15 +110,17 @@ def _link(content: str, depth: int) -> str:
     return target.split("#", 1)[0] if not target.startswith("#") else target[1:]
 
 
-def _macro(inner: str) -> str | None:
-    name, paren, args = inner.partition("(")
+def _macro(s: str, start: int, close: int) -> str | None:
+    """The rendering of the macro ``s[start:close]`` (``[목차]``, ``[br]``, ``[ruby(…)]`` …), or None when it is
+    not one; the name is read from at most :data:`MACRO_NAME_SCAN` characters, so a non-macro costs O(1)."""
+    name, paren, _ = s[start : min(close, start + MACRO_NAME_SCAN)].partition("(")
     key = name.strip().lower()
-    if key not in MACROS:
+    if key not in MACROS or (not paren and close > start + MACRO_NAME_SCAN):
         return None
     if key == "br":
         return "\n"
     if key == "ruby" and paren:
-        return args.rstrip(")").split(",", 1)[0]
+        return s[start:close].partition("(")[2].rstrip(")").split(",", 1)[0]
     return ""
 
 
@@ -151,11 +154,12 @@ def _inline(s: str, depth: int = 0) -> str:
                 out.append(_link(s[i:close], depth))
                 i = close + 2
         elif tok == "[":
+            # Only a bounded head of the text up to the closer is looked at unless it is consumed: with one ']'
+            # at the end of the page, slicing up to it at every '[' costs quadratic time ("[가" * N + "]").
             close = nxt("]", i)
-            inner = s[i:close] if close >= 0 else ""
-            if close >= 0 and inner.startswith("*"):
+            if close >= 0 and s.startswith("*", i):
                 i = close + 1
-            elif close >= 0 and (rendered := _macro(inner)) is not None:
+            elif close >= 0 and (rendered := _macro(s, i, close)) is not None:
                 out.append(rendered)
                 i = close + 1
             else:

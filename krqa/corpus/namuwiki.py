@@ -3,8 +3,10 @@
 A small byte-level scanner cuts the array into items (strings are skipped by one regular expression each,
 brackets counted outside them) and each item is decoded with ``json.loads``. Memory holds one item, and,
 unlike a streaming JSON parser that stops at the first error, the reader survives damage: a bad byte or a
-malformed item costs that item only. The scanner resynchronises at the next ``},{"`` (which cannot occur
-inside a JSON string, where quotes are escaped) and every later document is kept. Positions are byte
+malformed item costs that item only. After a bad byte the scan goes on from the item's end (bytes >= 0x80 never
+change where strings and brackets are); after other damage it resynchronises at the next ``,{"`` followed by one
+of an item's own keys (which cannot occur inside a JSON string, where quotes are escaped, and skips nested
+objects such as contributors), and every later document is kept. Positions are byte
 offsets of the bad item in the file (in the decompressed stream for .bz2/.gz input).
 """
 
@@ -30,9 +32,13 @@ _DISAMBIG = re.compile(r"\[include\(틀:동음이의")
 BLOCK = 1 << 20
 DEFAULT_MAX_PAGE_CHARS = 1_000_000
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*("?)|[\[\]{}]', re.S)
-_NEXT_ITEM = re.compile(rb',\s*(\{\s*")')
+ITEM_START = rb'\{\s*"(?:namespace|title|text|contributors)"'
+"""An item starts with one of a Namuwiki item's own keys, so a resync (and a piece cut) skips nested objects of
+other shapes, such as ``{"name": …}`` in an array of contributors."""
+_NEXT_ITEM = re.compile(rb",\s*(" + ITEM_START + rb")")
 _SPACE = b" \t\r\n"
 _BAD = object()
+_BAD_UTF8 = object()
 
 
 class _ReadError(Exception):
@@ -98,6 +104,20 @@ class _Scanner:
             if pos - start > limit:
                 return None
 
+    def boundary_after(self, end: int) -> bool:
+        """Whether ``buf[end:]`` continues the array: ``,`` then an object, or the closing ``]``."""
+        pos = self.skip_space(end)
+        if self.buf.startswith(b"]", pos):
+            return True
+        if not self.buf.startswith(b",", pos):
+            return False
+        return self.buf.startswith(b"{", self.skip_space(pos + 1))
+
+    def after_item(self, end: int) -> int:
+        """Where the next item (or the closing ``]``) starts, given a boundary after ``end``."""
+        pos = self.skip_space(end)
+        return self.skip_space(pos + 1) if self.buf.startswith(b",", pos) else pos
+
     def resync(self, pos: int) -> int | None:
         """Index of the next item start (``{"`` after ``},``) at or after ``pos``; None at end of stream."""
         while True:
@@ -137,8 +157,12 @@ def iter_namuwiki(path: str | os.PathLike[str], source: str = "namuwiki",
                 record = _BAD
                 if end is not None:
                     record = yield from _decode(scan.buf[pos:end], at, scan.base + pos, unit)
-                if record is _BAD:
-                    nxt = scan.resync(pos + 1)
+                if record is _BAD or record is _BAD_UTF8:
+                    # A bad byte (>= 0x80) cannot be a quote, backslash or bracket, so the scanner found the item's
+                    # true end: go on from there. Other damage can misplace the end (an unescaped quote flips what
+                    # is string and what is not), so the scan resyncs at the next item start instead.
+                    at_end = record is _BAD_UTF8 and end is not None and scan.boundary_after(end)
+                    nxt = scan.after_item(end) if at_end and end is not None else scan.resync(pos + 1)
                     if end is None:
                         reason = "truncated" if nxt is None and scan.eof else "malformed_json"
                         yield Skip(reason, at, "the file ends inside this item" if reason == "truncated" else "not a complete JSON object")
@@ -161,12 +185,12 @@ def iter_namuwiki(path: str | os.PathLike[str], source: str = "namuwiki",
 
 
 def _decode(raw: bytes, at: str, offset: int, unit: str) -> Generator[Skip, None, object]:
-    """The item as a Python object, or ``_BAD`` after yielding the Skip that says why."""
+    """The item as a Python object, or ``_BAD_UTF8`` / ``_BAD`` after yielding the Skip that says why."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         yield Skip("invalid_utf8", at, f"bad byte at {unit} {offset + exc.start}")
-        return _BAD
+        return _BAD_UTF8
     try:
         return json.loads(text)
     except ValueError as exc:

@@ -29,14 +29,14 @@ from pathlib import Path
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.fileio import READ_ERRORS, Dump, tree_files
 from krqa.corpus.mediawiki import DEFAULT_BASE, DEFAULT_MAX_PAGE_CHARS, DUMP_END, PAGE_CLOSE, PAGE_OPEN, dump_url_prefix, page_record
-from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.namuwiki import ITEM_START, iter_namuwiki
 from krqa.corpus.sources import iter_jsonl
 from krqa.corpus.wikiextractor import iter_file
 from krqa.errors import InputError
 
 BLOCK = 1 << 20
 _BZ2_STREAM = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
-_JSON_ITEM = re.compile(rb"[\[,]\s*(?=\{\s*\")")
+_JSON_ITEM = re.compile(rb"[\[,]\s*(?=" + ITEM_START + rb")")
 
 Reader = Callable[..., Iterator[Document | Skip]]
 """``reader(path, source=name, max_page_chars=n)``: a format's records of a whole source, in file order."""

@@ -23,7 +23,8 @@ from krqa.corpus.fileio import source_digest
 from krqa.corpus.formats import check_source, detect_format, plan_pieces
 from krqa.corpus.parallel import PieceMap, PieceResult, accept_in_order, chunk_spec, default_workers, local_map, make_chunker, pool_map
 from krqa.corpus.pieces import Piece
-from krqa.corpus.store import write_chunks
+from krqa.corpus.store import REPORT_FILE, write_chunks
+from krqa.corpus.store import foreign_content as store_foreign_content
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir
 from krqa.index.bm25_build import shard_name, write_shard
@@ -31,7 +32,6 @@ from krqa.index.config import BM25Config
 
 log = logging.getLogger(__name__)
 
-REPORT_FILE = "corpus_report.json"
 MAX_LISTED_SKIPS = 50
 
 
@@ -166,7 +166,7 @@ def build_chunks(
     strict = corpus.strict if strict is None else strict
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
-    check_output_dir(out_dir, (REPORT_FILE,), "chunk store")
+    check_output_dir(out_dir, store_foreign_content, "chunk store")
     reports: list[SourceReport] = []
     for source in sources:
         path = Path(source.path)

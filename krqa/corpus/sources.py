@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from krqa.corpus.document import Document, Skip, tidy
-from krqa.corpus.fileio import READ_ERRORS, Dump, peek
+from krqa.corpus.fileio import READ_ERRORS, Dump, first_line, peek
 from krqa.errors import InputError
 
 
@@ -27,9 +27,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     if head.startswith(b"["):
         return "namuwiki"
     if head.startswith(b"{"):
-        first = _json_object(head.split(b"\n", 1)[0])
-        if first is not None and "data" not in first:
+        # The whole first line, not the peek: a JSONL record over 64 KB cut at the peek would not parse.
+        first = _json_object(first_line(path).lstrip(b"\xef\xbb\xbf"))
+        if first is not None and not isinstance(first.get("data"), list):
             return "jsonl"
+        if first is None and ".jsonl" in name:
+            return "jsonl"  # a damaged first record: the JSONL reader skips it and goes on
         return "squad"
     for suffix, fmt in ((".xml", "mediawiki"), (".jsonl", "jsonl"), (".json", "namuwiki")):
         if suffix in name:
@@ -38,7 +41,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 
 
 def _json_object(line: bytes) -> dict | None:
-    """The line as a JSON object, or None: a one-line SQuAD file longer than the peek does not parse."""
+    """The line as a JSON object, or None (the first line of a pretty-printed SQuAD file, a damaged record)."""
     try:
         obj = json.loads(line)
     except ValueError:

@@ -5,10 +5,13 @@ One row per chunk; ``chunk_id`` equals the row number, which is what BM25 and FA
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
+
+from krqa.fsutil import unlisted_file
 
 CHUNK_COLUMNS: dict[str, str] = {
     "chunk_id": "int64",
@@ -27,6 +30,23 @@ that BM25 and the encoder see; ``char_start``/``char_end`` locate ``text`` insid
 
 
 STORE_FILE = "chunks.arrow"
+REPORT_FILE = "corpus_report.json"
+
+
+def foreign_content(root: Path) -> str | None:
+    """Why ``root`` is not wholly a krqa chunk store (see :data:`krqa.fsutil.OwnerCheck`), or None: its
+    ``corpus_report.json`` must parse as krqa's report, and nothing but the store and the report may be there."""
+    path = root / REPORT_FILE
+    try:
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return f"no {REPORT_FILE}"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return f"its {REPORT_FILE} is not a krqa corpus report"
+    if not isinstance(report, dict) or not isinstance(report.get("chunks"), int) or not isinstance(report.get("sources"), list):
+        return f"its {REPORT_FILE} is not a krqa corpus report"
+    extra = unlisted_file(root, {STORE_FILE, REPORT_FILE})
+    return None if extra is None else f"{extra} is not part of a chunk store"
 
 
 def _schema():

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig, mc_answer_style
-from krqa.generation.generator import DEFAULT_DECODING, Decoding, Generator, Sinks, TextSink
+from krqa.generation.generator import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
 from krqa.qa.data import DESC, MC, QAItem
@@ -64,15 +64,15 @@ class _Answering:
     """A sink of raw text in front of a sink of answers: what a client sees while the answer is generated is the
     post-processed text so far, the same cleaning the final answer gets."""
 
-    def __init__(self, item: QAItem, desc_max_chars: int, sink: TextSink) -> None:
-        self.item, self.desc_max_chars, self.sink = item, desc_max_chars, sink
+    def __init__(self, item: QAItem, desc_max_chars: int, sink: TextSink, stop: Sequence[str] = ()) -> None:
+        self.item, self.desc_max_chars, self.sink, self.stop = item, desc_max_chars, sink, stop
 
     @property
     def closed(self) -> bool:
         return self.sink.closed
 
     def update(self, text: str) -> None:
-        self.sink.update(postprocess(self.item, _OPEN_MARK.sub("", text), self.desc_max_chars))
+        self.sink.update(postprocess(self.item, _OPEN_MARK.sub("", cut_at_stop(text, self.stop)), self.desc_max_chars))
 
 
 class Answerer:
@@ -135,7 +135,8 @@ class Answerer:
 
     def _generate(self, items: list[QAItem], contexts: list[list[Hit]], decoding: Decoding, sinks: Sinks) -> list[AnswerResult]:
         prompts = [self.builder.build_prompt(item, ctx) for item, ctx in zip(items, contexts)]
-        answering = [_Answering(item, self.gen_cfg.desc_max_chars, sink) if sink is not None else None for item, sink in zip(items, sinks, strict=True)]
+        answering: list[TextSink | None] = [_Answering(item, self.gen_cfg.desc_max_chars, sink, decoding.stop) if sink is not None and not isinstance(sink, CallOff) else sink
+                                            for item, sink in zip(items, sinks, strict=True)]
         generations = self.generator.generate_timed([p.text for p in prompts], [i.question_type for i in items], decoding=decoding,
                                                     sinks=answering if any(answering) else None)
         method = ["generate-fallback" if i.question_type == MC and self.gen_cfg.mc_mode == "score" else "generate" for i in items]
@@ -144,18 +145,23 @@ class Answerer:
                          timings_ms={"generate": round(gen.ms, 3)}, prompt_tokens=prompt.n_tokens, new_tokens=gen.new_tokens, method=m)
             for item, ctx, prompt, gen, m in zip(items, contexts, prompts, generations, method, strict=True)
         ]
-        self._retry_descriptive(items, prompts, results, decoding)
+        self._retry_descriptive(items, prompts, results, decoding, sinks)
         return results
 
-    def _retry_descriptive(self, items: list[QAItem], prompts: list[Prompt], results: list[AnswerResult], decoding: Decoding) -> None:
+    def _retry_descriptive(self, items: list[QAItem], prompts: list[Prompt], results: list[AnswerResult], decoding: Decoding,
+                           sinks: Sinks) -> None:
         """Replace 서술형 answers that are not prose with the first prose one among sampled candidates (seeded);
-        when none is, the greedy answer stays and its problem is recorded."""
+        when none is, the greedy answer stays and its problem is recorded. An item whose sink has closed (its
+        client went away, or its request timed out) gets no candidates: its cut draft is not prose, and sampling
+        for nobody would hold the one generation thread for whole generations."""
         avoid = {i: [self.builder.system, self.builder.instruction(item)] for i, item in enumerate(items)}
         bad = {i: desc_problem(results[i].answer, avoid[i]) for i, item in enumerate(items) if item.question_type == DESC}
         bad = {i: why for i, why in bad.items() if why}
         for i, why in bad.items():
             results[i].problem = why
         for attempt in range(1, self.gen_cfg.desc_candidates):
+            for i in [i for i in bad if (sink := sinks[i]) is not None and sink.closed]:
+                del bad[i]
             if not bad:
                 return
             idx = sorted(bad)
@@ -163,8 +169,13 @@ class Answerer:
             # One prompt per call: a sampled batch depends on its neighbours and padding, and the same question
             # must get the same answer from predict's batches and from the server's micro-batches.
             seed = self.gen_cfg.seed + attempt
-            again = [self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed, decoding=decoding)[0] for i in idx]
-            for i, gen in zip(idx, again, strict=True):
+            again = []
+            for i in idx:
+                if (sink := sinks[i]) is not None and sink.closed:
+                    continue
+                stop = [CallOff(watch=sink)] if sink is not None else None
+                again.append((i, self.generator.generate_timed([prompts[i].text], [DESC], sample_seed=seed, decoding=decoding, sinks=stop)[0]))
+            for i, gen in again:
                 answer = postprocess(items[i], gen.text, self.gen_cfg.desc_max_chars)
                 results[i].timings_ms["generate"] = round(results[i].timings_ms["generate"] + gen.ms, 3)
                 if desc_problem(answer, avoid[i]) is None:

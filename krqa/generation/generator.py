@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -39,11 +40,16 @@ class Generation:
 @dataclass(frozen=True)
 class Decoding:
     """One request's changes to the configured decoding (the OpenAI-style endpoint's ``max_tokens``,
-    ``temperature`` and model choice). The default changes nothing, so answers equal ``krqa predict``'s."""
+    ``temperature``, ``top_p``, ``stop``, ``seed`` and model choice). The default changes nothing, so answers
+    equal ``krqa predict``'s. ``top_p`` and ``seed`` matter only when the answer is sampled; generation ends
+    before the first ``stop`` string."""
 
     max_new_tokens: int | None = None
     temperature: float | None = None
     use_adapter: bool = True
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
 
 
 DEFAULT_DECODING = Decoding()
@@ -60,6 +66,33 @@ class TextSink(Protocol):
 
 
 Sinks = Sequence[TextSink | None]
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first of the ``stop`` strings (OpenAI's ``stop``: the stop string is not returned)."""
+    cuts = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
+class CallOff:
+    """A row nobody streams that can still be called off: ``close()`` (from any thread) when its request is
+    abandoned (timed out, or its client went away); the row stops at its next token and gets no further
+    candidates. It takes no text, so generators do not decode for it. With ``watch`` it also closes when that
+    sink does (a sampled candidate of a streamed answer is not streamed, but stops with its stream)."""
+
+    def __init__(self, watch: TextSink | None = None) -> None:
+        self._event = threading.Event()
+        self._watch = watch
+
+    @property
+    def closed(self) -> bool:
+        return self._event.is_set() or (self._watch is not None and self._watch.closed)
+
+    def close(self) -> None:
+        self._event.set()
+
+    def update(self, text: str) -> None:
+        """Nobody reads the text of this row."""
 
 
 class Generator(ABC):
@@ -153,14 +186,21 @@ class TransformersGenerator(Generator):
         out: list[Generation | None] = [None] * len(prompts)
         g = self.gen_cfg
         sample, temperature = self.sampling(sample_seed, decoding)
-        sampling = {"do_sample": True, "temperature": temperature, "top_p": g.top_p} if sample else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-        if sample_seed is not None:
-            torch.manual_seed(sample_seed)
+        sampling = ({"do_sample": True, "temperature": temperature, "top_p": decoding.top_p or g.top_p} if sample
+                    else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+        if decoding.stop:
+            sampling.update(stop_strings=list(decoding.stop), tokenizer=self.tokenizer)
+        seed = sample_seed if sample_seed is not None else decoding.seed if sample else None
+        if seed is not None:
+            torch.manual_seed(seed)
         for qtype, idx in self._plan(prompts, question_types, [len(e) for e in encoded]):
             batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in idx]}, padding=True, return_tensors="pt")
             batch = {k: v.to(self.device) for k, v in batch.items()}
             rows = [sinks[i] for i in idx] if sinks is not None else []
-            streaming = {"streamer": BatchStreamer(self.tokenizer, rows, self.eos_ids), "stopping_criteria": [ClosedRows(rows)]} if any(rows) else {}
+            readers = [None if isinstance(r, CallOff) else r for r in rows]
+            streaming: dict[str, Any] = {"stopping_criteria": [ClosedRows(rows)]} if any(rows) else {}
+            if any(readers):
+                streaming["streamer"] = BatchStreamer(self.tokenizer, readers, self.eos_ids)
             started = time.perf_counter()
             with torch.inference_mode(), self.adapter_enabled(decoding.use_adapter):
                 generated = self.model.generate(
@@ -177,7 +217,7 @@ class TransformersGenerator(Generator):
             new = generated[:, batch["input_ids"].shape[1] :].tolist()
             for i, ids in zip(idx, new):
                 ids = _until_stop(ids, self.eos_ids, self.tokenizer.pad_token_id)
-                text = self.tokenizer.decode(ids, skip_special_tokens=True)
+                text = cut_at_stop(self.tokenizer.decode(ids, skip_special_tokens=True), decoding.stop)
                 out[i] = Generation(text.strip(), ms, len(ids), len(idx))
         return [g for g in out if g is not None]
 
@@ -274,11 +314,12 @@ class VllmGenerator(Generator):
             max_tokens=self.max_new_tokens(question_type, decoding),
             min_tokens=self.min_new_tokens(question_type, decoding),
             temperature=temperature if sample else 0.0,
-            top_p=g.top_p if sample else 1.0,
+            top_p=(decoding.top_p or g.top_p) if sample else 1.0,
             repetition_penalty=g.repetition_penalty,
             stop_token_ids=self.eos_ids,
+            stop=list(decoding.stop) or None,
             skip_special_tokens=True,
-            seed=sample_seed,
+            seed=sample_seed if sample_seed is not None else decoding.seed if sample else None,
         )
 
     def lora(self, decoding: Decoding) -> Any:

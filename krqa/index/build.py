@@ -26,6 +26,7 @@ import numpy as np
 
 from krqa import __version__
 from krqa.corpus.config import CorpusConfig, SourceConfig
+from krqa.corpus.fileio import source_digest
 from krqa.corpus.parallel import PieceMap
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
@@ -52,12 +53,13 @@ SHARDS_DIR = "bm25_shards"
 
 
 def _fingerprint(corpus: CorpusConfig, index: IndexConfig, sources: list[SourceConfig]) -> str:
-    """What a resumed build must share with the interrupted one; sizes and mtimes stand in for dump hashes."""
+    """What a resumed build must share with the interrupted one: the config and the dumps' contents (sha256, as
+    the manifest records them; a dump replaced by another of the same size and mtime, as ``cp -p`` or rsync
+    leave it, is a different corpus)."""
     files = []
     for s in sources:
         path = Path(s.path)
-        st = path.stat() if path.is_file() else None
-        files.append([str(path), s.format, s.limit, st.st_size if st else None, st.st_mtime_ns if st else None])
+        files.append([str(path), s.format, s.limit, source_digest(path)[1] if path.exists() else None])
     payload = {"index": index.model_dump(mode="json", exclude={"dir"}), "chunking": corpus.chunking.model_dump(mode="json"), "sources": files}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -113,11 +115,11 @@ def build_index(
     must report the same name as the configured encoder or the index would not open with this config.
     """
     out = Path(out_dir if out_dir is not None else index.dir)
-    partial = out.with_name(out.name + ".partial")
     sources = [SourceConfig(path=str(Path(p).resolve())) for p in corpus_paths] if corpus_paths else list(corpus.sources)
     if not sources:
         raise InputError("corpus.sources is empty: add a source to the config or pass --corpus PATH")
-    check_output_dir(out, (mf.MANIFEST_FILE,), "index")
+    check_output_dir(out, mf.foreign_content, "index")
+    partial = out.with_name(out.name + ".partial")
     fingerprint = _fingerprint(corpus, index, sources)
     if partial.exists() or partial.is_symlink():
         _check_partial(partial)
@@ -183,12 +185,24 @@ def build_index(
 
 
 def _check_partial(partial: Path) -> None:
-    """``<out>.partial`` is krqa's when it is an empty directory or holds a build state or a manifest."""
+    """``<out>.partial`` is krqa's when it is an empty directory, holds a build state that parses as krqa's, or
+    is a finished index (a manifest of krqa's that lists every file there); anything else is never deleted."""
     if partial.is_dir() and not partial.is_symlink():
-        if not any(partial.iterdir()) or (partial / STATE_FILE).is_file() or (partial / mf.MANIFEST_FILE).is_file():
+        if not any(partial.iterdir()) or _is_build_state(partial / STATE_FILE):
             return
-    raise InputError(f"{partial}: exists but is not an unfinished krqa build (no {STATE_FILE} or {mf.MANIFEST_FILE}); "
+        if (partial / mf.MANIFEST_FILE).is_file() and mf.foreign_content(partial) is None:
+            return
+    raise InputError(f"{partial}: exists but is not an unfinished krqa build (no krqa {STATE_FILE} or {mf.MANIFEST_FILE}); "
                      "refusing to delete it: move it away or choose another --out")
+
+
+def _is_build_state(path: Path) -> bool:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return (isinstance(data, dict) and isinstance(data.get("fingerprint"), str) and isinstance(data.get("done"), list)
+            and isinstance(data.get("seconds"), dict))
 
 
 def write_manifest(root: Path, corpus: CorpusConfig, index: IndexConfig, sources: list[SourceConfig], source_reports: list[dict[str, Any]],

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from krqa.errors import InputError
+from krqa.fsutil import unlisted_file
 
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
@@ -88,9 +89,14 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> IndexManifest:
     path = root / MANIFEST_FILE
     if not path.is_file():
         raise InputError(f"{root}: no {MANIFEST_FILE}: half-written or not an index; rebuild with `krqa build-index`")
+    return parse_manifest(path)
+
+
+def parse_manifest(path: Path) -> IndexManifest:
+    """``path`` as krqa's manifest, or a one-line InputError saying why it is not one."""
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"{path}: unreadable manifest ({exc.__class__.__name__}); rebuild the index") from None
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
@@ -101,6 +107,28 @@ def read_manifest(index_dir: str | os.PathLike[str]) -> IndexManifest:
         first = exc.errors()[0]
         where = ".".join(str(x) for x in first["loc"])
         raise InputError(f"{path}: {where}: {first['msg']}; rebuild the index") from None
+
+
+def foreign_content(root: Path) -> str | None:
+    """Why ``root`` is not wholly a krqa index (see :data:`krqa.fsutil.OwnerCheck`), or None: its manifest must
+    parse as krqa's and list every file beside it, so replacing the index removes nothing krqa did not write."""
+    path = root / MANIFEST_FILE
+    if not path.is_file():
+        return f"no {MANIFEST_FILE}"
+    try:
+        manifest = parse_manifest(path)
+    except InputError:
+        return f"its {MANIFEST_FILE} is not a krqa index manifest"
+    extra = unlisted_file(root, {*manifest.files, MANIFEST_FILE})
+    return None if extra is None else f"{extra} is not listed in its {MANIFEST_FILE}"
+
+
+def enclosing_index(path: Path) -> Path | None:
+    """The krqa index ``path`` lies in (or is), if any: other outputs must never be written into one."""
+    for parent in (path.resolve(), *path.resolve().parents):
+        if (parent / MANIFEST_FILE).is_file() and foreign_content(parent) is None:
+            return parent
+    return None
 
 
 def check_files(index_dir: Path, manifest: IndexManifest) -> None:

@@ -27,6 +27,10 @@ from krqa.squad import iter_squad
 from krqa.qa.data import MC, SHORT, QAItem
 
 N_OPTIONS = 4
+MAX_POOL = 256
+"""Distractor candidates looked at per question: an article with more distinct answers (KorQuAD's largest has
+175) contributes a seeded sample of this many, so the cost per question is bounded and the set is made in time
+linear in the number of questions (it was quadratic in questions per article)."""
 CATEGORY = "독해"
 _SPACE = re.compile(r"\s+")
 
@@ -113,21 +117,37 @@ def _mc_question(stem: str, options: list[str]) -> str:
     return stem + "\\n " + " ".join(f"{i}\\t{o}" for i, o in enumerate(options, 1))
 
 
+def _distinct_answers(questions: list[ReadingQuestion]) -> dict[str, list[str]]:
+    """Each article's answers, one per spacing-insensitive key, in first-seen order: what :func:`distractors`
+    would keep of the full list, computed once per article instead of once per question."""
+    out: dict[str, list[str]] = {}
+    seen: dict[str, set[str]] = {}
+    for q in questions:
+        key = q.answer.replace(" ", "")
+        keys = seen.setdefault(q.article, set())
+        if key not in keys:
+            keys.add(key)
+            out.setdefault(q.article, []).append(q.answer)
+    return out
+
+
 def make_items(questions: list[ReadingQuestion], seed: int = 0, types: tuple[str, ...] = (MC, SHORT),
                distractors_from: str = "other-paragraphs") -> Iterator[tuple[str, QAItem]]:
     """``(article, item)`` for every question: a 선다형 item (when the article has enough distinct answers) and a
-    단답형 item; the gold option's position is drawn uniformly, so position bias shows up as errors."""
+    단답형 item; the gold option's position is drawn uniformly, so position bias shows up as errors. Distractors
+    come from the article's distinct answers (at most :data:`MAX_POOL` of them per question)."""
     if distractors_from not in ("other-paragraphs", "article"):
         raise InputError(f"distractors {distractors_from!r}: expected other-paragraphs or article")
     rng = random.Random(seed)
-    by_article: dict[str, list[str]] = {}
-    for q in questions:
-        by_article.setdefault(q.article, []).append(q.answer)
+    by_article = _distinct_answers(questions)
     for n, q in enumerate(questions):
         common: dict[str, Any] = {"category": CATEGORY, "domain": "KorQuAD", "topic_keyword": q.article.replace("_", " ")}
         if MC in types:
             own = q.context.replace(" ", "") if distractors_from == "other-paragraphs" else ""
-            pool = [a for a in by_article[q.article] if a != q.answer and a.replace(" ", "") not in own]
+            answers = by_article[q.article]
+            if len(answers) > MAX_POOL:
+                answers = rng.sample(answers, MAX_POOL)
+            pool = [a for a in answers if a != q.answer and a.replace(" ", "") not in own]
             others = distractors(q.answer, pool, rng)
             if others is not None:
                 options = list(others)

@@ -21,11 +21,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from krqa import __version__
 from krqa.config import KrqaConfig
 from krqa.serving import openai, routes
+from krqa.serving.config import ServeConfig
 from krqa.serving.engine import load_engine
 from krqa.serving.metrics import ServiceMetrics
 from krqa.serving.middleware import (
     BearerAuthMiddleware,
     BodyLimitMiddleware,
+    BrowserGuardMiddleware,
     ErrorGuardMiddleware,
     MetricsMiddleware,
     error_payload,
@@ -35,9 +37,16 @@ from krqa.serving.state import ApiError, EngineFactory, ServiceState
 log = logging.getLogger(__name__)
 
 # Probes for load balancers, and the page itself (static, no data; its requests carry the token).
-PUBLIC = ("/health", "/ready", "/")
+PROBES = ("/health", "/ready")
+PUBLIC = (*PROBES, "/")
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(serve: ServeConfig) -> list[str]:
+    """``serve.allowed_hosts``, or the loopback names and the bound host when it is empty."""
+    return list(serve.allowed_hosts) or [*LOOPBACK_NAMES, serve.host]
 _HTTP_CODES = {400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed",
-               413: "payload_too_large", 415: "unsupported_media_type", 422: "invalid_request",
+               413: "payload_too_large", 415: "unsupported_media_type", 421: "misdirected_request", 422: "invalid_request",
                503: "unavailable", 504: "timeout"}
 
 
@@ -107,11 +116,12 @@ def create_app(cfg: KrqaConfig, answerer_factory: Optional[EngineFactory] = None
 
     # Metrics label every path the app serves by name and all others as "other" (bounded label cardinality).
     known = {getattr(route, "path", "") for router in (app.router, routes.router, openai.router) for route in router.routes}
-    app.add_middleware(BodyLimitMiddleware, limit=serve.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, limit=serve.max_body_bytes, timeout_s=serve.body_timeout_s)
     app.add_middleware(ErrorGuardMiddleware)
     token = os.environ.get(serve.api_key_env, "")
     if token:
         app.add_middleware(BearerAuthMiddleware, token=token, exempt=PUBLIC)
+    app.add_middleware(BrowserGuardMiddleware, allowed_hosts=allowed_hosts(serve), exempt=PROBES)
     app.add_middleware(MetricsMiddleware, metrics=metrics, known_paths=known)
     log.info("bearer auth %s (%s)", "on" if token else "off", serve.api_key_env)
     return app

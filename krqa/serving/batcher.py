@@ -119,7 +119,15 @@ class MicroBatcher(Generic[T, R]):
         self._count += len(jobs)
         self._arrived.set()
         try:
-            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout_s))
+            # asyncio.wait, not wait_for(gather(...)): cancelling a gather (a client that went away) leaves a
+            # CancelledError on the gathering future that nobody reads, which asyncio logs as an ERROR.
+            done, pending = await asyncio.wait(futures, timeout=timeout_s, return_when=asyncio.FIRST_EXCEPTION)
+            for fut in done:
+                if not fut.cancelled() and fut.exception() is not None:
+                    raise fut.exception()  # type: ignore[misc]
+            if pending:
+                raise TimeoutError
+            return [fut.result() for fut in futures]
         finally:
             for fut in futures:
                 if not fut.done():

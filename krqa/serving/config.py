@@ -31,3 +31,6 @@ class ServeConfig(Section):
     retry_after_s: int = Field(1, ge=0, description="Retry-After seconds sent with 503 (queue full or still loading).")
     header_timeout_s: float = Field(10.0, gt=0, description="A request line and headers must arrive within this many seconds of the connection (or of the first byte of the next request); otherwise 408 and the connection is closed.")
     max_connections: int = Field(100, ge=1, description="Open connections accepted at once; one more is answered 503 and closed.")
+    max_connections_per_client: int = Field(50, ge=1, description="Open connections accepted at once from one client address; one more is answered 503 and closed, so one client cannot take every slot (behind a proxy every client has the proxy's address: raise it there).")
+    body_timeout_s: float = Field(10.0, gt=0, description="A request body must arrive within this many seconds of the request head; otherwise 408 and the connection is closed.")
+    allowed_hosts: list[str] = Field(default_factory=list, description="Host header values (without port) the service answers, against DNS rebinding; empty: the loopback names (localhost, 127.0.0.1, ::1) and the bound host; '*' allows any. /health and /ready answer any Host.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -20,13 +21,14 @@ class AnswersItems(Protocol):
                      mode: str | None = None) -> list[Any]: ...
 
 
-def public_name(name: str | None, keep: int = 3) -> str | None:
-    """A model or adapter name fit for unauthenticated responses: a local path loses everything but its last
-    ``keep`` components (``demo/stage2/adapter``), so the server's directory layout is not disclosed."""
+def public_name(name: str | None) -> str | None:
+    """A model or adapter name fit for unauthenticated responses: a hub id stays as it is; a local path becomes
+    its last component and a short hash of the whole path (``adapter-3f2a9c1e``), so the server's directory
+    layout is not disclosed and two adapters of the same name stay apart."""
     if name is None or not PurePath(name).is_absolute():
         return name
-    parts = PurePath(name).parts[1:]
-    return "/".join(parts[-keep:])
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:8]
+    return f"{PurePath(name).name}-{digest}"
 
 
 @dataclass
@@ -55,5 +57,5 @@ def load_engine(cfg: KrqaConfig) -> Engine:
     generator = load_generator(cfg, cfg.model.adapter, streaming=True, backend=cfg.serve.backend)
     answerer = make_answerer(cfg, retriever, generator)
     log.info("serving model %s with adapter %s", generator.model_name, generator.adapter)
-    return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name), keep=2) or "",
+    return Engine(answerer=answerer, retriever=retriever, model_name=public_name(str(generator.model_name)) or "",
                   adapter=public_name(generator.adapter))

@@ -2,11 +2,12 @@
 
 These are plain ASGI wrappers rather than ``BaseHTTPMiddleware`` so they can reject a request before
 its body is read (auth, size) and see every response, including the ones they produce themselves.
-Outermost first: metrics -> auth -> error guard -> body limit -> FastAPI.
+Outermost first: metrics -> browser guard -> auth -> error guard -> body limit -> FastAPI.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -104,44 +105,62 @@ class BearerAuthMiddleware:
         await self.app(scope, receive, send)
 
 
-class _BodyTooLarge(Exception):
+class _BodyRefused(Exception):
     pass
 
 
 class BodyLimitMiddleware:
-    """Answer 413 for bodies over ``limit`` bytes, by Content-Length or while a chunked body streams in."""
+    """Answer 413 for bodies over ``limit`` bytes (by Content-Length or while a chunked body streams in) and 408
+    for a body that has not fully arrived ``timeout_s`` after the request head.
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    uvicorn bounds the wait for a request head (krqa's protocol adds that) but not for its body, and krqa's
+    request deadline starts only when the batcher takes the job: a client that sends ``Content-Length: 100`` and
+    three bytes would hold its connection for as long as it liked. Bounding the app's ``receive()`` here needs
+    no protocol internals; after the body, ``receive()`` (waiting for a disconnect while a response streams) is
+    not bounded. The 408 carries ``Connection: close``, so the server closes the connection after it."""
+
+    def __init__(self, app: ASGIApp, limit: int, timeout_s: float) -> None:
         self.app = app
         self.limit = limit
+        self.timeout_s = timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        message = f"request body over {self.limit} bytes"
+        too_large = (413, "payload_too_large", f"request body over {self.limit} bytes")
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.limit:
-                    await send_error(send, 413, "payload_too_large", message)
+                    await send_error(send, *too_large)
                     return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
         received = 0
-        rejected = False
+        body_done = False
+        refused: tuple[int, str, str] | None = None
         started = False
 
         async def limited_receive() -> Message:
-            nonlocal received, rejected
-            msg = await receive()
+            nonlocal received, refused, body_done
+            if body_done:
+                return await receive()
+            try:
+                msg = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                refused = (408, "request_timeout", f"request body not received within {self.timeout_s:g} s")
+                raise _BodyRefused from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
+                body_done = not msg.get("more_body", False)
                 if received > self.limit:
-                    rejected = True
-                    raise _BodyTooLarge
+                    refused = too_large
+                    raise _BodyRefused
             return msg
 
         async def guarded_send(msg: Message) -> None:
             nonlocal started
-            if rejected:
+            if refused is not None:
                 return
             if msg["type"] == "http.response.start":
                 started = True
@@ -149,11 +168,55 @@ class BodyLimitMiddleware:
 
         try:
             await self.app(scope, limited_receive, guarded_send)
-        except _BodyTooLarge:
+        except _BodyRefused:
             pass
-        # The framework may turn the read failure into its own 400; the client gets the 413 instead.
-        if rejected and not started:
-            await send_error(send, 413, "payload_too_large", message)
+        # The framework may turn the read failure into its own 400; the client gets the 413 or 408 instead.
+        if refused is not None and not started:
+            status, code, message = refused
+            await send_error(send, status, code, message, {"connection": "close"} if status == 408 else None)
+
+
+class BrowserGuardMiddleware:
+    """What a browser needs from a service on loopback or a LAN: a ``Host`` allow-list (DNS rebinding gives
+    another site's page this origin, and with it ``/search`` and ``/answer`` of an unauthenticated service), a
+    JSON content type on every POST (a page elsewhere can send a ``no-cors`` POST only as text/plain or a form),
+    and ``nosniff`` / ``X-Frame-Options`` on every response. ``exempt`` paths (the probes, which an orchestrator
+    calls by IP) answer any Host."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Collection[str], exempt: Collection[str]) -> None:
+        self.app = app
+        self.allowed = frozenset(h.lower().strip("[]") for h in allowed_hosts)
+        self.any_host = "*" in self.allowed
+        self.exempt = frozenset(exempt)
+
+    def host_allowed(self, scope: Scope) -> bool:
+        value = next((v for k, v in scope.get("headers", []) if k == b"host"), b"").decode("latin-1").strip().lower()
+        host = value[1:value.find("]")] if value.startswith("[") else value.rpartition(":")[0] if value.count(":") == 1 else value
+        return host in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def headed_send(msg: Message) -> None:
+            if msg["type"] == "http.response.start":
+                msg["headers"] = [*msg.get("headers", []), *_SECURITY_HEADERS]
+            await send(msg)
+
+        if not self.any_host and scope.get("path") not in self.exempt and not self.host_allowed(scope):
+            await send_error(headed_send, 421, "misdirected_request",
+                             "this service does not answer for that Host; add it to serve.allowed_hosts")
+            return
+        if scope.get("method") == "POST":
+            ctype = next((v for k, v in scope.get("headers", []) if k == b"content-type"), b"")
+            if ctype.split(b";", 1)[0].strip().lower() != b"application/json":
+                await send_error(headed_send, 415, "unsupported_media_type", "POST bodies must be sent as Content-Type: application/json")
+                return
+        await self.app(scope, receive, headed_send)
+
+
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"), (b"referrer-policy", b"no-referrer")]
 
 
 class ErrorGuardMiddleware:

@@ -2,11 +2,16 @@
 
 - A request head (request line and headers) must arrive within ``header_timeout_s``; a client that sends half
   a header and waits is answered 408 and disconnected, instead of holding a connection for as long as it likes.
-- At most ``max_connections`` connections are open at once; one more is answered 503 and closed at once.
+- At most ``max_connections`` connections are open at once, and at most ``max_connections_per_client`` from one
+  client address; one more is answered 503 and closed at once, so one client cannot take every slot (and make
+  ``/health`` fail for an orchestrator). uvicorn's ``limit_concurrency`` counts all clients together and answers
+  only once a request head has arrived, so it cannot do either.
 - A request h11 cannot parse (a bad ``Content-Length``, a broken request line) is answered in the service's
   JSON error shape, not uvicorn's plain-text 400.
 
 These replies are written as raw bytes: h11 will not emit a response before it has seen a complete request.
+The body's deadline is not here but in :class:`krqa.serving.middleware.BodyLimitMiddleware`, which already wraps
+the app's ``receive``: uvicorn has no body timeout, and bounding ``receive()`` needs no protocol internals.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout_s: float = 10.0
     max_connections: int = 100
+    max_connections_per_client: int = 50
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -50,6 +56,12 @@ class GuardedH11Protocol(H11Protocol):
             log.warning("connection refused: %d open, serve.max_connections=%d", len(self.connections) - 1, self.max_connections)
             self._reply_and_close(503, "too_many_connections",
                                   f"more than {self.max_connections} connections open; retry later")
+            return
+        host = self.client[0] if self.client else None
+        if host is not None and sum(1 for c in self.connections if c.client and c.client[0] == host) > self.max_connections_per_client:
+            log.warning("connection refused: %s has serve.max_connections_per_client=%d open", host, self.max_connections_per_client)
+            self._reply_and_close(503, "too_many_client_connections",
+                                  f"more than {self.max_connections_per_client} connections open from this client; retry later")
             return
         self._arm_header_timer()
 
@@ -95,4 +107,5 @@ def configure(serve: ServeConfig) -> type[GuardedH11Protocol]:
     """Apply the service's limits to the protocol class and return it for ``uvicorn.Config(http=...)``."""
     GuardedH11Protocol.header_timeout_s = serve.header_timeout_s
     GuardedH11Protocol.max_connections = serve.max_connections
+    GuardedH11Protocol.max_connections_per_client = serve.max_connections_per_client
     return GuardedH11Protocol

@@ -3,7 +3,10 @@ page at /."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from functools import lru_cache
@@ -13,6 +16,7 @@ from typing import Annotated, Any, Union
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from krqa.generation.generator import CallOff
 from krqa.index.types import SearchParams
 from krqa.serving.limits import enforce
 from krqa.serving.middleware import error_payload
@@ -90,7 +94,7 @@ def response(state: ServiceState, body: AnswerRequest, result: Any, queue_ms: fl
 
 async def run_answers(state: ServiceState, bodies: list[AnswerRequest], started: float) -> list[AnswerResponse]:
     state.require_ready()
-    jobs = [AnswerJob(to_item(b)) for b in bodies]
+    jobs = [AnswerJob(to_item(b), CallOff()) for b in bodies]
     keys = [answer_key(state, b, multi=len(bodies) > 1) for b in bodies]
     outcomes = await state.submit(state.answers, jobs, keys, "answer")
     return [response(state, body, o.result, o.queue_ms, started) for body, o in zip(bodies, outcomes)]
@@ -183,12 +187,26 @@ async def prometheus(state: StateDep) -> Response:
     return Response(state.metrics.render(), media_type=state.metrics.content_type)
 
 
+_INLINE = re.compile(r"<(script|style)>(.*?)</\1>", re.S)
+
+
 @lru_cache(maxsize=1)
-def _page() -> str:
-    return resources.files("krqa.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+def _page() -> tuple[str, str]:
+    """The page and its Content-Security-Policy: only the page's own inline script and style (by hash) run, it
+    talks to this origin only, and no other site may frame it. A ``javascript:`` link is blocked by the policy
+    too (no 'unsafe-inline'), behind the page's own http(s) check of citation URLs."""
+    html = resources.files("krqa.serving").joinpath("static/index.html").read_text(encoding="utf-8")
+    hashes: dict[str, list[str]] = {"script": [], "style": []}
+    for kind, body in _INLINE.findall(html):
+        digest = base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        hashes[kind].append(f"'sha256-{digest}'")
+    csp = (f"default-src 'none'; script-src {' '.join(hashes['script'])}; style-src {' '.join(hashes['style'])}; "
+           "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return html, csp
 
 
 @router.get("/", tags=["page"], response_class=HTMLResponse)
 async def page() -> HTMLResponse:
     """A page to ask questions from a browser: one static file, no scripts from elsewhere."""
-    return HTMLResponse(_page())
+    html, csp = _page()
+    return HTMLResponse(html, headers={"Content-Security-Policy": csp})

@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from krqa.corpus.document import web_url
 from krqa.index.config import Mode
 from krqa.qa.data import MC, QAItem, QuestionType, parse_options
 
@@ -71,7 +72,8 @@ class SearchRequest(Strict):
 
 
 class Context(BaseModel):
-    """One retrieved passage as a client sees it."""
+    """One retrieved passage as a client sees it; ``url`` is http(s) or empty (an index built before readers
+    dropped other schemes may still hold a ``javascript:`` link)."""
 
     doc_id: str
     title: str
@@ -84,7 +86,7 @@ class Context(BaseModel):
     @classmethod
     def from_hit(cls, hit: Any) -> "Context":
         return cls(doc_id=str(hit.doc_id), title=hit.title, section=hit.section, text=hit.text,
-                   score=float(hit.score), source=hit.source, url=getattr(hit, "url", "") or "")
+                   score=float(hit.score), source=hit.source, url=web_url(getattr(hit, "url", "") or ""))
 
 
 class Timings(BaseModel):

@@ -43,6 +43,9 @@ def run(cfg: KrqaConfig) -> None:
     serve = cfg.serve
     if not _is_loopback(serve.host) and not os.environ.get(serve.api_key_env):
         log.warning("listening on %s without auth: set %s to require a bearer token", serve.host, serve.api_key_env)
+    if not _is_loopback(serve.host) and not serve.allowed_hosts:
+        log.warning("listening on %s: requests are answered only for the Host names localhost, 127.0.0.1, ::1 and %s; "
+                    "set serve.allowed_hosts to the names clients use (or ['*'])", serve.host, serve.host)
     common = dict(host=serve.host, port=serve.port, log_config=None, server_header=False, http=configure(serve),
                   timeout_graceful_shutdown=max(1, int(serve.request_timeout_s)))
     if serve.workers > 1:

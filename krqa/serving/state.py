@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -51,11 +52,15 @@ class AnswerKey:
     search: SearchParams
     multi: bool = False
     decoding: Decoding = DEFAULT_DECODING
+    alone: int = 0
+    """Non-zero keeps the request out of everyone else's model call (a seeded sample must not depend on its
+    neighbours in the batch)."""
 
 
 @dataclass(frozen=True)
 class AnswerJob:
-    """One question for the generation batcher; ``sink`` sees the answer so far when the client streams."""
+    """One question for the generation batcher; ``sink`` sees the answer so far when the client streams, or is a
+    :class:`CallOff` that stops the item when its request is abandoned."""
 
     item: QAItem
     sink: Optional[TextSink] = None
@@ -177,9 +182,14 @@ class ServiceState:
         except QueueFull as exc:
             raise ApiError(503, "queue_full", f"server busy: {exc}", self.retry) from None
         except TimeoutError:
+            _call_off(payloads)  # items already in a model call stop there, and get no more candidates
             raise ApiError(504, "timeout", f"no {what} within {self.serve.request_timeout_s:g} s") from None
+        except asyncio.CancelledError:
+            _call_off(payloads)
+            raise
         except InputError as exc:
-            raise ApiError(422, "invalid_request", str(exc)) from None
+            log.info("request refused: %s", exc)
+            raise ApiError(422, "invalid_request", without_paths(str(exc))) from None
 
     async def close(self) -> None:
         self.closed = True
@@ -189,6 +199,22 @@ class ServiceState:
         self.generate_pool.shutdown(wait=False, cancel_futures=True)
         self.search_pool.shutdown(wait=False, cancel_futures=True)
         self.dense_pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _call_off(payloads: Sequence[Any]) -> None:
+    for payload in payloads:
+        sink = getattr(payload, "sink", None)
+        if sink is not None and hasattr(sink, "close"):
+            sink.close()
+
+
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])/(?:[^\s/'\"`,;:()]+/)*([^\s/'\"`,;:()]+)/?")
+
+
+def without_paths(message: str) -> str:
+    """A message fit for a client: every absolute path becomes its last component (``index /srv/x/idx has no
+    dense vectors`` -> ``index idx has …``), so errors do not disclose the server's layout."""
+    return _ABSOLUTE_PATH.sub(lambda m: m.group(1), message)
 
 
 def get_state(request: Request) -> ServiceState:

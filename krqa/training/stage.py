@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from krqa.errors import KrqaError
-from krqa.fsutil import atomic_dir, json_sha
+from krqa.fsutil import atomic_dir, json_sha, normalize_modes
 from krqa.log import progress_disabled
 from krqa.training import lora
 from krqa.training.config import TrainConfig
@@ -180,6 +180,20 @@ def history(log_history: list[dict[str, Any]], key: str) -> list[dict[str, Any]]
     return [{"step": h["step"], "epoch": round(h.get("epoch", 0.0), 4), "loss": h[key]} for h in log_history if key in h]
 
 
+def usual_modes_callback() -> Any:
+    """A Trainer callback that gives each saved checkpoint the usual modes (0644/0755 under umask 022): the
+    Trainer writes checkpoints itself, and safetensors leaves its files 0600."""
+    from transformers import TrainerCallback
+
+    class UsualModes(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and checkpoint.is_dir():
+                normalize_modes(checkpoint)
+
+    return UsualModes()
+
+
 def _save_adapter(trainer: Any, target: Path, is_main: bool) -> None:
     """Every process joins the save (DeepSpeed gathers sharded weights); only the main one writes, atomically.
     TRL keeps DPO's frozen reference as a second adapter named 'ref'; the stage's adapter is 'default' only."""
@@ -223,7 +237,7 @@ def run_stage(plan: Plan, spec: StageSpec, job: StageJob) -> dict[str, Any]:
     if state.is_main_process:
         run.write_stage_metrics(stage, {"finished": False, "fingerprint": fingerprint, "fingerprint_parts": parts, "length": length})
 
-    callbacks = list(job.callbacks)
+    callbacks = [*job.callbacks, usual_modes_callback()]
     if job.has_dev and tc.early_stopping_patience > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=tc.early_stopping_patience))
     trainer = job.make_trainer(callbacks)
