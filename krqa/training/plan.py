@@ -13,7 +13,7 @@ from typing import Any, Literal
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
 from krqa.index.types import Hit
-from krqa.qa.data import QAItem
+from krqa.qa.data import SHORT, QAItem
 from krqa.training import lora
 from krqa.training.data import TrainExample
 from krqa.training.external import SourceItem, load_external, load_nikl, training_targets
@@ -54,12 +54,19 @@ def first_per_type(items: list[QAItem], limit: int | None) -> list[QAItem]:
 
 
 def stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Hit]] | None = None,
-                   mc_target: str = "number") -> list[TrainExample]:
-    """One example per training target; ``contexts`` (by item id) replaces the items' own passages."""
+                   mc_target: str = "number", sa_spans: bool = False) -> list[TrainExample]:
+    """One example per training target; ``contexts`` (by item id) replaces the items' own passages. With
+    ``sa_spans`` (단답형 answered by span extraction) a 단답형 item whose passages hold one of its answers is trained
+    on that span as the passages write it (its one target), the form the extractor will pick at inference."""
+    from krqa.generation.spans import span_target
+
     out = []
     for src in sources:
         targets = training_targets(src.item, alternatives, mc_target)
         ctx: list[Any] = contexts[src.item.id] if contexts is not None else src.contexts
+        if sa_spans and targets and src.item.question_type == SHORT and ctx:
+            span = span_target(targets, [c.text for c in ctx])
+            targets = [span] if span is not None else targets
         for k, target in enumerate(targets):
             ex_id = src.item.id if len(targets) == 1 else f"{src.item.id}#{k}"
             out.append(TrainExample(ex_id, src.item, target, list(ctx)))

@@ -123,8 +123,9 @@ def stage2(ctx: Context) -> dict[str, Any]:
         atomic_write_json(run.root / "raft.json", {"seed": tc.seed, "config": tc.raft.model_dump(), "summary": summarize(decisions),
                                                    "decisions": [d.to_json() for d in decisions]}, indent=None)
         run.update_json("run.json", {"contexts_cache": {k: v for k, v in cache_info.items() if k != "reused"}})
-    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_target)
-    dev_ex = stage_examples([SourceItem(i, "dev") for i in plan.dev_items], "first", dev_contexts, ctx.mc_target)
+    spans = cfg.generation.sa_mode != "generate"
+    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_target, sa_spans=spans)
+    dev_ex = stage_examples([SourceItem(i, "dev") for i in plan.dev_items], "first", dev_contexts, ctx.mc_target, sa_spans=spans)
     data = encode_stage(tc, ctx.builder, ctx.tokenizer, train_ex, dev_ex)
     data.info.update(raft=summarize(decisions), contexts_cache=cache_info, stage2_init=tc.stage2_init)
     merge = tc.stage2_init == "merge"
