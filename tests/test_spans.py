@@ -169,3 +169,63 @@ def test_hybrid_puts_the_generated_answer_among_the_candidates(tiny_cfg, generat
     assert first == (snapped.text if snapped is not None else spans.normalise_space(greedy.answer))
     floor = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="hybrid", sa_min_score=1e9).answer_items([ITEM], rag=True)[0]
     assert floor.method == "extract-fallback" and floor.answer == greedy.answer
+
+
+# ---- training target, recall, predict's summary, the service ------------------------------------------------------
+
+
+def test_stage2_trains_on_the_span_form() -> None:
+    from krqa.training.external import Passage, SourceItem
+    from krqa.training.plan import stage_examples
+
+    item = QAItem("sa-2", "독해", "KorQuAD", "단답형", "", "전대협을 이끈 날은?", answer="1989년2월15일#1989.2.15")
+    src = SourceItem(item, "test", [Passage("임종석", PASSAGE)])
+    assert [e.target for e in stage_examples([src], "each", sa_spans=True)] == ["1989년 2월 15일"]
+    assert [e.target for e in stage_examples([src], "each")] == ["1989년2월15일", "1989.2.15"]
+    elsewhere = SourceItem(item, "test", [Passage("다른 글", "관계없는 문장이다.")])
+    assert [e.target for e in stage_examples([elsewhere], "first", sa_spans=True)] == ["1989년2월15일"]
+
+
+def test_span_recall_from_predict_details(tmp_path) -> None:
+    import json
+
+    from krqa.ablation import span_recall
+
+    items = [QAItem("a", "", "", "단답형", "", "q1", answer="고수#북잡이"), QAItem("b", "", "", "단답형", "", "q2", answer="임종석"),
+             QAItem("c", "", "", "단답형", "", "q3", answer="장단")]
+    records = [{"id": "a", "span": {"candidates": ["판소리", "북잡이"]}}, {"id": "b", "span": {"candidates": ["임종", "전대협"]}},
+               {"id": "c", "method": "extract-fallback"}]
+    details = tmp_path / "pred.json.details.jsonl"
+    details.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    assert span_recall(items, details) == [1.0, 0.0, 0.0]
+    details.write_text(json.dumps({"id": "a", "method": "generate"}), encoding="utf-8")
+    assert span_recall(items[:1], details) is None
+
+
+def test_predict_counts_span_fallbacks(tiny_config, repo, tmp_path) -> None:
+    from krqa.qa.data import load_items, save_items
+    from krqa.wiring import run_predict
+
+    short = [i for i in load_items(repo / "corpus" / "sample_qa.json") if i.question_type == "단답형"][:3]
+    save_items(short, tmp_path / "short.json")
+    cfg = tiny_config("predict.rag=false", "generation.sa_mode=extract")
+    report = run_predict(cfg, tmp_path / "short.json", tmp_path / "pred.json", adapter="")
+    assert report["span_fallbacks"] == {"no passage": 3} and report["by_method"] == {"extract-fallback": 3}
+
+
+@pytest.mark.slow
+def test_service_reports_the_span_and_option_probabilities(repo, tiny_bm25_index) -> None:
+    from tests.test_serve import MC_BODY, serving, tiny_config as serve_config
+
+    from krqa.serving.engine import load_engine
+
+    cfg = serve_config(repo, tiny_bm25_index, "generation.sa_mode=extract", "retrieval.min_score=null")
+    with serving(cfg, load_engine) as client:
+        out = client.post("/answer", json={"question": "훈민정음을 만든 왕은?", "question_type": "단답형", "topic_keyword": "훈민정음"}).json()
+        assert out["span"]["text"] == out["answer"] and 0 < out["span"]["prob"] <= 1 and out["span"]["candidates"] >= 1
+        assert out["option_probs"] is None
+        mc = client.post("/answer", json=MC_BODY).json()
+        assert len(mc["option_probs"]) == 4 and mc["span"] is None
+        chat = client.post("/v1/chat/completions", json={"model": "tiny-random", "question_type": "단답형",
+                                                          "messages": [{"role": "user", "content": "훈민정음을 만든 왕은?"}]}).json()
+        assert chat["span"]["text"] == chat["choices"][0]["message"]["content"]
