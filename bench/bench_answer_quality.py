@@ -108,7 +108,7 @@ def reading(work: Path, args: argparse.Namespace) -> None:
         "--sample", str(args.per_type), "--out", str(work / "ablate-reading"))
 
 
-def sa_rows(run_dir: Path | None, top_k: int) -> list[dict]:
+def sa_rows(run_dir: Path | None, top_k: int, modes: list[str]) -> list[dict]:
     """단답형 answered by generation, by span extraction and by both (hybrid): the base model without and with
     passages, and stage 2 with passages when the reading run has its adapter."""
     rows = [{"name": "base · no-RAG · generate", "rag": False, "adapter": None, "top_k": None, "set": {"generation.sa_mode": "generate"}}]
@@ -116,7 +116,7 @@ def sa_rows(run_dir: Path | None, top_k: int) -> list[dict]:
     if run_dir is not None and (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
         models.append(("stage 2", str(run_dir / "stage2" / "adapter")))
     for name, adapter in models:
-        for mode in ("generate", "extract", "hybrid"):
+        for mode in modes:
             rows.append({"name": f"{name} · RAG k={top_k} · {mode}", "rag": True, "adapter": adapter, "top_k": top_k, "set": {"generation.sa_mode": mode}})
     return rows
 
@@ -140,7 +140,7 @@ def sa(work: Path, args: argparse.Namespace) -> None:
     qa = work / "reading" / "heldout-sa.json"
     if not qa.is_file():
         save_items(held, qa)
-    variants = _write_variants(work / "variants-sa.yaml", sa_rows(work / "run-reading", args.top_k))
+    variants = _write_variants(work / "variants-sa.yaml", sa_rows(work / "run-reading", args.top_k, [m.strip() for m in args.sa_modes.split(",")]))
     run("ablate", "-c", "configs/cpu-demo.yaml", *sets, "--qa", str(qa), "--variants", str(variants), "--sample", str(args.per_type),
         "--out", str(work / "ablate-sa"))
     if args.check_items <= 0:
@@ -223,6 +223,7 @@ def main() -> None:
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
+    parser.add_argument("--sa-modes", default="extract,hybrid,generate", help="sa: the generation.sa_mode rows with passages, in order.")
     parser.add_argument("--check-items", type=int, default=100, help="sa: held-out 단답형 items outside the table's sample for the predict/evaluate check (0: skip).")
     args = parser.parse_args()
     parts = {"reading": (reading, KORQUAD), "sa": (sa, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),

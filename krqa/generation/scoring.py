@@ -107,14 +107,19 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
         # With stop tokens every continuation needs its last token's prediction too (one more input position).
         extra = 1 if stop_ids else 0
         stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device) if stop_ids else None
-        longer = [(b, j) for b, j in rows if len(continuations[idx[b]][j]) - 1 + extra > 0]
-        if not longer:
-            continue
-        width = max(len(continuations[idx[b]][j]) for b, j in longer) - 1 + extra
-        per_pass = max(1, MAX_SCORED_TOKENS // width)
+        # Shortest first, so that each pass pads its rows only to the longest of similar lengths (dozens of 단답형
+        # candidate spans per prompt vary from one token to ten).
+        longer = sorted(((b, j) for b, j in rows if len(continuations[idx[b]][j]) - 1 + extra > 0),
+                        key=lambda bj: len(continuations[idx[bj[0]]][bj[1]]))
         prompt_lens = mask.sum(-1)
-        for g in range(0, len(longer), per_pass):
-            group = longer[g:g + per_pass]
+        g = 0
+        while g < len(longer):
+            end = g + 1
+            while end < len(longer) and (end + 1 - g) * (len(continuations[idx[longer[end][0]]][longer[end][1]]) - 1 + extra) <= MAX_SCORED_TOKENS:
+                end += 1
+            group, last_group = longer[g:end], end >= len(longer)
+            width = len(continuations[idx[group[-1][0]]][group[-1][1]]) - 1 + extra
+            g = end
             rows_b = torch.tensor([b for b, _ in group], dtype=torch.long, device=device)
             # The last continuation token is only a target, so the inputs are the continuation minus its last token
             # (all of it when the stop after it is scored).
@@ -125,7 +130,7 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
                 cont_ids[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
                 cont_mask[r, : len(toks)] = 1
             cont_ids, cont_mask = cont_ids.to(device), cont_mask.to(device)
-            group_cache = cache if g + per_pass >= len(longer) else copy.deepcopy(cache)
+            group_cache = cache if last_group else copy.deepcopy(cache)
             group_cache.reorder_cache(rows_b)
             full_mask = torch.cat([mask[rows_b], cont_mask], dim=1)
             pos = prompt_lens[rows_b].unsqueeze(1) + torch.arange(width, device=device).unsqueeze(0)
