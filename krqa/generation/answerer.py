@@ -252,7 +252,7 @@ class Answerer:
             prompt = self.builder.build_prompt(item, ctx)
             mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
             cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates, mine, g.sa_snap_ratio)
-            has_reference = bool(cands) and g.sa_normalization == "pmi" and prompt.contexts_used > 0 or g.sa_normalization == "calibrated"
+            has_reference = bool(cands) and ((g.sa_normalization == "pmi" and prompt.contexts_used > 0) or g.sa_normalization == "calibrated")
             if cands:
                 texts.append(prompt.text)
                 conts.append([c.text for c in cands])

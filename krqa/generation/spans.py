@@ -234,7 +234,7 @@ def prune(candidates: list[Candidate], passages: Sequence[str], question: str, c
     """
     if not candidates:
         return []
-    terms = [t for t in question_terms(question) if len(t) >= 1]
+    terms = sorted(question_terms(question))
     squashed_q = re.sub(r"\s+", "", question)
     fits = fits_type(question)
     positions: list[list[tuple[int, str]]] = []
