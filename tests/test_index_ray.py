@@ -19,7 +19,7 @@ ray = pytest.importorskip("ray", reason="Ray is the dist extra")
 pytestmark = pytest.mark.slow
 
 QUERIES = ["설날은 음력 몇 월 며칠인가", "김장 배추 양념", "첨성대 천문 관측", "한국의 전통 씨름 경기", "팔만대장경 목판", "판소리 고수 북장단"]
-SETS = ["corpus.piece_mb=0.004", "index.bm25.shard_chunks=100", "index.ray.encode_shard_rows=64", "index.dense.backend=sentence-transformers",
+SETS = ["corpus.piece_mb=0.004", "index.ray.encode_shard_rows=64", "index.dense.backend=sentence-transformers",
         "index.dense.device=cpu"]
 
 

@@ -26,7 +26,7 @@ SetOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON on stdout.")]
 CorpusOpt = Annotated[
     Optional[list[Path]],
-    typer.Option("--corpus", help="Dump to use instead of corpus.sources (repeatable; format detected).", show_default=False),
+    typer.Option("--corpus", help="Dump file, or folder of wikiextractor output, to use instead of corpus.sources (repeatable; format detected).", show_default=False),
 ]
 
 WorkersOpt = Annotated[

@@ -19,7 +19,7 @@ def build_corpus(
     workers: WorkersOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL or SQuAD files and write a chunk store.
+    """Read MediaWiki XML(.bz2), Namuwiki JSON, JSONL, SQuAD or wikiextractor output (a folder or one file) and write a chunk store.
 
     Bad pages are skipped and reported with their position; with --strict the first one stops the build
     with a one-line error and exit code 2, and nothing is written. --out must be new, empty or a krqa
@@ -31,7 +31,8 @@ def build_corpus(
     cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None
     out_dir = out if out is not None else Path(cfg.index.dir) / "chunks"
-    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model)
+    report = build_chunks(cfg.corpus, out_dir, sources=sources, strict=strict or None, workers=workers, token_model=cfg.index.dense.model,
+                           bm25=cfg.index.bm25)
     if json_out:
         print_json(report.to_json())
         return

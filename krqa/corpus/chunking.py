@@ -7,18 +7,17 @@ A chunk never ends inside a sentence; only a sentence longer than the limit on i
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from krqa.corpus.config import ChunkingConfig
 from krqa.corpus.dedup import ExactDedup, NearDedup
 from krqa.corpus.document import SECTION_SEP, Document
+from krqa.kiwi import KiwiAnalyzer, TextAnalysis, with_bigrams
 
 LengthFn = Callable[[list[str]], list[int]]
 """Sizes of many texts at once (one tokenizer call per batch when counting encoder tokens)."""
@@ -38,17 +37,14 @@ class Chunk:
     index_text: str
     char_start: int
     char_end: int
+    terms: list[str] | None = None
+    """BM25 terms of ``index_text`` (title/section prefix and body), when the chunker extracts them."""
+    ref: tuple[int, int] = (-1, -1)
+    """(piece, candidate number) in a build, so the BM25 postings of accepted chunks can be found."""
 
     def to_row(self) -> dict:
-        return asdict(self)
-
-
-@lru_cache(maxsize=4)
-def get_kiwi(workers: int):
-    """Kiwi loads its model in about a second; share one instance per worker count."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi(num_workers=workers)
+        return {"doc_id": self.doc_id, "source": self.source, "title": self.title, "section": self.section, "url": self.url,
+                "text": self.text, "index_text": self.index_text, "char_start": self.char_start, "char_end": self.char_end}
 
 
 def char_lengths(texts: list[str]) -> list[int]:
@@ -136,32 +132,40 @@ class ChunkStats:
 class Chunker:
     """Turns a document stream into accepted chunks; keeps duplicate state across the whole build."""
 
-    def __init__(self, cfg: ChunkingConfig, length_fn: LengthFn | None = None, kiwi=None):
+    def __init__(self, cfg: ChunkingConfig, length_fn: LengthFn | None = None, analyzer: KiwiAnalyzer | None = None, bigrams: bool = False):
+        """``analyzer`` with term rules makes every chunk carry its BM25 terms (``bigrams`` adds adjacent pairs),
+        from the same Kiwi analysis that splits the sentences; without one, Kiwi splits running text."""
         if cfg.unit == "tokens" and length_fn is None:
             raise ValueError("chunking.unit=tokens needs the encoder tokenizer's length function")
         self.cfg = cfg
         self.length_fn = length_fn or char_lengths
-        self._kiwi = kiwi
+        self._analyzer = analyzer
+        self.bigrams = bigrams
         self.exact = ExactDedup() if cfg.dedup else None
         self.near = NearDedup(cfg.near_dup_threshold) if cfg.near_dup_threshold < 1 else None
         self.stats = ChunkStats()
 
     @property
-    def kiwi(self):
+    def analyzer(self) -> KiwiAnalyzer:
         """Loaded on first use: a parallel build's parent only accepts chunks and never needs Kiwi."""
-        if self._kiwi is None:
-            self._kiwi = get_kiwi(self.cfg.kiwi_workers or os.cpu_count() or 1)
-        return self._kiwi
+        if self._analyzer is None:
+            self._analyzer = KiwiAnalyzer("text", None, self.cfg.kiwi_workers)
+        return self._analyzer
+
+    @property
+    def with_terms(self) -> bool:
+        return self._analyzer is not None and self._analyzer.rules is not None
 
     def sentences(self, texts: list[str]) -> list[list[tuple[int, int]]]:
         """Sentence spans for many texts with one Kiwi call (its worker threads split the list)."""
-        out = []
-        for text, sents in zip(texts, self.kiwi.split_into_sents(texts), strict=True):
-            spans: list[tuple[int, int]] = []
-            for sent in sents:
-                spans.extend(_split_newlines(text, sent.start, sent.end))
-            out.append(spans)
-        return out
+        return [self._spans(text, a) for text, a in zip(texts, self.analyzer.analyze(texts), strict=True)]
+
+    @staticmethod
+    def _spans(text: str, analysis: TextAnalysis) -> list[tuple[int, int]]:
+        spans: list[tuple[int, int]] = []
+        for start, end in analysis.sentences:
+            spans.extend(_split_newlines(text, start, end))
+        return spans
 
     def _limit_spans(self, text: str, spans: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], list[int]]:
         sizes = self.length_fn([text[s:e] for s, e in spans])
@@ -176,21 +180,37 @@ class Chunker:
                 fixed.extend(_cut_long(text, s, e, max(1, int(self.cfg.max_size * chars_per_unit * 0.95))))
         return fixed, self.length_fn([text[s:e] for s, e in fixed])
 
-    def _chunks_for(self, doc: Document, section: str, text: str, spans: list[tuple[int, int]]) -> Iterator[Chunk]:
-        spans, sizes = self._limit_spans(text, spans)
+    def _chunks_for(self, doc: Document, section: str, text: str, analysis: TextAnalysis, prefix_terms: list[str] | None) -> Iterator[Chunk]:
+        spans, sizes = self._limit_spans(text, self._spans(text, analysis))
         prefix = doc.title + (SECTION_SEP + section if section else "")
         for i, j in pack(spans, sizes, self.cfg.max_size, self.cfg.overlap_sentences, self.cfg.unit == "chars"):
             start, end = spans[i][0], spans[j - 1][1]
             body = text[start:end]
             index_text = f"{prefix}\n{body}" if self.cfg.prefix_title else body
-            yield Chunk(doc.id, doc.source, doc.title, section, doc.url, body, index_text, start, end)
+            terms = None
+            if prefix_terms is not None:
+                terms = prefix_terms + analysis.terms_between(start, end)
+                terms = with_bigrams(terms) if self.bigrams else terms
+            yield Chunk(doc.id, doc.source, doc.title, section, doc.url, body, index_text, start, end, terms)
 
     def candidates_per_doc(self, docs: list[Document]) -> list[list[Chunk]]:
-        """Sentence split (one Kiwi call for all) and pack, before any filter: pure per document, so worker
-        processes can run it."""
+        """Analyse (one Kiwi call for all texts, and for the title/section prefixes when terms are wanted) and
+        pack, before any filter: pure per document, so worker processes can run it."""
         units = [(doc, section, text) for doc in docs for section, text in doc.sections]
-        spans = iter(self.sentences([text for _, _, text in units]))
-        return [[c for section, text in doc.sections for c in self._chunks_for(doc, section, text, next(spans))] for doc in docs]
+        prefixes = [doc.title + (SECTION_SEP + section if section else "") for doc, section, _ in units] \
+            if self.with_terms and self.cfg.prefix_title else []
+        analyses = self.analyzer.analyze([text for _, _, text in units] + prefixes)
+        body, heads = analyses[:len(units)], analyses[len(units):]
+        out: list[list[Chunk]] = []
+        k = 0
+        for doc in docs:
+            chunks: list[Chunk] = []
+            for section, text in doc.sections:
+                prefix_terms = (heads[k].terms if heads else []) if self.with_terms else None
+                chunks.extend(self._chunks_for(doc, section, text, body[k], prefix_terms))
+                k += 1
+            out.append(chunks)
+        return out
 
     def candidates(self, docs: list[Document]) -> list[Chunk]:
         return [c for doc_chunks in self.candidates_per_doc(docs) for c in doc_chunks]

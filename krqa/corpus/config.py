@@ -8,12 +8,12 @@ from pydantic import Field
 
 from krqa.configbase import Section
 
-SourceFormat = Literal["auto", "mediawiki", "namuwiki", "jsonl", "squad"]
+SourceFormat = Literal["auto", "mediawiki", "namuwiki", "jsonl", "squad", "wikiextractor"]
 
 
 class SourceConfig(Section):
-    path: str = Field(description="Dump file: MediaWiki export XML (.xml/.bz2), Namuwiki JSON array, JSONL or SQuAD JSON.")
-    format: SourceFormat = Field("auto", description="Reader to use; 'auto' decides from the file name and first bytes.")
+    path: str = Field(description="Dump file: MediaWiki export XML (.xml/.bz2), Namuwiki JSON array, JSONL, SQuAD JSON, or wikiextractor output (a folder of AA/wiki_00 … files or one file of <doc> blocks; plain, .bz2, .xz or .gz).")
+    format: SourceFormat = Field("auto", description="Reader to use; 'auto' decides from the file name and first bytes (a folder: wikiextractor).")
     name: str | None = Field(None, description="Source label stored with each chunk (default: derived from the format).")
     limit: int | None = Field(None, ge=1, description="Read at most this many documents (for quick trials).")
 

@@ -20,22 +20,30 @@ from krqa.corpus.wikitext import clean_wikitext
 
 log = logging.getLogger(__name__)
 BLOCK = 1 << 20
-_OPEN = b"<page>"
-_CLOSE = b"</page>"
-_END = b"</mediawiki>"
+PAGE_OPEN = b"<page>"
+PAGE_CLOSE = b"</page>"
+DUMP_END = b"</mediawiki>"
+"""The tags a page and the dump are cut by; the piece planner cuts byte ranges and finishes pages by them."""
 _BASE = re.compile(rb"<base>(.*?)</base>", re.S)
 _REDIRECT_TEXT = re.compile(r"^\s*#\s*(?:redirect|넘겨주기)", re.I)
 DEFAULT_BASE = "https://ko.wikipedia.org/wiki/"
 DEFAULT_MAX_PAGE_CHARS = 1_000_000
 
 
-def _url_prefix(header: bytes) -> str:
+def url_prefix(header: bytes) -> str:
+    """The article URL prefix from a dump header's ``<base>`` (``https://ko.wikipedia.org/wiki/``)."""
     match = _BASE.search(header)
     if not match:
         return DEFAULT_BASE
     base = match.group(1).decode("utf-8", "replace").strip()
     cut = base.find("/wiki/")
     return base[: cut + len("/wiki/")] if cut >= 0 else DEFAULT_BASE
+
+
+def dump_url_prefix(path: str | os.PathLike[str]) -> str:
+    """The URL prefix of a dump from its header, for a reader that starts mid-dump (a piece)."""
+    first = next(iter_pages(path), None)
+    return url_prefix(first[1]) if isinstance(first, tuple) else DEFAULT_BASE
 
 
 def iter_pages(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes] | Skip]:
@@ -50,26 +58,26 @@ def iter_pages(path: str | os.PathLike[str]) -> Iterator[tuple[int, bytes] | Ski
         ended = False
         eof = False
         while True:
-            start = buf.find(_OPEN, pos)
+            start = buf.find(PAGE_OPEN, pos)
             if not header_sent and (start >= 0 or eof):
                 yield (-1, buf[: start if start >= 0 else len(buf)])
                 header_sent = True
             if start >= 0:
-                end = buf.find(_CLOSE, start + len(_OPEN))
+                end = buf.find(PAGE_CLOSE, start + len(PAGE_OPEN))
                 if end >= 0:
-                    nxt = buf.find(_OPEN, start + len(_OPEN), end)
+                    nxt = buf.find(PAGE_OPEN, start + len(PAGE_OPEN), end)
                     if nxt >= 0:
                         yield Skip("malformed_xml", f"byte {base + start}", "<page> without </page>")
                         pos = nxt
                         continue
-                    stop = end + len(_CLOSE)
+                    stop = end + len(PAGE_CLOSE)
                     yield (base + start, buf[start:stop])
                     pos = stop
                     continue
                 pos = start
             elif header_sent:
-                ended = ended or _END in buf[max(0, pos - len(_END)) :]
-                pos = max(pos, len(buf) - len(_END))
+                ended = ended or DUMP_END in buf[max(0, pos - len(DUMP_END)) :]
+                pos = max(pos, len(buf) - len(DUMP_END))
             if eof:
                 if start >= 0 or not ended:
                     at = base + max(start, 0)
@@ -106,7 +114,7 @@ def iter_mediawiki(path: str | os.PathLike[str], source: str = "kowiki",
             continue
         offset, raw = item
         if offset < 0:
-            prefix = _url_prefix(raw)
+            prefix = url_prefix(raw)
             continue
         yield from page_record(raw, offset, prefix, source, max_page_chars=max_page_chars)
 

@@ -19,33 +19,54 @@ from functools import partial
 
 import numpy as np
 
-from krqa.corpus.chunking import Chunk, Chunker, Screening, get_kiwi
+from krqa.corpus.chunking import Chunk, Chunker, Screening
 from krqa.corpus.config import ChunkingConfig
 from krqa.corpus.document import Document, Skip
 from krqa.corpus.pieces import Piece, read_piece
+from krqa.index.bm25_build import Postings
+from krqa.index.config import BM25Config
+from krqa.index.tokenize import make_analyzer
 
 PieceMap = Callable[[list[Piece], dict], Iterator["PieceResult"]]
-"""Runs :func:`chunk_piece` over pieces and yields the results in piece order (a process pool, Ray Data)."""
+"""Runs :func:`chunk_piece` over pieces with a :func:`chunk_spec` and yields the results in piece order (a
+process pool, Ray Data, or in this process)."""
 
 
 @dataclass
 class PieceResult:
-    """``records`` in file order: a :class:`Skip`, or the number of candidate chunks of the next document."""
+    """``records`` in file order: a :class:`Skip`, or the number of candidate chunks of the next document;
+    ``postings``: the BM25 shard arrays of every candidate chunk (:func:`krqa.index.bm25_build.postings`), when
+    the spec asks for terms."""
 
     records: list[Skip | int]
     chunks: list[Chunk]
     screening: Screening
+    postings: dict[str, np.ndarray] | None = None
+
+
+def chunk_spec(chunking: ChunkingConfig, bm25: BM25Config | None) -> dict:
+    """What a worker needs to chunk (and, with ``bm25``, extract terms) exactly as the parent would."""
+    return {"chunking": chunking.model_dump(), "bm25": bm25.model_dump() if bm25 is not None else None}
+
+
+def make_chunker(spec: dict, workers: int = 0, length_fn=None) -> Chunker:
+    """The chunker a spec describes; with a BM25 config its analyzer also extracts that config's terms."""
+    bm25 = BM25Config(**spec["bm25"]) if spec["bm25"] is not None else None
+    analyzer = make_analyzer(bm25, workers) if bm25 is not None else None
+    return Chunker(ChunkingConfig(**spec["chunking"]), length_fn=length_fn, analyzer=analyzer, bigrams=bool(bm25 and bm25.bigrams))
 
 
 _CHUNKERS: dict[str, Chunker] = {}
 
 
-def chunk_piece(piece: Piece, chunking: dict) -> PieceResult:
-    """Read one piece and do all per-document work; one Kiwi thread, since the processes are the parallelism."""
-    key = json.dumps(chunking, sort_keys=True)
-    if key not in _CHUNKERS:
-        _CHUNKERS[key] = Chunker(ChunkingConfig(**chunking), kiwi=get_kiwi(1))
-    chunker = _CHUNKERS[key]
+def chunk_piece(piece: Piece, spec: dict, chunker: Chunker | None = None) -> PieceResult:
+    """Read one piece and do all per-document work; a worker's chunker uses one Kiwi thread, since the
+    processes are the parallelism (an in-process build passes its own ``chunker``)."""
+    if chunker is None:
+        key = json.dumps(spec, sort_keys=True)
+        if key not in _CHUNKERS:
+            _CHUNKERS[key] = make_chunker(spec, workers=1)
+        chunker = _CHUNKERS[key]
     records: list[Skip | int] = []
     docs: list[Document] = []
     for record in read_piece(piece):
@@ -56,21 +77,40 @@ def chunk_piece(piece: Piece, chunking: dict) -> PieceResult:
         else:
             records.append(record)
     per_doc: list[list[Chunk]] = []
+    built = Postings() if chunker.with_terms else None
     size = chunker.cfg.batch_size
     for start in range(0, len(docs), size):
-        per_doc.extend(chunker.candidates_per_doc(docs[start:start + size]))
+        batch = chunker.candidates_per_doc(docs[start:start + size])
+        if built is not None:
+            built.add([c.terms or [] for doc_chunks in batch for c in doc_chunks])
+            for doc_chunks in batch:
+                for c in doc_chunks:
+                    c.terms = None  # the postings carry them; strings would only cost memory and pickling
+        per_doc.extend(batch)
     counts = iter(len(c) for c in per_doc)
     records = [next(counts) if isinstance(r, int) else r for r in records]
     chunks = [c for doc_chunks in per_doc for c in doc_chunks]
-    return PieceResult(records, chunks, chunker.screen(chunks))
+    arrays = built.arrays() if built is not None else None
+    return PieceResult(records, chunks, chunker.screen(chunks), arrays)
 
 
 def pool_map(workers: int) -> PieceMap:
     """A spawn-context process pool (Kiwi's threads do not survive fork); results come back in order."""
 
-    def run(pieces: list[Piece], chunking: dict) -> Iterator[PieceResult]:
+    def run(pieces: list[Piece], spec: dict) -> Iterator[PieceResult]:
         with mp.get_context("spawn").Pool(min(workers, max(1, len(pieces)))) as pool:
-            yield from pool.imap(partial(chunk_piece, chunking=chunking), pieces, chunksize=1)
+            yield from pool.imap(partial(chunk_piece, spec=spec), pieces, chunksize=1)
+
+    return run
+
+
+def local_map(chunker: Chunker) -> PieceMap:
+    """The pieces read one after another in this process, with the parent's own chunker (its Kiwi threads and,
+    for ``chunking.unit=tokens``, the encoder's tokenizer)."""
+
+    def run(pieces: list[Piece], spec: dict) -> Iterator[PieceResult]:
+        for piece in pieces:
+            yield chunk_piece(piece, spec, chunker)
 
     return run
 
@@ -88,7 +128,9 @@ def accept_in_order(
     """Accepted chunks in corpus order; ``on_record`` sees each skip, and ``None`` for each document."""
     batch = _Batch()
     size = chunker.cfg.batch_size
-    for piece, result in zip(pieces, results, strict=True):
+    for p, (piece, result) in enumerate(zip(pieces, results, strict=True)):
+        for i, chunk in enumerate(result.chunks):
+            chunk.ref = (p, i)
         pos = sig_pos = 0
         reasons = result.screening.reasons
         for record in result.records:

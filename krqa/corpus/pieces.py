@@ -1,7 +1,8 @@
 """Cut a dump into pieces that worker processes (or Ray tasks) read independently, and read one piece.
 
 A piece owns the pages whose start lies in its range and reads past its end only to finish the last one,
-so every page belongs to exactly one piece and the pieces, read in order, give the same pages as one pass:
+so every page belongs to exactly one piece and the pieces, read in order, give the same pages as one pass.
+Each format's planner here is its entry in :mod:`krqa.corpus.formats`:
 
 - MediaWiki ``.xml``: byte ranges; a page is owned by the piece its ``<page>`` tag starts in.
 - MediaWiki multistream ``.bz2`` (what Wikimedia publishes as ``pages-articles-multistream``): runs of bz2
@@ -9,7 +10,10 @@ so every page belongs to exactly one piece and the pieces, read in order, give t
 - Namuwiki ``.json``: item ranges, cut before a ``{"`` that follows ``[`` or ``,`` (inside a JSON string
   every quote is escaped, so that pattern only occurs between items).
 - JSONL: line ranges, with global line numbers kept for reports.
-- Anything else (SQuAD, gzip, single-stream bz2, a source with ``limit``) is one piece.
+- wikiextractor: a tree in runs of whole files (consecutive small files together up to the piece size); one
+  plain file in byte ranges cut where a ``<doc`` line starts.
+- Anything else (SQuAD, gzip/xz, single-stream bz2, a source with ``limit``) is one ``whole`` piece, read by
+  the format's reader that the piece carries.
 """
 
 from __future__ import annotations
@@ -18,24 +22,32 @@ import bz2
 import os
 import re
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from krqa.corpus.document import Document, Skip
-from krqa.corpus.fileio import READ_ERRORS, Dump
-from krqa.corpus.mediawiki import _CLOSE, _END, _OPEN, DEFAULT_BASE, DEFAULT_MAX_PAGE_CHARS, _url_prefix, iter_pages, page_record
+from krqa.corpus.fileio import READ_ERRORS, Dump, tree_files
+from krqa.corpus.mediawiki import DEFAULT_BASE, DEFAULT_MAX_PAGE_CHARS, DUMP_END, PAGE_CLOSE, PAGE_OPEN, dump_url_prefix, page_record
+from krqa.corpus.namuwiki import iter_namuwiki
+from krqa.corpus.sources import iter_jsonl
+from krqa.corpus.wikiextractor import iter_file
+from krqa.errors import InputError
 
 BLOCK = 1 << 20
 _BZ2_STREAM = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
 _JSON_ITEM = re.compile(rb"[\[,]\s*(?=\{\s*\")")
 
+Reader = Callable[..., Iterator[Document | Skip]]
+"""``reader(path, source=name, max_page_chars=n)``: a format's records of a whole source, in file order."""
+
 
 @dataclass(frozen=True)
 class Piece:
-    """``kind`` says how to read ``path``: ``xml``/``json``/``jsonl`` own bytes ``[start, end)``, ``bz2`` owns
-    the streams at ``streams`` (file offsets; the next stream's offset or the file size follows), ``whole``
-    reads the source with its normal reader."""
+    """``kind`` says how to read ``path``: ``xml``/``json``/``jsonl``/``doc`` own bytes ``[start, end)``, ``bz2``
+    owns the streams at ``streams`` (file offsets; the next stream's offset or the file size follows),
+    ``files`` the files ``files`` of the folder ``path``, ``whole`` reads the source with ``reader`` (a
+    module-level function, so a piece pickles for a worker process or a Ray task)."""
 
     source: int
     name: str
@@ -50,37 +62,80 @@ class Piece:
     last: bool = True
     limit: int | None = None
     max_page_chars: int = DEFAULT_MAX_PAGE_CHARS
+    files: tuple[str, ...] = ()
+    reader: Reader | None = None
 
 
-def plan_pieces(source: int, name: str, path: Path, fmt: str, piece_bytes: int, limit: int | None = None) -> list[Piece]:
-    """The pieces of one source, in file order (one piece when the format or a ``limit`` forbids cutting)."""
+Planner = Callable[[Piece, int], list[Piece]]
+"""``planner(whole, piece_bytes)``: a source's pieces in file order, or ``[whole]`` when it cannot be cut."""
+
+
+def plan_mediawiki(whole: Piece, piece_bytes: int) -> list[Piece]:
+    path = Path(whole.path)
     size = path.stat().st_size
     with Dump(path) as dump:
         compression = dump.compression
-    whole = [Piece(source, name, str(path), fmt, "whole", 0, size, limit=limit)]
-    if limit is not None or size <= piece_bytes or fmt == "squad" or compression == "gzip":
-        return whole
-    if fmt == "mediawiki":
-        prefix = _header_prefix(path)
-        if compression == "bz2":
-            streams = _bz2_streams(path)
-            if len(streams) < 2:
-                return whole
-            return _group_streams(source, name, path, fmt, streams + [size], piece_bytes, prefix)
-        cuts = _cuts(path, size, piece_bytes, lambda window: window.find(_OPEN))
-        return _ranges(source, name, path, fmt, "xml", cuts, size, prefix=prefix)
-    if compression is not None:
-        return whole
-    if fmt == "namuwiki":
-        cuts = _cuts(path, size, piece_bytes, lambda window: m.end() if (m := _JSON_ITEM.search(window)) else -1)
-        return _ranges(source, name, path, fmt, "json", cuts, size)
+    if size <= piece_bytes or compression not in (None, "bz2"):
+        return [whole]
+    prefix = dump_url_prefix(path)
+    if compression == "bz2":
+        streams = _bz2_streams(path)
+        return _group_streams(whole, streams + [size], piece_bytes, prefix) if len(streams) >= 2 else [whole]
+    cuts = _cuts(path, size, piece_bytes, lambda window: window.find(PAGE_OPEN))
+    return _ranges(whole, "xml", cuts, size, prefix=prefix)
+
+
+def plan_namuwiki(whole: Piece, piece_bytes: int) -> list[Piece]:
+    path = Path(whole.path)
+    size = path.stat().st_size
+    if size <= piece_bytes or _compressed(path):
+        return [whole]
+    cuts = _cuts(path, size, piece_bytes, lambda window: m.end() if (m := _JSON_ITEM.search(window)) else -1)
+    return _ranges(whole, "json", cuts, size)
+
+
+def plan_jsonl(whole: Piece, piece_bytes: int) -> list[Piece]:
+    path = Path(whole.path)
+    size = path.stat().st_size
+    if size <= piece_bytes or _compressed(path):
+        return [whole]
     cuts = _cuts(path, size, piece_bytes, lambda window: window.find(b"\n") + 1 if b"\n" in window else -1)
-    return _ranges(source, name, path, fmt, "jsonl", cuts, size, lines=_line_numbers(path, cuts))
+    return _ranges(whole, "jsonl", cuts, size, lines=_line_numbers(path, cuts))
 
 
-def _header_prefix(path: Path) -> str:
-    first = next(iter_pages(path), None)
-    return _url_prefix(first[1]) if isinstance(first, tuple) else DEFAULT_BASE
+def plan_wikiextractor(whole: Piece, piece_bytes: int) -> list[Piece]:
+    """A tree in runs of consecutive files of about ``piece_bytes`` (a bigger file alone); a plain file in
+    byte ranges cut where a ``<doc`` line starts; a compressed file whole."""
+    path = Path(whole.path)
+    if path.is_dir():
+        return _file_runs(whole, tree_files(path), piece_bytes)
+    size = path.stat().st_size
+    if size <= piece_bytes or _compressed(path):
+        return [whole]
+    cuts = _cuts(path, size, piece_bytes, lambda window: at + 1 if (at := window.find(b"\n<doc")) >= 0 else -1)
+    return _ranges(whole, "doc", cuts, size, lines=_line_numbers(path, cuts))
+
+
+def _compressed(path: Path) -> bool:
+    with Dump(path) as dump:
+        return dump.compression is not None
+
+
+def _file_runs(whole: Piece, files: list[Path], piece_bytes: int) -> list[Piece]:
+    root = Path(whole.path)
+    if not files:
+        raise InputError(f"{root}: empty folder: no wikiextractor files (AA/wiki_00 …) under it")
+    runs: list[list[Path]] = [[]]
+    size = 0
+    for file in files:
+        grow = file.stat().st_size
+        if runs[-1] and size + grow > piece_bytes:
+            runs.append([])
+            size = 0
+        runs[-1].append(file)
+        size += grow
+    return [replace(whole, kind="files", files=tuple(f.relative_to(root).as_posix() for f in run), last=i == len(runs) - 1, reader=None)
+            for i, run in enumerate(runs)]
 
 
 def _bz2_streams(path: Path) -> list[int]:
@@ -100,11 +155,12 @@ def _bz2_streams(path: Path) -> list[int]:
     return found
 
 
-def _group_streams(source: int, name: str, path: Path, fmt: str, bounds: list[int], piece_bytes: int, prefix: str) -> list[Piece]:
+def _group_streams(whole: Piece, bounds: list[int], piece_bytes: int, prefix: str) -> list[Piece]:
     pieces, first = [], 0
     for i in range(1, len(bounds)):
         if bounds[i] - bounds[first] >= piece_bytes or i == len(bounds) - 1:
-            pieces.append(Piece(source, name, str(path), fmt, "bz2", bounds[first], bounds[i], tuple(bounds[first:i + 1]), prefix, last=i == len(bounds) - 1))
+            pieces.append(replace(whole, kind="bz2", start=bounds[first], end=bounds[i], streams=tuple(bounds[first:i + 1]),
+                                  prefix=prefix, last=i == len(bounds) - 1, reader=None))
             first = i
     return pieces
 
@@ -142,19 +198,18 @@ def _line_numbers(path: Path, cuts: list[int]) -> list[int]:
     return lines
 
 
-def _ranges(source: int, name: str, path: Path, fmt: str, kind: str, cuts: list[int], size: int, prefix: str = DEFAULT_BASE, lines: list[int] | None = None) -> list[Piece]:
+def _ranges(whole: Piece, kind: str, cuts: list[int], size: int, prefix: str = DEFAULT_BASE, lines: list[int] | None = None) -> list[Piece]:
     bounds = cuts + [size]
-    return [Piece(source, name, str(path), fmt, kind, bounds[i], bounds[i + 1], prefix=prefix, first_line=lines[i] if lines else 1,
-                  last=i == len(cuts) - 1) for i in range(len(cuts))]
+    return [replace(whole, kind=kind, start=bounds[i], end=bounds[i + 1], prefix=prefix, first_line=lines[i] if lines else 1,
+                    last=i == len(cuts) - 1, reader=None) for i in range(len(cuts))]
 
 
 def read_piece(piece: Piece) -> Iterator[Document | Skip]:
     """Documents and skip records of one piece, in file order; positions name the dump file's bytes."""
     if piece.kind == "whole":
-        from krqa.corpus.config import SourceConfig
-        from krqa.corpus.pipeline import iter_records
-
-        yield from iter_records(SourceConfig(path=piece.path, format=piece.fmt, name=piece.name, limit=piece.limit), piece.max_page_chars)
+        if piece.reader is None:
+            raise InputError(f"{piece.path}: a whole piece of format '{piece.fmt}' without its reader")
+        yield from _limited(piece.reader(piece.path, source=piece.name, max_page_chars=piece.max_page_chars), piece.limit)
     elif piece.kind == "xml":
         with open(piece.path, "rb") as fh:
             fh.seek(piece.start)
@@ -163,28 +218,45 @@ def read_piece(piece: Piece) -> Iterator[Document | Skip]:
         yield from _pages(buf, piece.end - piece.start, piece, lambda pos: (piece.start + pos, "byte"))
     elif piece.kind == "bz2":
         yield from _read_bz2(piece)
-    else:
+    elif piece.kind == "files":
+        yield from _limited((r for rel in piece.files for r in iter_file(Path(piece.path, rel), rel, piece.name, piece.max_page_chars)), piece.limit)
+    elif piece.kind == "doc":
+        yield from iter_file(Path(piece.path), Path(piece.path).name, piece.name, piece.max_page_chars, piece.start, piece.end, piece.first_line)
+    elif piece.kind in ("json", "jsonl"):
         yield from _read_json(piece)
+    else:
+        raise InputError(f"{piece.path}: unknown piece kind '{piece.kind}'")
+
+
+def _limited(records: Iterator[Document | Skip], limit: int | None) -> Iterator[Document | Skip]:
+    """``records`` up to and including the ``limit``-th document (``source.limit``)."""
+    docs = 0
+    for record in records:
+        yield record
+        if isinstance(record, Document):
+            docs += 1
+            if limit is not None and docs >= limit:
+                return
 
 
 def _finish_page(buf: bytes, more) -> bytes:
     """Bytes past a piece's end up to the ``</page>`` of the last page that starts inside it."""
-    last = buf.rfind(_OPEN)
-    if last < 0 or buf.find(_CLOSE, last) >= 0:
+    last = buf.rfind(PAGE_OPEN)
+    if last < 0 or buf.find(PAGE_CLOSE, last) >= 0:
         return b""
     extra = b""
     while block := more():
         extra += block
-        if _CLOSE in extra:
+        if PAGE_CLOSE in extra:
             break
     return extra
 
 
 def _pages(buf: bytes, owned: int, piece: Piece, where) -> Iterator[Document | Skip]:
-    pos = buf.find(_OPEN)
+    pos = buf.find(PAGE_OPEN)
     while 0 <= pos < owned:
-        end = buf.find(_CLOSE, pos + len(_OPEN))
-        nxt = buf.find(_OPEN, pos + len(_OPEN))
+        end = buf.find(PAGE_CLOSE, pos + len(PAGE_OPEN))
+        nxt = buf.find(PAGE_OPEN, pos + len(PAGE_OPEN))
         offset, unit = where(pos)
         if end < 0:
             yield Skip("truncated", f"{unit} {offset}", "dump ends inside a page")
@@ -193,10 +265,10 @@ def _pages(buf: bytes, owned: int, piece: Piece, where) -> Iterator[Document | S
             yield Skip("malformed_xml", f"{unit} {offset}", "<page> without </page>")
             pos = nxt
             continue
-        stop = end + len(_CLOSE)
+        stop = end + len(PAGE_CLOSE)
         yield from page_record(buf[pos:stop], offset, piece.prefix, piece.name, unit, piece.max_page_chars)
-        pos = buf.find(_OPEN, stop)
-    if piece.last and _END not in buf[-4096:]:
+        pos = buf.find(PAGE_OPEN, stop)
+    if piece.last and DUMP_END not in buf[-4096:]:
         yield Skip("truncated", f"{where(len(buf))[1]} {where(len(buf))[0]}", "dump ends before </mediawiki>")
 
 
@@ -250,9 +322,6 @@ def _next_streams(fh, offset: int):
 
 def _read_json(piece: Piece) -> Iterator[Document | Skip]:
     """Namuwiki items or JSONL lines of a byte range, through the normal reader on a temporary file."""
-    from krqa.corpus.namuwiki import iter_namuwiki
-    from krqa.corpus.sources import iter_jsonl
-
     with open(piece.path, "rb") as fh:
         fh.seek(piece.start)
         data = fh.read(piece.end - piece.start)

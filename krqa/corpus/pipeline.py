@@ -14,26 +14,23 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from krqa.corpus.chunking import Chunk, Chunker, LengthFn
+import numpy as np
+
+from krqa.corpus.chunking import LengthFn
 from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.document import Document, Skip
-from krqa.corpus.mediawiki import iter_mediawiki
-from krqa.corpus.namuwiki import iter_namuwiki
-from krqa.corpus.parallel import PieceMap, accept_in_order, default_workers, pool_map
-from krqa.corpus.pieces import Piece, plan_pieces
-from krqa.corpus.sources import detect_format, iter_jsonl, iter_squad
+from krqa.corpus.fileio import source_digest
+from krqa.corpus.formats import check_source, detect_format, plan_pieces
+from krqa.corpus.parallel import PieceMap, PieceResult, accept_in_order, chunk_spec, default_workers, local_map, make_chunker, pool_map
+from krqa.corpus.pieces import Piece
 from krqa.corpus.store import write_chunks
 from krqa.errors import InputError
-from krqa.fsutil import atomic_dir, atomic_write_json, check_output_dir, sha256_file
+from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir
+from krqa.index.bm25_build import shard_name, write_shard
+from krqa.index.config import BM25Config
 
 log = logging.getLogger(__name__)
 
-READERS: dict[str, Callable[..., Iterator[Document | Skip]]] = {
-    "mediawiki": iter_mediawiki,
-    "namuwiki": iter_namuwiki,
-    "jsonl": iter_jsonl,
-    "squad": iter_squad,
-}
 REPORT_FILE = "corpus_report.json"
 MAX_LISTED_SKIPS = 50
 
@@ -95,19 +92,22 @@ class CorpusReport:
 
 
 def resolve_format(source: SourceConfig, path: Path) -> str:
-    return detect_format(path) if source.format == "auto" else source.format
+    """The source's format (detected for ``auto``), checked against the format table and the path."""
+    if not path.exists():
+        raise InputError(f"{path}: corpus source not found")
+    fmt = detect_format(path) if source.format == "auto" else source.format
+    check_source(path, fmt)
+    return fmt
 
 
 def iter_records(source: SourceConfig, max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     """Documents and skip records of one source, in file order, honouring ``source.limit``; wiki pages longer
     than ``max_page_chars`` are cut to it before parsing."""
     path = Path(source.path)
-    if not path.is_file():
-        raise InputError(f"{path}: corpus source not found")
     fmt = resolve_format(source, path)
     docs = 0
-    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None and fmt in ("mediawiki", "namuwiki") else {}
-    for record in READERS[fmt](path, source=source.name or fmt, **cap):
+    cap = {"max_page_chars": max_page_chars} if max_page_chars is not None else {}
+    for record in check_source(path, fmt).read(path, source=source.name or fmt, **cap):
         yield record
         if isinstance(record, Document):
             docs += 1
@@ -149,11 +149,16 @@ def build_chunks(
     workers: int | None = None,
     piece_map: PieceMap | None = None,
     token_model: str | None = None,
+    bm25: BM25Config | None = None,
+    shard_dir: Path | None = None,
 ) -> CorpusReport:
     """Read every source, chunk, and write the chunk store plus ``corpus_report.json`` into ``out_dir``.
 
-    With more than one worker (default ``corpus.workers``, 0 = all cores) or a ``piece_map`` (Ray), the dumps
-    are cut into pieces processed in parallel (:mod:`krqa.corpus.parallel`); the chunks are the same.
+    The dumps are cut into pieces; with more than one worker (default ``corpus.workers``, 0 = all cores) or a
+    ``piece_map`` (Ray) they are processed in parallel (:mod:`krqa.corpus.parallel`); the chunks are the same.
+    Kiwi analyses each text once, as ``bm25.analysis`` says (running text when ``bm25`` is None); with
+    ``shard_dir`` the BM25 terms from that analysis go there as one shard per piece, plus ``kept.npz`` naming
+    the candidates that became chunks, for :func:`krqa.index.bm25_build.merge_shards`.
     With ``chunking.unit=tokens`` lengths are counted by ``length_fn``, else by the tokenizer of the dense
     encoder ``token_model`` (``index.dense.model``).
     """
@@ -165,25 +170,41 @@ def build_chunks(
     reports: list[SourceReport] = []
     for source in sources:
         path = Path(source.path)
-        if not path.is_file():
-            raise InputError(f"{path}: corpus source not found")
         fmt = resolve_format(source, path)
-        reports.append(SourceReport(source.name or fmt, str(path), fmt, path.stat().st_size, sha256_file(path)))
+        reports.append(SourceReport(source.name or fmt, str(path), fmt, *source_digest(path)))
     if corpus.chunking.unit == "tokens" and length_fn is None:
         length_fn = encoder_length_fn(token_model or "")
-    chunker = Chunker(corpus.chunking, length_fn=length_fn)
+    spec = chunk_spec(corpus.chunking, bm25)
+    chunker = make_chunker(spec, workers=corpus.chunking.kiwi_workers, length_fn=length_fn)
     report = CorpusReport(out_dir=str(out_dir), sources=reports)
     started = time.perf_counter()
 
     workers = default_workers(corpus.workers if workers is None else workers)
     piece_bytes = max(1, int(corpus.piece_mb * 1e6))
-    if piece_map is None and workers > 1 and length_fn is None and sum(r.bytes for r in reports) > piece_bytes:
-        piece_map = pool_map(workers)  # below one piece of input, starting processes costs more than it saves
+    if piece_map is None:
+        # below one piece of input, starting processes costs more than it saves
+        parallel = workers > 1 and length_fn is None and sum(r.bytes for r in reports) > piece_bytes
+        piece_map = pool_map(workers) if parallel else local_map(chunker)
+    pieces = [replace(p, max_page_chars=corpus.max_page_chars) for i, (source, rep) in enumerate(zip(sources, reports, strict=True))
+              for p in plan_pieces(i, rep.name, Path(rep.path), rep.format, piece_bytes, source.limit)]
+    log.info("corpus: %d pieces", len(pieces))
+    kept: list[list[int]] = [[] for _ in pieces]
 
-    def parallel_chunks() -> Iterator[Chunk]:
-        pieces = [replace(p, max_page_chars=corpus.max_page_chars) for i, (source, rep) in enumerate(zip(sources, reports, strict=True))
-                  for p in plan_pieces(i, rep.name, Path(rep.path), rep.format, piece_bytes, source.limit)]
-        log.info("corpus: %d pieces", len(pieces))
+    def _note(rep: SourceReport, record: Skip) -> None:
+        rep.note(record)
+        if record.is_error:
+            if strict:
+                raise InputError(f"{rep.path}: {record} (strict mode)")
+            log.warning("%s: skipped %s", rep.path, record)
+
+    def results() -> Iterator[PieceResult]:
+        for i, result in enumerate(piece_map(pieces, spec)):
+            if shard_dir is not None and result.postings is not None:
+                write_shard(result.postings, shard_dir / shard_name(i))
+            result.postings = None
+            yield result
+
+    def rows() -> Iterator[dict]:
         from tqdm import tqdm
 
         from krqa.log import progress_disabled
@@ -198,42 +219,14 @@ def build_chunks(
                 else:
                     _note(rep, record)
 
-            assert piece_map is not None
-            yield from accept_in_order(pieces, piece_map(pieces, corpus.chunking.model_dump()), chunker, on_record)
+            by_source = {r.name: r for r in reports}
+            for chunk in accept_in_order(pieces, results(), chunker, on_record):
+                by_source[chunk.source].chunks += 1
+                kept[chunk.ref[0]].append(chunk.ref[1])
+                yield chunk.to_row()
 
-    def _note(rep: SourceReport, record: Skip) -> None:
-        rep.note(record)
-        if record.is_error:
-            if strict:
-                raise InputError(f"{rep.path}: {record} (strict mode)")
-            log.warning("%s: skipped %s", rep.path, record)
-
-    def rows() -> Iterator[dict]:
-        by_source = {r.name: r for r in reports}
-        chunks = parallel_chunks() if piece_map is not None else chunker.chunk_documents(documents_with_source())
-        for chunk in chunks:
-            by_source[chunk.source].chunks += 1
-            yield chunk.to_row()
-
-    def documents_with_source() -> Iterator[Document]:
-        for source, rep in zip(sources, reports, strict=True):
-            yield from _counted(source, rep)
-
-    def _counted(source: SourceConfig, rep: SourceReport) -> Iterator[Document]:
-        from tqdm import tqdm
-
-        from krqa.log import progress_disabled
-
-        with tqdm(desc=f"read {rep.name}", unit=" docs", disable=progress_disabled()) as bar:
-            for record in iter_records(source.model_copy(update={"format": rep.format}), corpus.max_page_chars):
-                if isinstance(record, Skip):
-                    _note(rep, record)
-                    continue
-                record.source = rep.name
-                rep.docs += 1
-                bar.update()
-                yield record
-
+    if shard_dir is not None:
+        shard_dir.mkdir(parents=True, exist_ok=True)
     with atomic_dir(out_dir) as tmp:
         report.chunks = write_chunks(rows(), tmp)
         report.dropped_chunks = dict(chunker.stats.dropped)
@@ -241,4 +234,21 @@ def build_chunks(
         if report.chunks == 0:
             raise InputError(f"no chunks from {', '.join(r.path for r in reports)}: every page was skipped or filtered")
         atomic_write_json(tmp / REPORT_FILE, report.to_json())
+        if shard_dir is not None:
+            write_kept(shard_dir, [np.asarray(k, dtype=np.int64) for k in kept])
     return report
+
+
+KEPT_FILE = "kept.npz"
+
+
+def write_kept(shard_dir: Path, kept: list[np.ndarray]) -> None:
+    with atomic_path(shard_dir / KEPT_FILE, suffix=".npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, *kept)
+
+
+def read_kept(shard_dir: Path) -> list[np.ndarray]:
+    """Per piece, the candidate numbers that became chunks (the order of :func:`build_chunks`'s shards)."""
+    with np.load(shard_dir / KEPT_FILE) as z:
+        return [z[f"arr_{i}"] for i in range(len(z.files))]

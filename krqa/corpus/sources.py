@@ -20,6 +20,8 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """Pick a reader from the first decompressed bytes, falling back to the file name."""
     head = peek(path).lstrip(b"\xef\xbb\xbf \t\r\n")
     name = Path(path).name.lower()
+    if head.startswith((b"<doc ", b"<doc>")):
+        return "wikiextractor"
     if head.startswith(b"<"):
         return "mediawiki"
     if head.startswith(b"["):
@@ -32,7 +34,7 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     for suffix, fmt in ((".xml", "mediawiki"), (".jsonl", "jsonl"), (".json", "namuwiki")):
         if suffix in name:
             return fmt
-    raise InputError(f"{path}: cannot tell the format (not XML, a JSON array, JSONL or SQuAD); set format: in the source")
+    raise InputError(f"{path}: cannot tell the format (not XML, wikiextractor <doc> blocks, a JSON array, JSONL or SQuAD); set format: in the source")
 
 
 def _json_object(line: bytes) -> dict | None:

@@ -12,74 +12,80 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from krqa.index.bm25_build import DATA_FILE, INDICES_FILE, INDPTR_FILE, NONOCC_FILE, PARAMS_FILE, merge_shards, postings, write_shard
 from krqa.index.config import BM25Config
 from krqa.index.tokenize import KiwiTokenizer
+from krqa.index.vocab import VOCAB_FORMAT, SortedVocab, write_vocab
 
 log = logging.getLogger(__name__)
 
-PARAMS_FILE = "params.index.json"
-
-
 class BM25Index:
-    """A bm25s model plus the tokenizer it was built with; ``top`` returns (chunk ids, scores) per query."""
+    """bm25s's precomputed score matrix (CSC: one column of chunk scores per term), the sorted vocabulary, and the
+    tokenizer it was built with; ``top`` returns (chunk ids, scores) per query."""
 
-    def __init__(self, model, tokenizer: KiwiTokenizer) -> None:
-        self.model = model
+    def __init__(self, path: Path, tokenizer: KiwiTokenizer, mmap: bool = True) -> None:
+        mode = "r" if mmap else None
+        self.params = json.loads((path / PARAMS_FILE).read_text(encoding="utf-8"))
+        if self.params.get("vocab") != VOCAB_FORMAT:
+            from krqa.errors import InputError
+
+            raise InputError(f"{path}: BM25 files of an older krqa (vocabulary as JSON); rebuild the index with `krqa build-index`")
+        self.data = np.load(path / DATA_FILE, mmap_mode=mode)
+        self.indices = np.load(path / INDICES_FILE, mmap_mode=mode)
+        self.indptr = np.load(path / INDPTR_FILE, mmap_mode=mode)
+        self.vocab = SortedVocab(path)
         self.tokenizer = tokenizer
-        self.vocab: dict[str, int] = model.vocab_dict
-        nonocc = getattr(model, "nonoccurrence_array", None)
-        self._baseline = np.asarray(nonocc) if nonocc is not None else None
+        self._baseline = np.load(path / NONOCC_FILE, mmap_mode=mode) if (path / NONOCC_FILE).is_file() else None
 
     @property
     def num_docs(self) -> int:
-        return int(self.model.scores["num_docs"])
+        return int(self.params["num_docs"])
 
     @classmethod
     def build(cls, token_lists: list[list[str]], cfg: BM25Config, tokenizer: KiwiTokenizer | None = None) -> BM25Index:
-        vocab: dict[str, int] = {}
-        ids = [[vocab.setdefault(t, len(vocab)) for t in terms] for terms in token_lists]
-        return cls.build_from_ids(ids, vocab, cfg, tokenizer)
-
-    @classmethod
-    def build_from_ids(cls, ids: list[list[int]], vocab: dict[str, int], cfg: BM25Config, tokenizer: KiwiTokenizer | None = None) -> BM25Index:
-        """Term ids rather than strings: the builder maps each Kiwi batch at once, so a big corpus never holds
-        every token string in memory."""
-        import bm25s
-        from bm25s.tokenization import Tokenized
-
-        model = bm25s.BM25(method=cfg.method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
-        model.index(Tokenized(ids=ids, vocab=vocab), show_progress=False)
-        return cls(model, tokenizer or KiwiTokenizer(cfg))
+        """An in-memory index of the given token lists, through the same shard-and-merge code as a dump build."""
+        with tempfile.TemporaryDirectory(prefix="krqa-bm25-") as tmp:
+            root = Path(tmp)
+            write_shard(postings(token_lists), root / "shard.npz")
+            (root / "bm25").mkdir()
+            merge_shards([root / "shard.npz"], cfg, root / "bm25")
+            index = cls(root / "bm25", tokenizer or KiwiTokenizer(cfg), mmap=False)
+            index.vocab = _InMemoryVocab(index.vocab)
+        return index
 
     def save(self, out_dir: str | os.PathLike[str]) -> None:
-        self.model.save(str(out_dir), show_progress=False)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for name, array in ((DATA_FILE, self.data), (INDICES_FILE, self.indices), (INDPTR_FILE, self.indptr), (NONOCC_FILE, self._baseline)):
+            if array is not None:
+                np.save(out / name, np.asarray(array))
+        self.vocab.save(out)
+        (out / PARAMS_FILE).write_text(json.dumps(self.params, indent=4), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], cfg: BM25Config) -> BM25Index:
-        """Memory-mapped: the score matrix stays in the page cache, so load time and RSS do not grow with it."""
-        import bm25s
-
-        params = json.loads((Path(path) / PARAMS_FILE).read_text(encoding="utf-8"))
-        model = bm25s.BM25.load(str(path), mmap=True, load_corpus=False)
-        model.method = params["method"]
-        return cls(model, KiwiTokenizer(cfg))
+        """Memory-mapped: the score matrix and vocabulary stay in the page cache, so load time and RSS do not
+        grow with them."""
+        return cls(Path(path), KiwiTokenizer(cfg))
 
     def term_ids(self, terms: list[str]) -> list[int]:
-        return [self.vocab[t] for t in terms if t in self.vocab]
+        ids = (self.vocab.get(t) for t in terms)
+        return [i for i in ids if i is not None]
 
     def scores(self, term_ids: list[int]) -> np.ndarray:
-        """Scores of every chunk; documents matching no term score exactly 0 for every variant."""
-        if not term_ids:
-            return np.zeros(self.num_docs, dtype=np.float32)
-        scores = self.model.get_scores_from_ids(term_ids)
-        if self._baseline is not None:
-            # bm25l/bm25+ give every document a floor for absent terms; removing it keeps ranks but lets
-            # "matches nothing" be told apart from "matches weakly".
-            scores = scores - self._baseline[np.asarray(term_ids)].sum()
+        """Scores of every chunk, summed over the query's term columns (a repeated term counts again); documents
+        matching no term score exactly 0 for every variant."""
+        scores = np.zeros(self.num_docs, dtype=np.float32)
+        for t in term_ids:
+            lo, hi = int(self.indptr[t]), int(self.indptr[t + 1])
+            scores[self.indices[lo:hi]] += self.data[lo:hi]  # a column lists each chunk once
+        # bm25l/bm25+ give every document a floor for absent terms; leaving it out keeps ranks but lets
+        # "matches nothing" be told apart from "matches weakly".
         return scores
 
     def top(self, query: str, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -87,6 +93,31 @@ class BM25Index:
         all_scores = self.scores(self.term_ids(self.tokenizer(query)))
         ids = top_positive(all_scores, k)
         return ids, all_scores[ids], all_scores
+
+
+class _InMemoryVocab:
+    """A built-in-memory index's vocabulary, kept after its temporary files are gone."""
+
+    def __init__(self, vocab: SortedVocab) -> None:
+        self.terms = [vocab.term(i) for i in range(len(vocab))]
+        self.ids = {t: i for i, t in enumerate(self.terms)}
+
+    def __len__(self) -> int:
+        return len(self.terms)
+
+    def get(self, term: str) -> int | None:
+        return self.ids.get(term)
+
+    def __contains__(self, term: str) -> bool:
+        return term in self.ids
+
+    def to_dict(self) -> dict[str, int]:
+        return dict(self.ids)
+
+    def save(self, out: Path) -> None:
+        import pyarrow as pa
+
+        write_vocab(pa.array(self.terms, pa.large_string()), out)
 
 
 def top_positive(scores: np.ndarray, k: int) -> np.ndarray:

@@ -1,13 +1,15 @@
-"""BM25 built in bounded memory: Kiwi term ids go to disk one shard at a time and are merged into bm25s's
-score matrix term block by term block, so no step holds every posting.
+"""BM25 built in bounded memory: term ids go to disk one shard at a time and are merged into bm25s's score
+matrix term block by term block, so no step holds every posting.
 
-1. ``tokenize_shard`` (a worker process or Ray task per chunk range): Kiwi terms -> a shard file with the
-   shard's own vocabulary (first-occurrence order), document lengths and ``(doc, term, tf)`` triples.
-2. ``merge_shards``: pass A maps shard vocabularies onto one global vocabulary (shards in order, so ids are
-   the first-occurrence ids of a one-process build) and sums document frequencies; bm25s's own idf/tfc
-   functions score each shard into a run sorted by (term, doc); pass B writes the CSC matrix one block of
-   terms at a time, reading only that block's slice of every run. Peak memory is the vocabulary plus one
-   block, sized from ``build_memory_mb``; the files are those ``bm25s.BM25.save`` writes, with equal values.
+1. :func:`postings` (in the corpus workers, from the same Kiwi analysis that split the sentences): the terms of
+   a piece's candidate chunks -> shard arrays with the shard's own vocabulary, document lengths and
+   ``(doc, term, tf)`` triples. The parent writes them as they arrive and records which candidates it kept.
+2. :func:`merge_shards`: pass A maps shard vocabularies onto one global vocabulary (Arrow's hash table, not a
+   Python dict: a whole-dump vocabulary has millions of terms), numbered in byte order so that a query finds
+   a term by binary search in a memory-mapped file, and sums document frequencies over the kept chunks;
+   bm25s's own idf/tfc functions score each shard into a run sorted by (term, doc); pass B writes the CSC
+   matrix one block of terms at a time, reading only that block's slice of every run. Peak memory is the
+   vocabulary plus one block, sized from ``build_memory_mb``; the matrix has the values bm25s computes.
 """
 
 from __future__ import annotations
@@ -21,10 +23,15 @@ import numpy as np
 
 from krqa.fsutil import atomic_path
 from krqa.index.config import BM25Config
+from krqa.index.vocab import VOCAB_FORMAT, write_vocab
 
 log = logging.getLogger(__name__)
 
-SHARD_GLOB = "shard-*.npz"
+PARAMS_FILE = "params.index.json"
+DATA_FILE = "data.csc.index.npy"
+INDICES_FILE = "indices.csc.index.npy"
+INDPTR_FILE = "indptr.csc.index.npy"
+NONOCC_FILE = "nonoccurrence_array.index.npy"
 _RUN_COLUMNS = (("terms", np.int32), ("docs", np.int32), ("data", np.float32))
 BYTES_PER_ENTRY = 40
 """Memory per posting while merging a block: the three run columns read, their concatenation, the sort order
@@ -35,31 +42,39 @@ def shard_name(index: int) -> str:
     return f"shard-{index:06d}.npz"
 
 
-def shard_ranges(n: int, shard_chunks: int) -> list[tuple[int, int]]:
-    return [(a, min(a + shard_chunks, n)) for a in range(0, n, shard_chunks)]
+class Postings:
+    """Term ids of a stream of chunks, built batch by batch so a worker never holds every chunk's term strings."""
 
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self.lengths: list[int] = []
+        self.docs: list[np.ndarray] = []
+        self.terms: list[np.ndarray] = []
+        self.tfs: list[np.ndarray] = []
 
-def tokenize_shard(texts: list[str], cfg: BM25Config, batch_size: int | None = None) -> dict[str, np.ndarray]:
-    """Term ids of one shard of chunks as arrays (picklable, so a Ray task can return them)."""
-    from krqa.index.tokenize import KiwiTokenizer
-
-    tokenizer = KiwiTokenizer(cfg)
-    vocab: dict[str, int] = {}
-    lengths = np.zeros(len(texts), dtype=np.int32)
-    docs: list[np.ndarray] = []
-    terms: list[np.ndarray] = []
-    tfs: list[np.ndarray] = []
-    bs = batch_size or cfg.batch_size
-    for start in range(0, len(texts), bs):
-        for i, toks in enumerate(tokenizer.tokenize(texts[start:start + bs]), start):
+    def add(self, term_lists: list[list[str]]) -> None:
+        vocab = self.vocab
+        for toks in term_lists:
+            i = len(self.lengths)
             ids = np.fromiter((vocab.setdefault(t, len(vocab)) for t in toks), dtype=np.int32, count=len(toks))
-            lengths[i] = len(ids)
+            self.lengths.append(len(ids))
             uniq, counts = np.unique(ids, return_counts=True)
-            docs.append(np.full(len(uniq), i, dtype=np.int32))
-            terms.append(uniq.astype(np.int32))
-            tfs.append(counts.astype(np.int32))
-    words = json.dumps(list(vocab), ensure_ascii=False).encode("utf-8")
-    return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": lengths, "docs": _concat(docs), "terms": _concat(terms), "tf": _concat(tfs)}
+            self.docs.append(np.full(len(uniq), i, dtype=np.int32))
+            self.terms.append(uniq.astype(np.int32))
+            self.tfs.append(counts.astype(np.int32))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The shard arrays (picklable, so a worker process or Ray task returns them)."""
+        words = json.dumps(list(self.vocab), ensure_ascii=False).encode("utf-8")
+        return {"vocab": np.frombuffer(words, dtype=np.uint8), "lengths": np.asarray(self.lengths, dtype=np.int32),
+                "docs": _concat(self.docs), "terms": _concat(self.terms), "tf": _concat(self.tfs)}
+
+
+def postings(term_lists: list[list[str]]) -> dict[str, np.ndarray]:
+    """Term ids of one shard of chunks as arrays."""
+    built = Postings()
+    built.add(term_lists)
+    return built.arrays()
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -77,32 +92,32 @@ def _load_shard(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory_mb: int | None = None, block_entries: int | None = None) -> int:
-    """Write the bm25s index files for the concatenated shards into ``out_dir``; returns the document count.
+def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, kept: list[np.ndarray] | None = None,
+                 memory_mb: int | None = None, block_entries: int | None = None) -> int:
+    """Write the BM25 index files for the concatenated shards into ``out_dir``; returns the document count.
 
-    Blocks hold ``block_entries`` postings (default: what ``memory_mb``, else ``cfg.build_memory_mb``, allows)."""
+    ``kept[i]`` lists the documents of shard ``i`` that are indexed (the chunks the build accepted; default:
+    all), renumbered in order. Blocks hold ``block_entries`` postings (default: what ``memory_mb``, else
+    ``cfg.build_memory_mb``, allows)."""
     import bm25s
     from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
-    from bm25s.utils import json_functions
 
     work = out_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
     model = bm25s.BM25(method=cfg.method, k1=cfg.k1, b=cfg.b, delta=cfg.delta)
     dtype, int_dtype = np.dtype(model.dtype), np.dtype(model.int_dtype)
 
-    # Pass A: global vocabulary (first occurrence over the shards in order), document frequencies, lengths.
-    vocab: dict[str, int] = {}
-    df = np.zeros(0, dtype=np.int64)
+    # Pass A: one vocabulary numbered in byte order, document frequencies and lengths of the kept documents.
+    gids, vocab = _global_vocab(shard_paths)
+    n_vocab = len(vocab)
+    df = np.zeros(n_vocab, dtype=np.int64)
     lengths: list[np.ndarray] = []
-    for path in shard_paths:
-        shard = _load_shard(path)
-        gids = _global_ids(shard, vocab)
-        if len(vocab) > len(df):
-            df = np.concatenate([df, np.zeros(len(vocab) - len(df), dtype=np.int64)])
-        df += np.bincount(gids[shard["terms"]], minlength=len(df))
+    for i, path in enumerate(shard_paths):
+        shard = _kept(_load_shard(path), None if kept is None else kept[i])
+        df += np.bincount(gids[i][shard["terms"]], minlength=n_vocab)
         lengths.append(shard["lengths"])
     doc_lens = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int32)
-    n_docs, n_vocab = len(doc_lens), len(vocab)
+    n_docs = len(doc_lens)
     avg_doc_len = doc_lens.astype(np.int64).mean() if n_docs else np.float64(0)
 
     # bm25s computes idf per term with a Python scalar function; compute it once per distinct df instead.
@@ -126,9 +141,8 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory
     runs: list[tuple[Path, np.ndarray]] = []
     offset_docs = 0
     for r, path in enumerate(shard_paths):
-        shard = _load_shard(path)
-        gids = _global_ids(shard, vocab)
-        terms = gids[shard["terms"]]
+        shard = _kept(_load_shard(path), None if kept is None else kept[r])
+        terms = gids[r][shard["terms"]]
         docs_local = shard["docs"]
         tf = shard["tf"].astype(dtype)
         l_d = shard["lengths"][docs_local].astype(np.int64)
@@ -145,10 +159,11 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory
         runs.append((run_path, np.searchsorted(run["terms"], blocks)))
         offset_docs += len(shard["lengths"])
         del shard, run, scores, tfc, order
+    del gids
 
     # Pass B: one block of terms at a time, every run's slice of it, written straight to the final files.
     nnz = int(indptr[-1])
-    with _NpyWriter(out_dir / "data.csc.index.npy", dtype, nnz) as data_out, _NpyWriter(out_dir / "indices.csc.index.npy", int_dtype, nnz) as idx_out:
+    with _NpyWriter(out_dir / DATA_FILE, dtype, nnz) as data_out, _NpyWriter(out_dir / INDICES_FILE, int_dtype, nnz) as idx_out:
         for b in range(len(blocks) - 1):
             parts = {name: [] for name, _ in _RUN_COLUMNS}
             for run_path, offsets in runs:
@@ -159,22 +174,48 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, memory
             order = np.argsort(terms, kind="stable")
             data_out.write(np.concatenate(parts["data"])[order].tobytes())
             idx_out.write(np.concatenate(parts["docs"])[order].tobytes())
-    np.save(out_dir / "indptr.csc.index.npy", indptr)
+    np.save(out_dir / INDPTR_FILE, indptr)
     if nonocc is not None:
-        np.save(out_dir / "nonoccurrence_array.index.npy", nonocc)
-    if "" not in vocab:
-        vocab[""] = n_vocab  # bm25s adds the empty token after the real ones
-    (out_dir / "vocab.index.json").write_text(json_functions.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+        np.save(out_dir / NONOCC_FILE, nonocc)
+    write_vocab(vocab, out_dir)
     params = {"k1": model.k1, "b": model.b, "delta": model.delta, "method": model.method, "idf_method": model.idf_method,
-              "dtype": model.dtype, "int_dtype": model.int_dtype, "num_docs": n_docs, "version": bm25s.__version__, "backend": model.backend}
-    (out_dir / "params.index.json").write_text(json.dumps(params, indent=4), encoding="utf-8")
+              "dtype": model.dtype, "int_dtype": model.int_dtype, "num_docs": n_docs, "num_terms": n_vocab, "version": bm25s.__version__,
+              "vocab": VOCAB_FORMAT}
+    (out_dir / PARAMS_FILE).write_text(json.dumps(params, indent=4), encoding="utf-8")
     shutil.rmtree(work)
     return n_docs
 
 
-def _global_ids(shard: dict[str, np.ndarray], vocab: dict[str, int]) -> np.ndarray:
-    words = json.loads(shard["vocab"].tobytes().decode("utf-8"))
-    return np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int64, count=len(words))
+def _kept(shard: dict[str, np.ndarray], kept: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The shard restricted to the documents in ``kept``, renumbered 0.. in order."""
+    if kept is None:
+        return shard
+    keep = np.zeros(len(shard["lengths"]), dtype=bool)
+    keep[kept] = True
+    renumber = np.cumsum(keep, dtype=np.int64) - 1
+    sel = keep[shard["docs"]]
+    return {"lengths": shard["lengths"][keep], "docs": renumber[shard["docs"][sel]].astype(np.int32), "terms": shard["terms"][sel], "tf": shard["tf"][sel]}
+
+
+def _global_vocab(shard_paths: list[Path]):
+    """Every shard's term ids mapped onto one vocabulary sorted by UTF-8 bytes; returns (per-shard id maps, the
+    sorted vocabulary as an Arrow string array)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    words = []
+    for path in shard_paths:
+        with np.load(path) as z:
+            words.append(pa.array(json.loads(z["vocab"].tobytes().decode("utf-8")), pa.large_string()))
+    if not words:
+        return [], pa.array([], pa.large_string())
+    encoded = pa.concat_arrays(words).dictionary_encode()
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order), dtype=np.int64)
+    ids = rank[encoded.indices.to_numpy()]
+    bounds = np.cumsum([0] + [len(w) for w in words])
+    return [ids[bounds[i]:bounds[i + 1]] for i in range(len(words))], encoded.dictionary.take(pa.array(order))
 
 
 def _term_blocks(indptr: np.ndarray, entries: int) -> np.ndarray:
@@ -209,50 +250,6 @@ class _NpyWriter:
         self.fh.close()
         if exc[0] is None and written != self.expected:
             raise RuntimeError(f"{self.path}: wrote {written} bytes of postings, expected {self.expected}")
-
-
-def _tokenize_range(job: tuple[str, int, int, str], cfg: BM25Config) -> None:
-    """Pool worker: one shard of the chunk store (memory-mapped, so only its texts are read)."""
-    from krqa.corpus.store import load_chunks
-
-    store_dir, start, end, path = job
-    texts = load_chunks(store_dir)[start:end]["index_text"]
-    write_shard(tokenize_shard(texts, cfg.model_copy(update={"kiwi_workers": 1})), Path(path))
-
-
-def tokenize_store(store_dir: Path, n: int, cfg: BM25Config, shard_dir: Path, workers: int) -> list[Path]:
-    """Tokenize the chunk store into shard files, ``workers`` processes at a time; shards already on disk
-    (an interrupted build) are kept, so ``--resume`` redoes none of them."""
-    from tqdm import tqdm
-
-    from krqa.log import progress_disabled
-
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    ranges = shard_ranges(n, cfg.shard_chunks)
-    paths = [shard_dir / shard_name(i) for i in range(len(ranges))]
-    todo = [(str(store_dir), a, b, str(p)) for (a, b), p in zip(ranges, paths, strict=True) if not p.is_file()]
-    if len(todo) < len(ranges):
-        log.info("bm25: %d of %d shards already tokenized", len(ranges) - len(todo), len(ranges))
-    with tqdm(total=n, initial=n - sum(b - a for _, a, b, _ in todo), desc="kiwi tokenize", unit=" chunks", disable=progress_disabled()) as bar:
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(min(workers, len(todo))) as pool:
-                for job in pool.imap_unordered(_run_job, [(j, cfg) for j in todo]):
-                    bar.update(job[2] - job[1])
-        else:
-            from krqa.corpus.store import load_chunks
-
-            store = load_chunks(store_dir)
-            for job in todo:
-                write_shard(tokenize_shard(store[job[1]:job[2]]["index_text"], cfg), Path(job[3]))
-                bar.update(job[2] - job[1])
-    return paths
-
-
-def _run_job(args: tuple[tuple[str, int, int, str], BM25Config]) -> tuple[str, int, int, str]:
-    _tokenize_range(*args)
-    return args[0]
 
 
 def peak_rss_mb() -> float:

@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import time
-from functools import partial as partial_fn
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +26,7 @@ import numpy as np
 
 from krqa import __version__
 from krqa.corpus.config import CorpusConfig, SourceConfig
-from krqa.corpus.parallel import PieceMap, default_workers
+from krqa.corpus.parallel import PieceMap
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
 from krqa.index import manifest as mf
@@ -42,9 +41,6 @@ class BuildEngine(Protocol):
     """Where the parallel stages run; the local default is worker processes on this machine."""
 
     piece_map: PieceMap
-
-    def tokenize(self, store_dir: Path, n: int, cfg: BM25Config, shard_dir: Path) -> list[Path]:
-        """Write every missing BM25 shard file under ``shard_dir``; return all shard paths in order."""
 
     def encode(self, store_dir: Path, n: int, cfg: DenseConfig, dense_dir: Path, name: str, dim: int) -> None:
         """Write ``dense_dir/embeddings.npy`` (n x dim), keeping finished shards of an interrupted run."""
@@ -143,8 +139,9 @@ def build_index(
         from krqa.corpus.pipeline import build_chunks
 
         t = time.perf_counter()
+        shutil.rmtree(partial / SHARDS_DIR, ignore_errors=True)
         build_chunks(corpus, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None,
-                     token_model=index.dense.model)
+                     token_model=index.dense.model, bm25=index.bm25, shard_dir=partial / SHARDS_DIR)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
     from krqa.corpus.store import load_chunks
@@ -153,7 +150,10 @@ def build_index(
     n = len(store)
 
     if not state.done("bm25"):
-        _build_bm25(index.bm25, store, partial, state, default_workers(corpus.workers if workers is None else workers), engine)
+        t = time.perf_counter()
+        merge_bm25(partial / SHARDS_DIR, index.bm25, partial)
+        shutil.rmtree(partial / SHARDS_DIR)
+        state.add_seconds("bm25", time.perf_counter() - t)
         state.finish("bm25")
 
     enc_info = None
@@ -225,29 +225,19 @@ def _swap_in(partial: Path, out: Path) -> mf.IndexManifest:
     return manifest
 
 
-def _build_bm25(cfg: BM25Config, store, partial: Path, state: _State, workers: int = 1, engine: BuildEngine | None = None) -> None:
-    """Tokenize into shards (parallel, resumable), then merge them within ``index.bm25.build_memory_mb``."""
-    from krqa.index.bm25_build import tokenize_store
+def merge_bm25(shard_dir: Path, bm25_cfg: BM25Config, partial: Path) -> None:
+    """Merge the corpus stage's shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no
+    half index)."""
+    from krqa.corpus.pipeline import read_kept
+    from krqa.index.bm25_build import merge_shards, shard_name
 
-    shard_dir = partial / SHARDS_DIR
-    t = time.perf_counter()
-    tokenize = engine.tokenize if engine is not None else partial_fn(tokenize_store, workers=workers)
-    paths = tokenize(partial / mf.CHUNKS_DIR, len(store), cfg, shard_dir)
-    state.add_seconds("tokenize", time.perf_counter() - t)
-    t = time.perf_counter()
-    merge_bm25(paths, cfg, partial)
-    shutil.rmtree(shard_dir)
-    state.add_seconds("bm25", time.perf_counter() - t)
-
-
-def merge_bm25(paths: list[Path], bm25_cfg: BM25Config, partial: Path) -> None:
-    """Merge shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no half index)."""
-    from krqa.index.bm25_build import merge_shards
-
+    kept = read_kept(shard_dir)
+    paths = [shard_dir / shard_name(i) for i in range(len(kept))]
+    present = [i for i, p in enumerate(paths) if p.is_file()]  # a piece with no chunk writes no shard
     tmp = partial / (mf.BM25_DIR + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    merge_shards(paths, bm25_cfg, tmp)
+    merge_shards([paths[i] for i in present], bm25_cfg, tmp, kept=[kept[i] for i in present])
     shutil.rmtree(partial / mf.BM25_DIR, ignore_errors=True)
     os.replace(tmp, partial / mf.BM25_DIR)
 

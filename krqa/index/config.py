@@ -22,13 +22,13 @@ class BM25Config(Section):
     bigrams: bool = Field(True, description="Also index each pair of adjacent terms, so word order and split compounds (국무 장관 / 국무장관) count.")
     lowercase: bool = Field(True, description="Lower-case Latin (SL) tokens so 'Seoul' matches 'seoul'.")
     stopwords: list[str] = Field(default_factory=list, description="Morphemes never indexed.")
+    analysis: Literal["text", "words"] = Field("text", description="How Kiwi reads text for terms and sentences: 'text' analyses running text in context; 'words' analyses each distinct word once (cached), ~3-9x less Kiwi work on a large dump, context-free (see krqa/kiwi.py and the README's kowiki figures).")
     kiwi_workers: int = Field(0, ge=0, description="Kiwi worker threads for tokenizing; 0 uses all cores.")
     batch_size: int = Field(2048, ge=1, description="Texts handed to Kiwi per call while indexing.")
     method: Literal["robertson", "lucene", "atire", "bm25l", "bm25+"] = Field("lucene", description="BM25 variant (bm25s names).")
     k1: float = Field(1.2, gt=0, description="Term-frequency saturation.")
     b: float = Field(0.75, ge=0, le=1, description="Length normalisation.")
     delta: float = Field(0.5, ge=0, description="Delta for bm25l / bm25+.")
-    shard_chunks: int = Field(50_000, ge=1, description="Chunks per tokenized shard: the unit of parallel work, of --resume, and of what the merge holds at once.")
     build_memory_mb: int = Field(1024, ge=64, description="Memory budget of the BM25 merge (postings read per block of terms); the vocabulary comes on top.")
 
 

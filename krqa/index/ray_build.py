@@ -2,7 +2,7 @@
 
 - read + clean + chunk: one ``map_batches`` task per dump piece (:func:`krqa.corpus.parallel.chunk_piece`),
   results streamed back in piece order so the driver accepts chunks exactly as a local build does;
-- Kiwi tokenization: one task per BM25 shard; the driver writes each shard file as it arrives;
+- BM25 terms come out of the same tasks (one Kiwi analysis per text); the driver writes each piece's shard;
 - encoding: an actor pool of the configured encoder (``index.ray.gpus_per_actor`` GPUs each when the cluster
   has GPUs, CPU actors otherwise), one task per ``index.ray.encode_shard_rows`` chunks, written into the
   memory-mapped embeddings as they finish; finished shards are recorded, so ``--resume`` skips them.
@@ -16,7 +16,6 @@ the corpus and the index's parent directory must be on a filesystem every node m
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from krqa.corpus.pieces import Piece
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json
 from krqa.index import manifest as mf
-from krqa.index.config import BM25Config, DenseConfig, RayConfig
+from krqa.index.config import DenseConfig, RayConfig
 
 log = logging.getLogger(__name__)
 
@@ -73,44 +72,16 @@ class RayEngine:
     def _items(self, n: int):
         return self.ray.data.range(n, override_num_blocks=max(1, n))
 
-    def piece_map(self, pieces: list[Piece], chunking: dict) -> Iterator[PieceResult]:
-        """One task per piece; results come back in piece order."""
+    def piece_map(self, pieces: list[Piece], spec: dict) -> Iterator[PieceResult]:
+        """One task per piece (read, chunk and BM25 terms from one Kiwi analysis); results come back in piece
+        order, and the driver writes the shards as a local build does."""
 
         def run(batch: dict[str, np.ndarray]) -> dict[str, list]:
-            return {"result": [pickle.dumps(chunk_piece(pieces[int(i)], chunking)) for i in batch["id"]]}
+            return {"result": [pickle.dumps(chunk_piece(pieces[int(i)], spec)) for i in batch["id"]]}
 
         ds = self._items(len(pieces)).map_batches(run, batch_size=1, num_cpus=self.cfg.cpus_per_task)
         for row in ds.iter_rows():
             yield pickle.loads(row["result"])
-
-    def tokenize(self, store_dir: Path, n: int, cfg: BM25Config, shard_dir: Path) -> list[Path]:
-        from krqa.index.bm25_build import shard_name, shard_ranges, write_shard
-
-        shard_dir.mkdir(parents=True, exist_ok=True)
-        ranges = shard_ranges(n, cfg.shard_chunks)
-        paths = [shard_dir / shard_name(i) for i in range(len(ranges))]
-        todo = [i for i, p in enumerate(paths) if not p.is_file()]
-        if todo:
-            store = str(store_dir)
-            worker_cfg = cfg.model_copy(update={"kiwi_workers": 1})
-
-            def run(batch: dict[str, np.ndarray]) -> dict[str, list]:
-                from krqa.corpus.store import load_chunks
-                from krqa.index.bm25_build import tokenize_shard
-
-                out = []
-                for i in batch["id"]:
-                    a, b = ranges[todo[int(i)]]
-                    buf = io.BytesIO()
-                    np.savez(buf, **tokenize_shard(load_chunks(store)[a:b]["index_text"], worker_cfg))
-                    out.append(buf.getvalue())
-                return {"id": batch["id"], "shard": out}
-
-            ds = self._items(len(todo)).map_batches(run, batch_size=1, num_cpus=self.cfg.cpus_per_task)
-            for row in ds.iter_rows():
-                with np.load(io.BytesIO(row["shard"])) as z:
-                    write_shard({k: z[k] for k in z.files}, paths[todo[int(row["id"])]])
-        return paths
 
     def encode(self, store_dir: Path, n: int, cfg: DenseConfig, dense_dir: Path, name: str, dim: int) -> None:
         dense_dir.mkdir(parents=True, exist_ok=True)
