@@ -64,7 +64,7 @@ def normalise_space(text: str) -> str:
 
 
 def _kiwi() -> Any:
-    from krqa.corpus.chunking import get_kiwi
+    from krqa.kiwi import get_kiwi
 
     return get_kiwi(1)
 
