@@ -12,9 +12,11 @@ its output exists, so a killed run continues):
    what weak retrieval does), with adapters trained on the NIKL train set; and its 서술형 questions answered before
    and after the prose work (section paths in passage headings, one candidate; against the defaults);
 6. CLIcK 선다형 (no retrieval; its passages are in the question): option scoring against generation with the base
-   model, and what averaging four option orders buys when the options are listed.
+   model, and what averaging four option orders buys when the options are listed;
+7. (``--only sa``) the held-out reading set's 단답형 answered by generation, span extraction and both, with candidate
+   recall, and `krqa predict` without / with retrieval on held-out 단답형 items outside that sample.
 
-    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,nikl,nikl-desc,click,nikl-kowiki]
+    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,sa,nikl,nikl-desc,click,nikl-kowiki]
 
 Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown (ablation.md) under --work.
 """
@@ -106,6 +108,54 @@ def reading(work: Path, args: argparse.Namespace) -> None:
         "--sample", str(args.per_type), "--out", str(work / "ablate-reading"))
 
 
+def sa_rows(run_dir: Path | None, top_k: int, modes: list[str]) -> list[dict]:
+    """단답형 answered by generation, by span extraction and by both (hybrid): the base model without and with
+    passages, and stage 2 with passages when the reading run has its adapter."""
+    rows = [{"name": "base · no-RAG · generate", "rag": False, "adapter": None, "top_k": None, "set": {"generation.sa_mode": "generate"}}]
+    models = [("base", None)]
+    if run_dir is not None and (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
+        models.append(("stage 2", str(run_dir / "stage2" / "adapter")))
+    for name, adapter in models:
+        for mode in modes:
+            rows.append({"name": f"{name} · RAG k={top_k} · {mode}", "rag": True, "adapter": adapter, "top_k": top_k, "set": {"generation.sa_mode": mode}})
+    return rows
+
+
+def sa(work: Path, args: argparse.Namespace) -> None:
+    """단답형 on the held-out reading set: generate / extract / hybrid (candidate recall beside EM), then the check
+    of the issue on held-out items outside the table's sample: `krqa predict` without and with retrieval
+    (span extraction), scored by `krqa evaluate`. Uses the reading part's index and, when trained, its stage 2."""
+    from krqa.ablation import sample_items
+    from krqa.qa.data import SHORT, load_items, save_items
+
+    # BM25 only: on the shared 2-core machine the hybrid index's encoding took over half an hour; KorQuAD questions
+    # share their words with their paragraph, and the same retriever serves every row of the table.
+    index = work / "index-korquad-bm25"
+    sets = ["--set", f"index.dir={index}", "--set", "index.dense.backend=none", "--set", "retrieval.mode=bm25"]
+    if not (work / "reading" / "heldout.json").is_file():
+        run("data", "reading-set", str(KORQUAD), "--out", str(work / "reading"))
+    if not (index / "manifest.json").is_file():
+        run("build-index", "-c", "configs/cpu-demo.yaml", "--corpus", str(KORQUAD), "--out", str(index), *sets[2:])
+    held = [i for i in load_items(work / "reading" / "heldout.json") if i.question_type == SHORT]
+    qa = work / "reading" / "heldout-sa.json"
+    if not qa.is_file():
+        save_items(held, qa)
+    variants = _write_variants(work / "variants-sa.yaml", sa_rows(work / "run-reading", args.top_k, [m.strip() for m in args.sa_modes.split(",")]))
+    run("ablate", "-c", "configs/cpu-demo.yaml", *sets, "--qa", str(qa), "--variants", str(variants), "--sample", str(args.per_type),
+        "--out", str(work / "ablate-sa"))
+    if args.check_items <= 0:
+        return
+    table = {i.id for i in sample_items(held, args.per_type, 0)}
+    rest = work / "reading" / "heldout-sa-check.json"
+    if not rest.is_file():
+        save_items([i for i in held if i.id not in table][: args.check_items], rest)
+    for name, flags in (("no-rag", ["--no-rag"]), ("rag-extract", ["--rag", "--set", "generation.sa_mode=extract"])):
+        pred = work / "check" / f"{name}.json"
+        pred.parent.mkdir(parents=True, exist_ok=True)
+        run("predict", "-c", "configs/cpu-demo.yaml", *sets, "--input", str(rest), "--output", str(pred), *flags)
+        run("evaluate", "-c", "configs/cpu-demo.yaml", "--pred", str(pred), "--gold", str(rest), "--no-model-metrics")
+
+
 def nikl(work: Path, args: argparse.Namespace) -> None:
     """With ``--steps 0``: the base model's rows only (no training), and the score floor's effect."""
     if args.steps == 0:
@@ -194,11 +244,13 @@ def main() -> None:
     parser.add_argument("--per-type", type=int, default=200, help="Held-out items per type in the reading table.")
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
+    parser.add_argument("--sa-modes", default="extract,hybrid,generate", help="sa: the generation.sa_mode rows with passages, in order.")
+    parser.add_argument("--check-items", type=int, default=100, help="sa: held-out 단답형 items outside the table's sample for the predict/evaluate check (0: skip).")
     parser.add_argument("--kowiki-index", type=Path, help="nikl-kowiki: the whole-Korean-Wikipedia index.")
     parser.add_argument("--floor", type=float, help="nikl-kowiki: retrieval.min_score calibrated on NIKL train.")
     parser.add_argument("--rag-types", help="nikl-kowiki: comma-separated types that get passages (chosen on NIKL train).")
     args = parser.parse_args()
-    parts = {"reading": (reading, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),
+    parts = {"reading": (reading, KORQUAD), "sa": (sa, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),
              "click": (click, CLICK), "nikl-kowiki": (nikl_kowiki, NIKL)}
     chosen = [p.strip() for p in args.only.split(",")]
     for part in chosen:

@@ -38,6 +38,7 @@ from krqa.wiring import resolve_adapter, run_predict
 log = logging.getLogger(__name__)
 
 MC_FIELDS = ("mc_mode", "mc_target", "mc_normalization", "mc_permutations", "mc_pmi_weight", "mc_max_passages")
+SA_FIELDS = ("sa_mode", "sa_max_candidates", "sa_max_passages", "sa_normalization", "sa_pmi_weight", "sa_min_score", "sa_snap_ratio")
 
 
 @dataclass
@@ -153,13 +154,15 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
     answers: dict[str, str] = {}
     info: dict[str, Any] = {"parts": {}}
     defaults = type(cfg.generation)().model_dump(include=set(MC_FIELDS))
-    # 단답형/서술형 answers do not depend on the 선다형 settings: answer them under the defaults so every variant
-    # that differs only there shares one prediction part (and predict's own fingerprint agrees).
+    # 단답형/서술형 answers do not depend on the 선다형 settings, nor 선다형 answers on the 단답형 span settings:
+    # answer each part under the other's defaults, so variants that differ only there share one prediction part
+    # (and predict's own fingerprint agrees).
     shared = cfg.model_copy(update={"generation": cfg.generation.model_copy(update=defaults)})
+    mc_only = cfg.model_copy(update={"generation": cfg.generation.model_copy(update=type(cfg.generation)().model_dump(include=set(SA_FIELDS)))})
     for kind, part in (("mc", [i for i in items if i.question_type == MC]), ("rest", [i for i in items if i.question_type != MC])):
         if not part:
             continue
-        cfg_part = cfg if kind == "mc" else shared
+        cfg_part = mc_only if kind == "mc" else shared
         qa_sha = json_sha([i.to_json() for i in part])
         key = part_key(cfg_part, variant, qa_sha, kind, adapter_identity(adapter))
         part_dir = out_dir / "parts" / f"{kind}-{key}"
@@ -176,7 +179,29 @@ def run_variant(base: KrqaConfig, variant: Variant, items: list[QAItem], out_dir
         answers.update({p["id"]: p["output"]["answer"] for p in preds})
         info["parts"][kind] = {"dir": str(part_dir), "answered_now": report["answered_now"], "resumed": report["resumed"],
                                "by_method": report["by_method"], "elapsed_s": report["elapsed_s"]}
+        if kind == "rest":
+            recall = span_recall(part, Path(report["details"]))
+            if recall is not None:
+                info["span_recall"] = recall
     return [answers[i.id] for i in items], info
+
+
+def span_recall(items: list[QAItem], details: Path) -> list[float] | None:
+    """Per 단답형 item, 1.0 when a gold alternative (strip-only, as EM compares) was among the candidate spans
+    scored for it (0.0 when the item fell back to generation); None when no item was answered from spans. Beside
+    EM it separates what the candidate generator misses from what the scorer gets wrong."""
+    records = {}
+    for line in details.read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        records[str(rec["id"])] = rec
+    short = [i for i in items if i.question_type == QUESTION_TYPES[1] and i.answer is not None]
+    if not any(records.get(i.id, {}).get("span") for i in short):
+        return None
+    out = []
+    for item in short:
+        cands = {c.strip() for c in (records.get(item.id, {}).get("span") or {}).get("candidates", [])}
+        out.append(float(any(alt.strip() in cands for alt in item.alternatives)))
+    return out
 
 
 def item_scores(report: dict[str, Any]) -> dict[str, list[float]]:
@@ -217,6 +242,9 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
         report = score([g.to_json(a) for g, a in zip(gold, answers, strict=True)], gold, base.evaluate, model_metrics=model_metrics)
         per_item[variant.name] = item_scores(report)
         ci = confidence(per_item[variant.name], n_boot=n_boot, seed=seed)
+        recall = info.pop("span_recall", None)
+        if recall:
+            info["span_recall"] = confidence({QUESTION_TYPES[1]: recall}, n_boot=n_boot, seed=seed)[QUESTION_TYPES[1]].to_json()
         rows.append({**variant.to_json(), "scores": {k: v.to_json() for k, v in ci.items()}, "n": {t: len(v) for t, v in per_item[variant.name].items()},
                      "desc_metrics": {m: report["by_type"]["서술형"].get(m) for m in ("rouge1", "bertscore", "bleurt")}, "unavailable": report["unavailable"], **info})
     for row in rows:
@@ -239,17 +267,22 @@ def _md_cell(score: dict[str, float] | None) -> str:
 def markdown_table(result: dict[str, Any]) -> str:
     """``ablation.md``: the table as Markdown, for a report or a README, with the same columns as the terminal."""
     desc = "서술형" if result["official"] else "서술형 ROUGE-1 ²"
-    head = ["variant", "선다형 acc", "단답형 EM", desc, "final ¹", "Δ final vs baseline", "p"]
+    recall = any(row.get("span_recall") for row in result["rows"])
+    head = ["variant", "선다형 acc", "단답형 EM", *(["단답형 candidate recall ³"] if recall else []), desc, "final ¹", "Δ final vs baseline", "p"]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "--:|" * (len(head) - 1)]
     for row in result["rows"]:
         vs, sc = row["vs_baseline"], row["scores"]
         delta = "baseline" if vs is None else f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]"
         p_value = "" if vs is None else f"{vs['p_value']:.3f}"
-        cells = [row["name"], _md_cell(sc.get(QUESTION_TYPES[0])), _md_cell(sc.get(QUESTION_TYPES[1])), _md_cell(sc.get(QUESTION_TYPES[2])), _md_cell(sc.get("final")), delta, p_value]
+        cells = [row["name"], _md_cell(sc.get(QUESTION_TYPES[0])), _md_cell(sc.get(QUESTION_TYPES[1])),
+                 *([_md_cell(row.get("span_recall"))] if recall else []), _md_cell(sc.get(QUESTION_TYPES[2])), _md_cell(sc.get("final")), delta, p_value]
         lines.append("| " + " | ".join(cells) + " |")
     counts = ", ".join(f"{t} {n}" for t, n in result["by_type"].items() if n)
     notes = [f"{result['items']} items ({counts}). ¹ mean of the per-type scores over the types present; [low, high] = 95% bootstrap "
              "interval (items resampled within each type); p = paired bootstrap, two-sided."]
     if not result["official"] and result["by_type"].get(QUESTION_TYPES[2]):
         notes.append("² BERTScore/BLEURT not run: 서술형 and final are NOT the official numbers.")
+    if recall:
+        notes.append("³ share of 단답형 items whose gold answer was among the candidate spans scored (generation.sa_mode extract/hybrid; "
+                     "0 for an item that fell back to generation).")
     return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"

@@ -95,17 +95,21 @@ def print_table(result: dict[str, Any]) -> None:
 
     desc_label = "서술형" if result["official"] else "서술형 ROUGE-1 ²"
     table = Table(title=f"krqa ablate: {result['qa']} ({result['items']} items: " + ", ".join(f"{t} {n}" for t, n in result["by_type"].items() if n) + ")")
-    for col in ("variant", "선다형 acc", "단답형 EM", desc_label, "final ¹", "Δ final vs baseline", "p"):
+    recall = any(r.get("span_recall") for r in result["rows"])
+    for col in ("variant", "선다형 acc", "단답형 EM", *(["단답형 candidate recall ³"] if recall else []), desc_label, "final ¹", "Δ final vs baseline", "p"):
         table.add_column(col, justify="left" if col == "variant" else "right")
     for r in result["rows"]:
         vs = r["vs_baseline"]
         delta = "baseline" if vs is None else f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]"
         p = "" if vs is None else f"{vs['p_value']:.3f}"
         sc = r["scores"]
-        table.add_row(r["name"], _cell(sc.get("선다형")), _cell(sc.get("단답형")), _cell(sc.get("서술형")), _cell(sc.get("final")), delta, p)
+        table.add_row(r["name"], _cell(sc.get("선다형")), _cell(sc.get("단답형")), *([_cell(r.get("span_recall"))] if recall else []),
+                      _cell(sc.get("서술형")), _cell(sc.get("final")), delta, p)
     console = Console(width=None if Console().is_terminal else 170)
     console.print(table)
     console.print("¹ mean of the per-type scores over the types present; \\[low, high] = 95% bootstrap interval; p = paired bootstrap, two-sided.")
     if not result["official"] and result["by_type"].get("서술형"):
         console.print("² BERTScore/BLEURT not run (--no-model-metrics): 서술형 and final are NOT the official numbers.")
+    if recall:
+        console.print("³ 단답형 items whose gold answer was among the candidate spans scored (0 where generation answered).")
     console.print(f"chart: {result['chart']}   details: {Path(result['chart']).with_name('ablation.json')}")

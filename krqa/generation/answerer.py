@@ -15,13 +15,14 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig, mc_answer_style
 from krqa.generation.generator import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
-from krqa.qa.data import DESC, MC, QAItem
+from krqa.qa.data import DESC, MC, SHORT, QAItem
 from krqa.index.types import Hit, Retriever
 from krqa.qa.config import PromptConfig
 from krqa.qa.prompts import Prompt, PromptBuilder
@@ -45,6 +46,7 @@ class AnswerResult:
     rag: bool = False
     contexts_below_floor: int = 0
     option_probs: list[float] = field(default_factory=list)
+    span: dict[str, Any] | None = None
 
 
 def gate(hits: Sequence[Hit], min_score: float | None) -> tuple[list[Hit], int]:
@@ -119,10 +121,26 @@ class Answerer:
         if scored:
             for i, res in zip(scored, self._score([items[i] for i in scored], [contexts[i] for i in scored], decoding), strict=True):
                 results[i] = res
+        sa = self.gen_cfg.sa_mode
+        spans = [i for i in generated if items[i].question_type == SHORT and sa != "generate" and contexts[i]]
+        if sa == "extract" and spans:
+            for i, res in zip(spans, self._extract([items[i] for i in spans], [contexts[i] for i in spans], decoding, None), strict=True):
+                results[i] = res
+            generated = [i for i in generated if results[i] is None]
         if generated:
             sinks = [partial[i] if partial is not None else None for i in generated]
             for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated], decoding, sinks), strict=True):
                 results[i] = res
+        if sa == "hybrid" and spans:
+            greedy = [results[i] for i in spans]
+            for i, res in zip(spans, self._extract([items[i] for i in spans], [contexts[i] for i in spans], decoding, greedy), strict=True):
+                if res is not None:
+                    results[i] = res
+        for i, item in enumerate(items):
+            res = results[i]
+            if item.question_type == SHORT and sa != "generate" and res is not None and res.method == "generate":
+                res.method = "extract-fallback"
+                res.problem = res.problem or ("no passage" if not contexts[i] else "no candidate above the floor")
         out = []
         for i, res in enumerate(results):
             assert res is not None
@@ -225,6 +243,57 @@ class Answerer:
             first = prompts[0]
             out.append(AnswerResult(answer=str(pick(final)), raw=raw, contexts=list(ctx[: first.contexts_used]), timings_ms={"generate": ms},
                                     prompt_tokens=first.n_tokens, method="score", option_probs=[round(p, 4) for p in softmax(final)]))
+        return out
+
+    def _extract(self, items: list[QAItem], contexts: list[list[Hit]], decoding: Decoding,
+                 greedy: list[AnswerResult | None] | None) -> list[AnswerResult | None]:
+        """단답형 answers chosen among the passage's candidate spans (``generation.sa_mode``), scored like cloze
+        options: the 단답형 prompt with the top passages, each candidate followed by the end of the answer, minus a
+        share of its likelihood without the passages. None where the item must be generated instead (no candidate,
+        or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's generated answers (the candidate
+        among the spans, and the answer kept when extraction gives none)."""
+        from krqa.generation import spans as span_mod
+
+        g = self.gen_cfg
+        texts: list[str] = []
+        conts: list[list[str]] = []
+        plans: list[tuple[Prompt, list[span_mod.Candidate], int, bool]] = []
+        for n, (item, ctx) in enumerate(zip(items, contexts, strict=True)):
+            ctx = ctx[: g.sa_max_passages]
+            prompt = self.builder.build_prompt(item, ctx)
+            mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
+            cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates, mine, g.sa_snap_ratio)
+            has_reference = bool(cands) and ((g.sa_normalization == "pmi" and prompt.contexts_used > 0) or g.sa_normalization == "calibrated")
+            if cands:
+                texts.append(prompt.text)
+                conts.append([c.text for c in cands])
+                if has_reference:
+                    texts.append(self.builder.content_free(item) if g.sa_normalization == "calibrated" else self.builder.build_prompt(item, []).text)
+                    conts.append([c.text for c in cands])
+            plans.append((prompt, cands, found, has_reference))
+        started = time.perf_counter()
+        scores = iter(self.generator.score_options(texts, conts, decoding, stop=True))
+        ms = round((time.perf_counter() - started) * 1000.0, 3)
+        out: list[AnswerResult | None] = []
+        for n, (ctx, (prompt, cands, found, has_reference)) in enumerate(zip(contexts, plans, strict=True)):
+            if not cands:
+                out.append(None)
+                continue
+            row = next(scores)
+            ref = [s.logprob for s in next(scores)] if has_reference else None
+            final = normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.sa_normalization, ref, g.sa_pmi_weight)
+            best = pick(final) - 1
+            if g.sa_min_score is not None and float(final[best]) < g.sa_min_score:
+                out.append(None)
+                continue
+            probs = softmax(final)
+            before = greedy[n] if greedy is not None else None
+            span = {"text": cands[best].text, "prob": round(probs[best], 4), "score": round(float(final[best]), 4), "source": cands[best].source,
+                    "candidates": [c.text for c in cands], "candidates_found": found}
+            raw = json.dumps({"span_scores": {c.text: round(float(x), 4) for c, x in zip(cands, final, strict=True)}}, ensure_ascii=False)
+            out.append(AnswerResult(answer=cands[best].text, raw=raw, contexts=list(ctx[: prompt.contexts_used]),
+                                    timings_ms={"generate": round(ms + (before.timings_ms["generate"] if before else 0.0), 3)},
+                                    prompt_tokens=prompt.n_tokens, new_tokens=before.new_tokens if before else 0, method="extract", span=span))
         return out
 
     def _reference_prompt(self, item: QAItem, shown: list[str], prompt: Prompt) -> str | None:

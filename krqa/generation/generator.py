@@ -133,8 +133,9 @@ class Generator(ABC):
 
     @abstractmethod
     def score_options(self, prompts: list[str], continuations: list[list[str]],
-                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
-        """Log-likelihood of each continuation text right after its prompt (the answer position)."""
+                      decoding: Decoding = DEFAULT_DECODING, stop: bool = False) -> list[list[ContinuationScore]]:
+        """Log-likelihood of each continuation text right after its prompt (the answer position); with ``stop``,
+        followed by the end of the answer (any stop token)."""
 
     def _plan(self, prompts: Sequence[str], question_types: Sequence[str], lengths: Sequence[int]) -> list[tuple[str, list[int]]]:
         """Batches of prompt indices: one type per batch, longest first within a type (less padding)."""
@@ -227,14 +228,15 @@ class TransformersGenerator(Generator):
         return self.model.disable_adapter() if off else contextlib.nullcontext()
 
     def score_options(self, prompts: list[str], continuations: list[list[str]],
-                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
+                      decoding: Decoding = DEFAULT_DECODING, stop: bool = False) -> list[list[ContinuationScore]]:
         if not prompts:
             return []
         prompt_ids = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
         cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         with self.adapter_enabled(decoding.use_adapter):
-            raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size)
+            raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size,
+                                      stop_ids=self.eos_ids if stop else ())
         return [[ContinuationScore(lp, n, len(text)) for (lp, n), text in zip(row, texts, strict=True)] for row, texts in zip(raw, continuations, strict=True)]
 
 
@@ -346,24 +348,32 @@ class VllmGenerator(Generator):
         return [g for g in out if g is not None]
 
     def score_options(self, prompts: list[str], continuations: list[list[str]],
-                      decoding: Decoding = DEFAULT_DECODING) -> list[list[ContinuationScore]]:
+                      decoding: Decoding = DEFAULT_DECODING, stop: bool = False) -> list[list[ContinuationScore]]:
         """vLLM returns the log-probability of every prompt token with ``prompt_logprobs``; each option is sent as
-        prompt + option, and the option's positions are summed (prefix caching shares the prompt's work)."""
+        prompt + option (+ each stop token, with ``stop``), and the option's positions are summed (prefix caching
+        shares the prompt's work)."""
+        import math
+
         from vllm import SamplingParams
 
         if not prompts:
             return []
         prompt_ids = [list(ids) for ids in self.tokenizer(list(prompts), add_special_tokens=True)["input_ids"]]
         cont_ids = continuation_ids(self.tokenizer, prompts, prompt_ids, continuations)
-        requests = [{"prompt_token_ids": p + c} for p, conts in zip(prompt_ids, cont_ids) for c in conts]
+        ends: list[list[int]] = [[s] for s in self.eos_ids] if stop else [[]]
+        requests = [{"prompt_token_ids": p + c + e} for p, conts in zip(prompt_ids, cont_ids) for c in conts for e in ends]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         results = iter(self.run(requests, params, self.lora(decoding)))
         out: list[list[ContinuationScore]] = []
         for p, conts, texts in zip(prompt_ids, cont_ids, continuations, strict=True):
             row = []
             for c, text in zip(conts, texts, strict=True):
-                logprobs = next(results).prompt_logprobs or []
-                total = sum(logprobs[len(p) + t][tok].logprob for t, tok in enumerate(c))
+                totals = []
+                for e in ends:
+                    logprobs = next(results).prompt_logprobs or []
+                    totals.append(sum(logprobs[len(p) + t][tok].logprob for t, tok in enumerate(c + e)))
+                top = max(totals)
+                total = top + math.log(sum(math.exp(t - top) for t in totals))
                 row.append(ContinuationScore(float(total), len(c), len(text)))
             out.append(row)
         return out

@@ -73,12 +73,15 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
 
 
 def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: list[list[list[int]]], *,
-                        pad_id: int, device: str = "cpu", batch_size: int = 8) -> list[list[tuple[float, int]]]:
+                        pad_id: int, device: str = "cpu", batch_size: int = 8,
+                        stop_ids: Sequence[int] = ()) -> list[list[tuple[float, int]]]:
     """``(sum log p, n_tokens)`` of every continuation of every prompt, in the given order.
 
     Prompts are batched (left-padded) and run once with a KV cache; each continuation row reuses its prompt's cache
     (copied, since a forward pass appends to it), so a prompt costs one prefill however many options it has.
-    Positions are given explicitly so left padding never shifts them, as ``generate`` does.
+    Positions are given explicitly so left padding never shifts them, as ``generate`` does. With ``stop_ids`` the
+    probability that the answer ends right after the continuation (any of those tokens next) is included, so a
+    span is not preferred over a longer one just for being its prefix (1989년 against 1989년 2월).
     """
     import torch
 
@@ -101,24 +104,33 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
             toks = continuations[idx[b]][j]
             if toks:
                 out[idx[b]][j] = (float(first[b, toks[0]]), len(toks))
-        longer = [(b, j) for b, j in rows if len(continuations[idx[b]][j]) > 1]
-        if not longer:
-            continue
-        width = max(len(continuations[idx[b]][j]) for b, j in longer) - 1
-        per_pass = max(1, MAX_SCORED_TOKENS // width)
+        # With stop tokens every continuation needs its last token's prediction too (one more input position).
+        extra = 1 if stop_ids else 0
+        stops = torch.tensor(list(stop_ids), dtype=torch.long, device=device) if stop_ids else None
+        # Shortest first, so that each pass pads its rows only to the longest of similar lengths (dozens of 단답형
+        # candidate spans per prompt vary from one token to ten).
+        longer = sorted(((b, j) for b, j in rows if len(continuations[idx[b]][j]) - 1 + extra > 0),
+                        key=lambda bj: len(continuations[idx[bj[0]]][bj[1]]))
         prompt_lens = mask.sum(-1)
-        for g in range(0, len(longer), per_pass):
-            group = longer[g:g + per_pass]
+        g = 0
+        while g < len(longer):
+            end = g + 1
+            while end < len(longer) and (end + 1 - g) * (len(continuations[idx[longer[end][0]]][longer[end][1]]) - 1 + extra) <= MAX_SCORED_TOKENS:
+                end += 1
+            group, last_group = longer[g:end], end >= len(longer)
+            width = len(continuations[idx[group[-1][0]]][group[-1][1]]) - 1 + extra
+            g = end
             rows_b = torch.tensor([b for b, _ in group], dtype=torch.long, device=device)
-            # The last continuation token is only a target, so the inputs are the continuation minus its last token.
-            inputs = [continuations[idx[b]][j][:-1] for b, j in group]
+            # The last continuation token is only a target, so the inputs are the continuation minus its last token
+            # (all of it when the stop after it is scored).
+            inputs = [continuations[idx[b]][j][: len(continuations[idx[b]][j]) - 1 + extra] for b, j in group]
             cont_ids = torch.full((len(group), width), pad_id, dtype=torch.long)
             cont_mask = torch.zeros((len(group), width), dtype=torch.long)
             for r, toks in enumerate(inputs):
                 cont_ids[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
                 cont_mask[r, : len(toks)] = 1
             cont_ids, cont_mask = cont_ids.to(device), cont_mask.to(device)
-            group_cache = cache if g + per_pass >= len(longer) else copy.deepcopy(cache)
+            group_cache = cache if last_group else copy.deepcopy(cache)
             group_cache.reorder_cache(rows_b)
             full_mask = torch.cat([mask[rows_b], cont_mask], dim=1)
             pos = prompt_lens[rows_b].unsqueeze(1) + torch.arange(width, device=device).unsqueeze(0)
@@ -129,5 +141,7 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
                 toks = continuations[idx[b]][j]
                 targets = torch.tensor(toks[1:], dtype=torch.long, device=device)
                 rest = logp[r, torch.arange(len(toks) - 1, device=device), targets].sum()
+                if stops is not None:
+                    rest = rest + torch.logsumexp(logp[r, len(toks) - 1, stops], dim=0)
                 out[idx[b]][j] = (out[idx[b]][j][0] + float(rest), len(toks))
     return out

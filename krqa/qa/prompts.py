@@ -194,6 +194,10 @@ class PromptBuilder:
             log.warning("item %s: prompt has %d tokens without passages, over prompt.max_prompt_tokens=%d", item.id, n, budget)
         return Prompt(text, n, len(kept), len(contexts), True, kept_chars)
 
+    def passage_texts(self, contexts: Sequence[Any], prompt: Prompt) -> list[str]:
+        """The passage texts exactly as far as ``prompt`` shows them (capped, and cut to the token budget)."""
+        return [self._cap(_field(c, "text"))[:n] for c, n in zip(contexts[: prompt.contexts_used], prompt.context_chars, strict=False)]
+
     def build(self, item: QAItem, contexts: Sequence[Any] | None = None) -> str:
         return self.build_prompt(item, contexts).text
 

@@ -30,7 +30,7 @@ from krqa.qa.qtype import detect_type, with_options
 from krqa.serving.limits import enforce, too_big, too_long
 from krqa.serving.middleware import error_payload
 from krqa.serving.routes import ERRORS
-from krqa.serving.schemas import SHORT_FIELD_CHARS, Context, Mode, QuestionType, new_item
+from krqa.serving.schemas import SHORT_FIELD_CHARS, Context, Mode, QuestionType, Span, new_item
 from krqa.serving.state import AnswerJob, AnswerKey, ApiError, ServiceState, StateDep
 from krqa.serving.streaming import SSE_HEADERS, AnswerStream, Delta, Done, Replace, error_event, sse
 
@@ -193,6 +193,8 @@ def _extras(result: Any, queue_ms: float, started: float, qtype: str) -> dict[st
                   "total_tokens": result.prompt_tokens + result.new_tokens},
         "citations": citations,
         "question_type": qtype,
+        **({"option_probs": result.option_probs} if result.option_probs else {}),
+        **({"span": Span.from_result(result.span).model_dump()} if result.span else {}),
         "timings_ms": {"retrieve": float(timings.get("retrieve", 0.0)), "generate": float(timings.get("generate", 0.0)),
                        "queue": queue_ms, "total": (time.perf_counter() - started) * 1000.0},
     }

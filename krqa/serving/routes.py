@@ -30,6 +30,7 @@ from krqa.serving.schemas import (
     Health,
     SearchRequest,
     SearchResponse,
+    Span,
     Timings,
     to_item,
 )
@@ -89,6 +90,8 @@ def response(state: ServiceState, body: AnswerRequest, result: Any, queue_ms: fl
                            queue=queue_ms, total=(time.perf_counter() - started) * 1000.0),
         model=engine.model_name,
         adapter=engine.adapter,
+        option_probs=result.option_probs or None,
+        span=Span.from_result(result.span),
     )
 
 

@@ -96,6 +96,21 @@ class Timings(BaseModel):
     total: float = Field(description="Milliseconds from receiving the request to answering it.")
 
 
+class Span(BaseModel):
+    """The passage span a 단답형 answer was chosen as (generation.sa_mode extract/hybrid)."""
+
+    text: str = Field(description="The winning candidate, exactly as the answer.")
+    prob: float = Field(description="Its share of the probability among the candidates scored (softmax of their scores).")
+    source: str = Field(description="'passage', or 'generated' / 'generated-span' for the model's own greedy answer (hybrid), as written or snapped to a passage span.")
+    candidates: int = Field(description="How many candidates were scored.")
+
+    @classmethod
+    def from_result(cls, span: Optional[dict[str, Any]]) -> Optional["Span"]:
+        if not span:
+            return None
+        return cls(text=span["text"], prob=span["prob"], source=span["source"], candidates=len(span["candidates"]))
+
+
 class AnswerResponse(BaseModel):
     answer: str
     question_type: QuestionType
@@ -103,6 +118,8 @@ class AnswerResponse(BaseModel):
     timings_ms: Timings
     model: str
     adapter: Optional[str]
+    option_probs: Optional[list[float]] = Field(None, description="선다형 answered by option scoring: each option's probability, in option order.")
+    span: Optional[Span] = Field(None, description="단답형 answered by span extraction: the winning candidate and its probability.")
 
 
 class AnswerBatchResponse(BaseModel):

@@ -13,9 +13,10 @@ from typing import Any
 
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_write_json, json_sha
+from krqa.generation.spans import span_target
 from krqa.index.types import Hit
 from krqa.log import progress_disabled
-from krqa.qa.data import QAItem
+from krqa.qa.data import SHORT, QAItem
 from krqa.training import lora
 from krqa.training.config import TrainConfig
 from krqa.training.contexts import read_cache, retrieve_contexts, usable_hits
@@ -42,12 +43,17 @@ def first_per_type(items: list[QAItem], limit: int | None) -> list[QAItem]:
 
 
 def stage_examples(sources: list[SourceItem], alternatives: str, contexts: dict[str, list[Hit]] | None = None,
-                   mc_target: str = "number") -> list[TrainExample]:
-    """One example per training target; ``contexts`` (by item id) replaces the items' own passages."""
+                   mc_target: str = "number", sa_spans: bool = False) -> list[TrainExample]:
+    """One example per training target; ``contexts`` (by item id) replaces the items' own passages. With
+    ``sa_spans`` (단답형 answered by span extraction) a 단답형 item whose passages hold one of its answers is trained
+    on that span as the passages write it (its one target), the form the extractor will pick at inference."""
     out = []
     for src in sources:
         targets = training_targets(src.item, alternatives, mc_target)
         passages: list[Any] = contexts[src.item.id] if contexts is not None else src.contexts
+        if sa_spans and targets and src.item.question_type == SHORT and passages:
+            span = span_target(targets, [c.text for c in passages])
+            targets = [span] if span is not None else targets
         for k, target in enumerate(targets):
             ex_id = src.item.id if len(targets) == 1 else f"{src.item.id}#{k}"
             out.append(TrainExample(ex_id, src.item, target, list(passages)))
@@ -194,8 +200,9 @@ def prepare_stage2(ctx: StageContext, spec: StageSpec) -> StageJob:
         atomic_write_json(run.root / "raft.json", {"seed": tc.seed, "config": tc.raft.model_dump(), "summary": summarize(decisions),
                                                    "decisions": [d.to_json() for d in decisions]}, indent=None)
         run.update_json("run.json", {"contexts_cache": {k: v for k, v in cache_info.items() if k != "reused"}})
-    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_target)
-    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev], "first", dev_contexts, ctx.mc_target)
+    spans = cfg.generation.sa_mode != "generate"
+    train_ex = stage_examples(sources, tc.short_answer_alternatives, contexts, ctx.mc_target, sa_spans=spans)
+    dev_ex = stage_examples([SourceItem(i, "dev") for i in dev], "first", dev_contexts, ctx.mc_target, sa_spans=spans)
     data = encode_stage(tc, ctx.builder, ctx.tokenizer, train_ex, dev_ex)
     data.info.update(raft=summarize(decisions), contexts_cache=cache_info, stage2_init=tc.stage2_init)
     merge = tc.stage2_init == "merge"

@@ -1,0 +1,306 @@
+"""단답형 answers taken from the passage: candidate spans, cheap pruning, and the span a gold answer takes there.
+
+A small model asked for "the exact word" writes phrases; yet the answer to a reading question (and to most
+competition 단답형: a name, a holiday, a dish, a number with its unit) is a span of a good passage. Turning the
+question into a closed set, like 선다형 options, lets the model's likelihood choose among the passage's own spans,
+and the answer is then written exactly as the passage writes it (the official EM keeps inner spaces).
+
+Candidates come from Kiwi morphemes: runs of noun-like morphemes (common and proper nouns, numbers with their
+units and counters, foreign words, hanja, prefixes and noun suffixes), every contiguous part of a run that starts
+at a word and ends on a noun-like morpheme, a run with the adnominal word before it (새로운 음악), quoted and
+bracketed terms, and a word with its hanja or English gloss (고수(鼓手)). Particles, copulas and endings never end
+a candidate, since runs stop at them. Scoring every candidate would cost too much, so they are ranked first by
+what needs no model: closeness to the question's words in the passage, the answer type the question asks for
+(when → numbers; who → proper nouns), and whether the candidate merely repeats the question.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Morphemes a noun phrase is made of; a run of them (spaces allowed between) is one phrase.
+_NOUNISH = ("NNG", "NNP", "NNB", "NR", "SN", "SL", "SH", "XPN", "XSN", "XR", "MM", "NP")
+# A candidate starts on one of these (not on a suffix or a bound noun) and does not end on a prefix/determiner.
+_STARTS = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XPN", "XR", "MM", "NP")
+_NO_END = ("XPN", "MM")
+# Trailing morphemes removed from a quoted or bracketed term (particles, copula, endings, punctuation).
+_TRAILING = ("J", "VCP", "EF", "EC", "EP", "ETM", "SF", "SP", "SE")
+_CONTENT = ("NNG", "NNP", "NR", "SN", "SL", "SH", "XR", "VV", "VA")
+_QUOTES = {"'": "'", '"': '"', "“": "”", "‘": "’", "「": "」", "『": "』", "《": "》", "〈": "〉", "<": ">", "(": ")", "[": "]"}
+_QUOTED = re.compile("|".join(rf"{re.escape(o)}([^{re.escape(o)}{re.escape(c)}\n]{{1,40}}){re.escape(c)}" for o, c in _QUOTES.items()))
+_SPACE = re.compile(r"\s+")
+# What a question asks for, by its wording: (pattern, morpheme tags or a pattern a fitting candidate has).
+_DATE = re.compile(r"\d\s*(?:년|월|일|세기|시|분|년대)|(?:년|월|일|세기)$")
+_ANSWER_TYPES: tuple[tuple[re.Pattern[str], tuple[str, ...], re.Pattern[str] | None], ...] = (
+    (re.compile(r"언제|몇\s*년|몇\s*월|며칠|연도|년도|날짜|시기|몇\s*세기|몇\s*시"), (), _DATE),
+    (re.compile(r"몇|얼마|수는|규모|크기|길이|높이|인구"), ("SN", "NR"), None),
+    (re.compile(r"누구|누가|인물|사람은|이름은|작가|감독|선수|왕은"), ("NNP",), None),
+    (re.compile(r"어디|어느\s*곳|어느\s*나라|장소|지역|도시|국가"), ("NNP",), None),
+)
+MAX_SPAN_MORPHEMES = 7
+MAX_SPAN_CHARS = 30
+
+
+@dataclass
+class Candidate:
+    """One answer candidate: its surface form, where it first occurs (passage, character offset), the tags of
+    its morphemes, and the pruning score that ranked it."""
+
+    text: str
+    passage: int
+    start: int
+    tags: tuple[str, ...] = ()
+    source: str = "passage"
+    prune_score: float = 0.0
+    occurrences: list[tuple[int, int]] = field(default_factory=list)
+
+
+def normalise_space(text: str) -> str:
+    return _SPACE.sub(" ", text).strip()
+
+
+def _kiwi() -> Any:
+    from krqa.kiwi import get_kiwi
+
+    return get_kiwi(1)
+
+
+def _add(out: dict[str, Candidate], text: str, passage: int, start: int, tags: Sequence[str]) -> None:
+    surface = normalise_space(text)
+    if not surface or len(surface) > MAX_SPAN_CHARS or not any(ch.isalnum() for ch in surface):
+        return
+    if surface in out:
+        out[surface].occurrences.append((passage, start))
+    else:
+        out[surface] = Candidate(surface, passage, start, tuple(tags), occurrences=[(passage, start)])
+
+
+@dataclass(frozen=True)
+class _Tok:
+    form: str
+    tag: str
+    start: int
+    len: int
+
+
+def _words(text: str, tokens: Sequence[Any]) -> list[_Tok]:
+    """Kiwi's morphemes, with its multi-word entities ('교황 알렉산데르 7세' as one NNP) split at their spaces so
+    that each word can start or end a candidate."""
+    out = []
+    for t in tokens:
+        if t.len <= 0:
+            continue
+        surface = text[t.start: t.start + t.len]
+        if " " not in surface:
+            out.append(_Tok(t.form, t.tag, t.start, t.len))
+            continue
+        for m in re.finditer(r"\S+", surface):
+            out.append(_Tok(m.group(), t.tag, t.start + m.start(), len(m.group())))
+    return out
+
+
+def _word_ends(text: str, tokens: Sequence[_Tok]) -> set[int]:
+    """Token indices a candidate may end on: the last of a word, or one followed in its word by something that is
+    not part of a noun (a particle, copula, suffix of a verb, bracket), never inside a compound or a number with its
+    counter (2월 15 of 2월 15일, 임종 of 임종석)."""
+    ends = set()
+    for i, tok in enumerate(tokens):
+        e = tok.start + tok.len
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+        if nxt is None or e >= len(text) or not text[e].isalnum() or nxt.start > e or not nxt.tag.startswith(_NOUNISH):
+            ends.add(i)
+    return ends
+
+
+def _joins(text: str, tokens: Sequence[_Tok], i: int) -> bool:
+    """A hyphen or symbol written without spaces between two noun-like morphemes belongs to the name (GP-슈트레케)."""
+    if not tokens[i].tag.startswith(("SO", "SW")) or i == 0 or i + 1 >= len(tokens):
+        return False
+    prev, nxt = tokens[i - 1], tokens[i + 1]
+    return prev.start + prev.len == tokens[i].start and tokens[i].start + tokens[i].len == nxt.start and nxt.tag.startswith(_NOUNISH)
+
+
+def _runs(text: str, tokens: Sequence[_Tok]) -> list[list[int]]:
+    """Maximal runs (token indices) of noun-like morphemes, spaces allowed between them."""
+    runs: list[list[int]] = []
+    cur: list[int] = []
+    for i, tok in enumerate(tokens):
+        if tok.tag.startswith(_NOUNISH) or (cur and _joins(text, tokens, i)):
+            cur.append(i)
+        else:
+            if cur:
+                runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return runs
+
+
+def _word_starts(text: str, tokens: Sequence[Any]) -> set[int]:
+    """Token indices that begin a word (after a space, punctuation or the start)."""
+    starts = set()
+    for i, tok in enumerate(tokens):
+        if tok.start == 0 or not text[tok.start - 1].isalnum():
+            starts.add(i)
+    return starts
+
+
+def _trimmed(tokens: Sequence[Any]) -> list[Any]:
+    toks = list(tokens)
+    while toks and toks[-1].tag.startswith(_TRAILING):
+        toks.pop()
+    while toks and toks[0].tag.startswith(("SS", "SP", "SF", "SO", "SW")):
+        toks.pop(0)
+    return toks
+
+
+def passage_candidates(passages: Sequence[str]) -> list[Candidate]:
+    """Every candidate span of the passages, deduplicated by surface form, in order of first occurrence."""
+    out: dict[str, Candidate] = {}
+    kiwi = _kiwi()
+    analysed = kiwi.tokenize(list(passages)) if passages else []
+    for p, (text, analysis) in enumerate(zip(passages, analysed, strict=True)):
+        tokens = _words(text, analysis)
+        word_start, word_end = _word_starts(text, tokens), _word_ends(text, tokens)
+
+        def add(a: int, b: int) -> None:
+            s, e = tokens[a].start, tokens[b].start + tokens[b].len
+            _add(out, text[s:e], p, s, [t.tag for t in tokens[a:b + 1]])
+
+        runs = _runs(text, tokens)
+        for r, run in enumerate(runs):
+            for a in range(len(run)):
+                if run[a] not in word_start or not tokens[run[a]].tag.startswith(_STARTS):
+                    continue
+                for b in range(a, min(len(run), a + MAX_SPAN_MORPHEMES)):
+                    if run[b] in word_end and not tokens[run[b]].tag.startswith(_NO_END + ("SO", "SW")):
+                        add(run[a], run[b])
+            first, last = run[0], run[-1]
+            # An adnominal word before the run (새로운 음악, 북을 치는 사람): the phrase as the passage writes it.
+            if first >= 2 and tokens[first - 1].tag == "ETM":
+                k = first - 1
+                while k > 0 and k not in word_start:
+                    k -= 1
+                if k in word_start:
+                    add(k, run[min(len(run), MAX_SPAN_MORPHEMES) - 1])
+            # 'A의 B' (왕자의 난, 몬태나의 뼈층): the last word of one run, 의, the first words of the next.
+            nxt = runs[r + 1] if r + 1 < len(runs) else None
+            if nxt and nxt[0] == last + 2 and tokens[last + 1].tag == "JKG" and tokens[last + 1].form == "의":
+                heads = [i for i in run if i in word_start][-2:]
+                for head in heads:
+                    for b in nxt[:3]:
+                        if not tokens[b].tag.startswith(_NO_END):
+                            add(head, b)
+            # A word with its gloss right after it: 고수(鼓手), 베토벤(Beethoven).
+            if last + 2 < len(tokens) and tokens[last + 1].tag == "SSO" and text[tokens[last + 1].start] == "(":
+                close = next((j for j in range(last + 2, min(len(tokens), last + 12)) if tokens[j].tag == "SSC"), None)
+                head = max((i for i in run if i in word_start), default=first)
+                if close is not None:
+                    add(head, close)
+        for m in _QUOTED.finditer(text):
+            s, e = m.start(m.lastindex or 1), m.end(m.lastindex or 1)
+            inner = _trimmed([t for t in tokens if t.start >= s and t.start + t.len <= e])
+            if inner:
+                _add(out, text[inner[0].start: inner[-1].start + inner[-1].len], p, inner[0].start, [t.tag for t in inner])
+    return list(out.values())
+
+
+def question_terms(question: str) -> set[str]:
+    """Content morphemes of the question (nouns, numbers, foreign words, verb and adjective stems)."""
+    return {t.form for t in _kiwi().tokenize(question) if t.tag.startswith(_CONTENT)}
+
+
+def fits_type(question: str) -> Callable[[Candidate], bool] | None:
+    """A test for candidates of the answer type the question's wording asks for (언제 → a date), or None."""
+    for pattern, tags, form in _ANSWER_TYPES:
+        if pattern.search(question):
+            if form is not None:
+                return lambda c: bool(form.search(c.text))
+            return lambda c: any(t.startswith(tags) for t in c.tags)
+    return None
+
+
+def prune(candidates: list[Candidate], passages: Sequence[str], question: str, cap: int) -> list[Candidate]:
+    """The ``cap`` most promising candidates, best first, by what needs no model.
+
+    Closeness: the answer sits near the question's words in the passage, so each occurrence is scored by how many
+    distinct question terms occur within a window around it (the sentence-sized neighbourhood where reading
+    questions are answered). A candidate made only of question words is what the question already says. An answer
+    type the wording asks for (언제 → a number) adds a bonus. Ties keep passage order.
+    """
+    if not candidates:
+        return []
+    terms = sorted(question_terms(question))
+    squashed_q = re.sub(r"\s+", "", question)
+    fits = fits_type(question)
+    positions: list[list[tuple[int, str]]] = []
+    for text in passages:
+        positions.append([(m.start(), term) for term in terms for m in re.finditer(re.escape(term), text)])
+    window = 80
+    for c in candidates:
+        best = 0.0
+        for p, start in c.occurrences:
+            near = {term for pos, term in positions[p] if abs(pos - start) <= window and not (start <= pos < start + len(c.text))}
+            close = min((abs(pos - start) for pos, _ in positions[p] if not (start <= pos < start + len(c.text))), default=10_000)
+            best = max(best, len(near) + 1.0 / (1.0 + close / 20.0) - 0.3 * p)
+        score = best
+        if re.sub(r"\s+", "", c.text) in squashed_q:
+            score -= 3.0
+        if fits is not None and fits(c):
+            score += 1.0
+        score -= 0.15 * max(0, c.text.count(" ") - 1)
+        c.prune_score = score
+    order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].prune_score, i))
+    return [candidates[i] for i in order[:cap]]
+
+
+def snap(answer: str, candidates: Sequence[Candidate], min_ratio: float) -> Candidate | None:
+    """The candidate a generated answer names: the same text (spaces aside), else the most similar one when it
+    is at least ``min_ratio`` alike; None when no candidate is close."""
+    if not answer:
+        return None
+    squashed = re.sub(r"\s+", "", answer)
+    for c in candidates:
+        if re.sub(r"\s+", "", c.text) == squashed:
+            return c
+    best, ratio = None, 0.0
+    for c in candidates:
+        r = difflib.SequenceMatcher(None, squashed, re.sub(r"\s+", "", c.text)).ratio()
+        if r > ratio:
+            best, ratio = c, r
+    return best if ratio >= min_ratio else None
+
+
+def span_target(alternatives: Sequence[str], passages: Sequence[str]) -> str | None:
+    """The gold answer in the form the extractor would write it: the first ``#`` alternative that is a candidate
+    span of the passages, or an alternative's spelling as the passages write it (inner spaces as there); None
+    when no alternative occurs in them."""
+    if not passages:
+        return None
+    by_text = {re.sub(r"\s+", "", c.text): c.text for c in passage_candidates(passages)}
+    for alt in alternatives:
+        hit = by_text.get(re.sub(r"\s+", "", alt))
+        if hit is not None:
+            return hit
+    return None
+
+
+def item_candidates(passages: Sequence[str], question: str, cap: int, greedy: str | None = None,
+                    snap_ratio: float = 0.8) -> tuple[list[Candidate], int]:
+    """The candidates scored for one question, best-ranked first, and how many the passages gave before pruning.
+
+    ``greedy`` (hybrid mode) is the model's own generated answer: the passage span it nearly equals when there is
+    one (marked ``generated-span``), else the generated text itself (``generated``); it is never pruned.
+    """
+    found = passage_candidates(passages)
+    kept = prune(found, passages, question, cap)
+    if greedy:
+        snapped = snap(greedy, found, snap_ratio)
+        mine = snapped if snapped is not None else Candidate(normalise_space(greedy), -1, -1)
+        mine.source = "generated" if snapped is None else "generated-span"
+        kept = [mine] + [c for c in kept if c.text != mine.text][: cap - 1]
+    return kept, len(found)
