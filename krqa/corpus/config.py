@@ -34,7 +34,7 @@ class ChunkingConfig(Section):
 class CorpusConfig(Section):
     sources: list[SourceConfig] = Field(default_factory=list, description="Dumps to index, in order.")
     strict: bool = Field(False, description="Fail on the first bad page instead of skipping and reporting it.")
-    max_page_chars: int = Field(1_000_000, ge=1000, description="Markup characters parsed per page; a longer page is cut to this size and reported as page_truncated (bounds the time and memory one hostile page can take).")
+    max_page_chars: int = Field(1_000_000, ge=1000, description="Characters read per page or document (wiki markup, JSONL text, a SQuAD paragraph); a longer one is cut to this size and reported as page_truncated (bounds the time and memory one hostile record can take).")
     chunking: ChunkingConfig = Field(default_factory=ChunkingConfig, description="How documents become chunks.")
     workers: int = Field(0, ge=0, description="Worker processes that read, clean and chunk pieces of the dumps (0: all cores; 1: one process). The chunks are the same for any count; chunking.unit=tokens reads in one process.")
     piece_mb: float = Field(16.0, gt=0, description="Size of a dump piece handed to one worker (MB of file; MediaWiki multistream .bz2 in whole streams).")

@@ -35,13 +35,13 @@ class CorpusFormat:
 
 
 def _read_jsonl(path: str | os.PathLike[str], source: str = "jsonl", max_page_chars: int | None = None) -> Iterator[Document | Skip]:
-    """JSONL documents; plain text has no markup for ``max_page_chars`` to bound."""
-    return sources.iter_jsonl(path, source=source)
+    """JSONL documents, each cut to ``max_page_chars``."""
+    return sources.iter_jsonl(path, source=source, max_page_chars=max_page_chars)
 
 
 def _read_squad(path: str | os.PathLike[str], source: str = "squad", max_page_chars: int | None = None) -> Iterator[Document | Skip]:
-    """SQuAD paragraphs; plain text has no markup for ``max_page_chars`` to bound."""
-    return sources.iter_squad(path, source=source)
+    """SQuAD paragraphs, each cut to ``max_page_chars``."""
+    return sources.iter_squad(path, source=source, max_page_chars=max_page_chars)
 
 
 FORMATS: dict[str, CorpusFormat] = {f.name: f for f in (

@@ -331,7 +331,7 @@ def _read_json(piece: Piece) -> Iterator[Document | Skip]:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        records = iter_namuwiki(tmp, source=piece.name, max_page_chars=piece.max_page_chars) if piece.kind == "json" else iter_jsonl(tmp, source=piece.name)
+        records = iter_namuwiki(tmp, source=piece.name, max_page_chars=piece.max_page_chars) if piece.kind == "json" else iter_jsonl(tmp, source=piece.name, max_page_chars=piece.max_page_chars)
         for record in records:
             if isinstance(record, Skip):
                 record = _relocate(record, piece)

@@ -49,9 +49,9 @@ def _json_object(line: bytes) -> dict | None:
     return obj if isinstance(obj, dict) else None
 
 
-def iter_jsonl(path: str | os.PathLike[str], source: str = "jsonl") -> Iterator[Document | Skip]:
+def iter_jsonl(path: str | os.PathLike[str], source: str = "jsonl", max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     """One ``{"id", "title", "text"}`` object per line (``url`` optional); a bad line is skipped with its
-    line number and the read goes on."""
+    line number and the read goes on; a document over ``max_page_chars`` is cut (reported)."""
     with Dump(path) as dump:
         lineno = 0
         try:
@@ -75,10 +75,13 @@ def iter_jsonl(path: str | os.PathLike[str], source: str = "jsonl") -> Iterator[
                 if missing:
                     yield Skip("empty" if missing == ["text"] else "bad_record", where, f"field '{missing[0]}' missing or empty")
                     continue
-                text = tidy(str(obj["text"]))
+                raw, cut = _capped(str(obj["text"]), max_page_chars)
+                text = tidy(raw)
                 if not text:
                     yield Skip("empty", where, "no text")
                     continue
+                if cut:
+                    yield _truncated(f"{where}, document {obj['id']}", max_page_chars)
                 yield Document(id=str(obj["id"]), title=str(obj["title"]), source=source, url=str(obj.get("url") or ""), sections=[("", text)])
         except READ_ERRORS as exc:
             yield Skip("truncated", f"after line {lineno}, near file byte {dump.raw_offset()}", f"{type(exc).__name__}: {exc}")
@@ -116,12 +119,25 @@ def _paragraph_ids(articles: list[dict]) -> Iterator[tuple[str, str, dict]]:
                 yield f"{name}#{p_idx}", title, para
 
 
-def iter_squad(path: str | os.PathLike[str], source: str = "squad") -> Iterator[Document | Skip]:
+def _capped(text: str, max_chars: int | None) -> tuple[str, bool]:
+    """Plain text cut to ``max_chars`` (and whether it was), as the wiki readers cut a page's markup: one huge
+    record must not take the build's time and memory (Kiwi's sentence split grows faster than the text)."""
+    return (text[:max_chars], True) if max_chars is not None and len(text) > max_chars else (text, False)
+
+
+def _truncated(position: str, max_chars: int | None) -> Skip:
+    return Skip("page_truncated", position, f"longer than corpus.max_page_chars={max_chars}; cut")
+
+
+def iter_squad(path: str | os.PathLike[str], source: str = "squad", max_page_chars: int | None = None) -> Iterator[Document | Skip]:
     for doc_id, title, para in _paragraph_ids(_load_squad(path)):
         context = para.get("context")
         if not isinstance(context, str) or not context.strip():
             yield Skip("empty", f"paragraph {doc_id}", "no context")
             continue
+        context, cut = _capped(context, max_page_chars)
+        if cut:
+            yield _truncated(f"paragraph {doc_id}", max_page_chars)
         yield Document(id=doc_id, title=title, source=source, sections=[("", tidy(context))])
 
 
