@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from krqa.config import KrqaConfig, load_config, parse_override
 from krqa.errors import ConfigError
 
-PRESETS = ["cpu-demo.yaml", "kanana-8b.yaml", "tiny-test.yaml"]
+PRESETS = ["cpu-demo.yaml", "kanana-8b.yaml", "kowiki-cpu.yaml", "tiny-test.yaml"]
 
 
 @pytest.mark.parametrize("name", PRESETS)
