@@ -103,11 +103,14 @@ def test_unparseable_options_fall_back_to_generation(tiny_cfg, generator, repo: 
 
 
 def test_score_floor_drops_low_passages(tiny_cfg, generator, retriever, items: list[QAItem]) -> None:
+    # generated answers show every kept passage (span extraction and option scoring show only the best ones)
     picked = [i for i in items if i.question_type != "선다형"][:6]
-    everything = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    generate = {"sa_mode": "generate"}
+    everything = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25"}, generation=generate), retriever, generator).answer_items(picked, rag=True, top_k=3)
     scores = sorted(h.score for r in everything for h in r.contexts)
     floor = scores[len(scores) // 2]
-    gated = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25", "min_score": floor}), retriever, generator).answer_items(picked, rag=True, top_k=3)
+    gated = make_answerer(_with(tiny_cfg, retrieval={"mode": "bm25", "min_score": floor}, generation=generate), retriever,
+                          generator).answer_items(picked, rag=True, top_k=3)
     assert sum(r.contexts_below_floor for r in gated) > 0
     for full, res in zip(everything, gated, strict=True):
         assert all(h.score >= floor for h in res.contexts)
