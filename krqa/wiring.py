@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
+from krqa.generation.base import Generator
+from krqa.generation.factory import make_generator
 from krqa.index.types import SearchParams
 
 if TYPE_CHECKING:
     from krqa.generation.answerer import Answerer
-    from krqa.generation.generator import Generator
     from krqa.index.retriever import IndexRetriever
     from krqa.index.types import Retriever
 
@@ -43,8 +44,6 @@ def load_generator(cfg: KrqaConfig, adapter: str | None = None, *, streaming: bo
     """The ``generation.backend`` engine on ``model`` with ``adapter`` (default ``model.adapter``; '' for none).
     ``generation`` overrides fields of the generation section for this engine: the service's ``backend``, the
     trainer's transformers-only evaluation, the sampler's ``temperature`` and ``top_p``."""
-    from krqa.generation.generator import make_generator  # start-up time: the engines import torch and transformers
-
     section = cfg.generation.model_copy(update=generation) if generation else cfg.generation
     return make_generator(cfg.model, section, adapter, streaming=streaming)
 
