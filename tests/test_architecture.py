@@ -9,6 +9,7 @@ packages above it (a package ``__init__`` re-exporting its children does not mak
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,7 @@ class Module:
                 yield from self._load_time(node.body + node.orelse + node.finalbody + [s for h in node.handlers for s in h.body])
 
 
+@functools.cache
 def parse_package(root: Path = PACKAGE) -> dict[str, Module]:
     return {m.name: m for m in (Module(p, root) for p in sorted(root.rglob("*.py")))}
 
@@ -147,10 +149,11 @@ def test_one_function_named_run_stage() -> None:
     assert len(defs) == 1, f"run_stage defined {len(defs)} times: {defs}"
 
 
-@pytest.mark.parametrize("start", ["krqa.generation.base", "krqa.generation.factory", "krqa.generation.answerer"])
+@pytest.mark.parametrize("start", ["krqa.generation.base", "krqa.generation.factory", "krqa.generation.answerer", "krqa.wiring"])
 def test_generation_interface_loads_no_engine(start: str) -> None:
-    """What the service's routes and the answerer load to speak to a generator imports no engine library: torch,
-    transformers and vLLM load only when a backend is built (the reason the factory imports backends lazily)."""
+    """What the service's routes, the answerer and the composition root load to speak to a generator imports no
+    engine library: torch, transformers and vLLM load only when a backend is built (the reason the factory imports
+    the backends inside ``make_generator``)."""
     modules = parse_package()
     graph = import_graph(modules, top_level_only=True)
     seen, todo = set(), [start]
