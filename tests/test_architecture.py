@@ -163,3 +163,26 @@ def test_generation_interface_loads_no_engine(start: str) -> None:
             todo += graph[name]
     loaded = {(source.split(".")[0], name) for name in seen for source, _, _ in modules[name].imports(top_level_only=True)}
     assert not {pair for pair in loaded if pair[0] in HEAVY}
+
+
+# Packages whose imports inside functions all say why; the rest of krqa is to follow (README, "Architecture").
+EXPLAINED = ("krqa.generation", "krqa.wiring")
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """An import inside a function needs a reason a reader can check: a comment on its line (or the line above)
+    naming start-up time or an optional dependency. Without one it may be hiding a circle."""
+    unexplained = []
+    for name, module in parse_package().items():
+        if not name.startswith(EXPLAINED):
+            continue
+        lines = module.path.read_text(encoding="utf-8").splitlines()
+        for func in ast.walk(module.tree):
+            if isinstance(func, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(func):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        above = lines[node.lineno - 2].strip()
+                        comment = lines[node.end_lineno - 1].partition("#")[2] + (above if above.startswith("#") else "")
+                        if not any(why in comment for why in ("start-up time", "optional dependency")):
+                            unexplained.append(f"{module.path.relative_to(PACKAGE.parent)}:{node.lineno}")
+    assert not unexplained, "imports inside functions without a reason: " + ", ".join(sorted(set(unexplained)))
