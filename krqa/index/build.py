@@ -13,7 +13,6 @@ most one batch. Encoding is the expensive step (hours of GPU on a full dump); ev
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
