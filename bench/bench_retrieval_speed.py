@@ -78,12 +78,14 @@ class FixedQueryEncoder:
 
 def corpus_pieces(cfg):
     """KorQuAD sentences with their Kiwi terms, plus the questions used as queries."""
-    from krqa.corpus.sources import _load_squad, squad_questions
+    from krqa.corpus.sources import squad_questions
+    from krqa.fsutil import read_json
+    from krqa.squad import squad_paragraphs
     from krqa.index.tokenize import KiwiTokenizer
 
     tok = KiwiTokenizer(cfg.index.bm25)
     titles, sents = [], []
-    paragraphs = [(a.get("title", ""), p["context"]) for a in _load_squad(QA) for p in a["paragraphs"]]
+    paragraphs = [(p.article, p.context) for p in squad_paragraphs(read_json(QA), QA)]
     for (title, _), ss in zip(paragraphs, tok.kiwi.split_into_sents([c for _, c in paragraphs]), strict=True):
         titles.append(title)
         sents += [s.text for s in ss]

@@ -37,7 +37,8 @@ def main() -> None:
     import torch
 
     from krqa.config import load_config
-    from krqa.generation.generator import DEFAULT_DECODING, make_generator
+    from krqa.generation.base import DEFAULT_DECODING
+    from krqa.generation.factory import make_generator
     from krqa.qa.data import SHORT
     from krqa.qa.reading import make_items, read_squad
     from krqa.wiring import make_answerer

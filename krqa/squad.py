@@ -1,8 +1,10 @@
 """SQuAD-format files (SQuAD v1/v2, KorQuAD, ETRI MRC, TyDi QA GoldP): the one reader of their structure.
 
 Training's converter (``convert_squad``) and the held-out reading set (``qa/reading.py``) read the questions
-through :func:`iter_squad`; each then applies its own rules (which answer, which title spelling). The structure
-checks are here once, so a malformed file fails the same way, naming the file and the article, everywhere.
+through :func:`iter_squad`; the corpus reader (``corpus/sources.py``, which also reads compressed files) walks the
+paragraphs with :func:`squad_paragraphs`. Each then applies its own rules (which answer, which title spelling,
+which document id). The structure checks are here once, so a malformed file fails the same way, naming the file
+and the article, everywhere.
 """
 
 from __future__ import annotations
@@ -40,17 +42,37 @@ def squad_articles(data: Any, path: str | os.PathLike[str]) -> list[dict[str, An
     return data["data"]
 
 
-def iter_squad(path: str | os.PathLike[str]) -> Iterator[SquadQuestion]:
-    """Every question of the file in order; a malformed paragraph or question is an error naming its article."""
-    for a, article in enumerate(squad_articles(read_json(path), path)):
-        title = str(article.get("title", ""))
+@dataclass(frozen=True)
+class SquadParagraph:
+    """One paragraph with its article's title (as written) and position; ``qas`` holds its question objects."""
+
+    article: str
+    article_index: int
+    index: int
+    context: str
+    qas: list[dict[str, Any]]
+
+
+def squad_paragraphs(data: Any, path: str | os.PathLike[str]) -> Iterator[SquadParagraph]:
+    """Every paragraph of a parsed SQuAD document in order; a malformed paragraph or question is an error naming
+    its place (``data[a].paragraphs[p]``)."""
+    for a, article in enumerate(squad_articles(data, path)):
+        title = str(article.get("title") or "")
         for p, para in enumerate(article["paragraphs"]):
             if not isinstance(para, dict) or not isinstance(para.get("qas", []), list):
                 raise InputError(f"{path}: data[{a}].paragraphs[{p}]: expected a paragraph with a 'qas' list")
-            context = str(para.get("context", ""))
-            for qa in para.get("qas", []):
-                if not isinstance(qa, dict):
-                    raise InputError(f"{path}: data[{a}].paragraphs[{p}]: a question is not a JSON object")
-                answers = [str(x.get("text", "")) for x in qa.get("answers") or [] if isinstance(x, dict)]
-                qid = str(qa["id"]) if "id" in qa else None
-                yield SquadQuestion(title, a, context, qid, qa.get("question"), answers, bool(qa.get("is_impossible")))
+            qas = para.get("qas", [])
+            if not all(isinstance(qa, dict) for qa in qas):
+                raise InputError(f"{path}: data[{a}].paragraphs[{p}]: a question is not a JSON object")
+            context = para.get("context")
+            yield SquadParagraph(title, a, p, context if isinstance(context, str) else "", qas)
+
+
+def iter_squad(path: str | os.PathLike[str]) -> Iterator[SquadQuestion]:
+    """Every question of the file in order; a malformed paragraph or question is an error naming its article."""
+    for para in squad_paragraphs(read_json(path), path):
+        for qa in para.qas:
+            answers = [str(x.get("text", "")) for x in qa.get("answers") or [] if isinstance(x, dict)]
+            qid = str(qa["id"]) if "id" in qa else None
+            yield SquadQuestion(para.article, para.article_index, para.context, qid, qa.get("question"), answers,
+                                bool(qa.get("is_impossible")))

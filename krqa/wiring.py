@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
+from krqa.generation.answerer import Answerer
+from krqa.generation.base import Generator
+from krqa.generation.factory import make_generator
+from krqa.generation.predict import predict
 from krqa.index.types import SearchParams
 
 if TYPE_CHECKING:
-    from krqa.generation.answerer import Answerer
-    from krqa.generation.generator import Generator
     from krqa.index.retriever import IndexRetriever
     from krqa.index.types import Retriever
 
@@ -43,16 +45,12 @@ def load_generator(cfg: KrqaConfig, adapter: str | None = None, *, streaming: bo
     """The ``generation.backend`` engine on ``model`` with ``adapter`` (default ``model.adapter``; '' for none).
     ``generation`` overrides fields of the generation section for this engine: the service's ``backend``, the
     trainer's transformers-only evaluation, the sampler's ``temperature`` and ``top_p``."""
-    from krqa.generation.generator import make_generator  # start-up time: the engines import torch and transformers
-
     section = cfg.generation.model_copy(update=generation) if generation else cfg.generation
     return make_generator(cfg.model, section, adapter, streaming=streaming)
 
 
 def make_answerer(cfg: KrqaConfig, retriever: Retriever | None, generator: Generator) -> Answerer:
     """The one ``Answerer`` of predict, serve, ablate and training's evaluation, on the given engine and index."""
-    from krqa.generation.answerer import Answerer  # start-up time: it imports the engines
-
     return Answerer(retriever, generator, prompt=cfg.prompt, generation=cfg.generation, rag_types=cfg.predict.rag_types,
                     min_score=cfg.retrieval.min_score)
 
@@ -75,8 +73,6 @@ def run_predict(cfg: KrqaConfig, input_path: Path, output: Path, *, adapter: str
                 config_hint: str = "<your config>") -> dict[str, Any]:
     """``krqa predict`` on a config whose sections already carry the command's settings (``--rag``, ``--backend``);
     ``search`` is the per-question top_k and mode."""
-    from krqa.generation.predict import predict  # start-up time: it imports the engines
-
     retriever = open_index_for_rag(cfg, config_hint) if cfg.predict.rag else None
     adapter_dir = resolve_adapter(cfg, adapter)
 

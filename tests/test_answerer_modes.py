@@ -14,7 +14,7 @@ from krqa.qa.data import QAItem, load_items
 
 @pytest.fixture(scope="module")
 def generator(tiny_cfg):
-    from krqa.generation.generator import make_generator
+    from krqa.generation.factory import make_generator
 
     return make_generator(tiny_cfg.model, tiny_cfg.generation)
 
@@ -169,7 +169,7 @@ class _Scripted:
         self.seeds: list[int | None] = []
 
     def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None, **_: object) -> list:
-        from krqa.generation.generator import Generation
+        from krqa.generation.base import Generation
 
         self.seeds.append(sample_seed)
         seeds = sorted({s for s in self.seeds if s is not None})
@@ -201,21 +201,21 @@ def test_an_abandoned_item_gets_no_descriptive_candidates(tiny_cfg, tiny_tokeniz
     """Before: a streamed 서술형 answer cut by its client's disconnect was judged not prose and up to
     desc_candidates - 1 new candidates were sampled for nobody on the one generation thread (the next /answer
     waited 38.7 s instead of 0.26 s). The same holds for a request that timed out (its sink is a CallOff)."""
-    from krqa.generation.generator import CallOff
+    from krqa.generation.base import CallOff
 
     desc = [i for i in items if i.question_type == "서술형"][:2]
     scripted = _Scripted(tiny_tokenizer, ["설날 풍습 음식 차례", "설날은 음력 정월 초하루로, 차례를 지내고 떡국을 먹는 명절이다."])
     gone, waiting = CallOff(), CallOff()
     gone.close()
     res = make_answerer(_with(tiny_cfg, generation={"desc_candidates": 3, "seed": 7}), None, scripted).answer_items(
-        desc, rag=False, partial=[gone, waiting])
+        desc, rag=False, sinks=[gone, waiting])
     assert scripted.seeds == [None, 8, 9]  # one greedy call for both, then candidates for the waiting item only
     assert res[0].method == "generate" and res[0].problem == "section path"
     assert res[1].method == "generate-candidate-3"
 
 
 def test_a_called_off_row_stops_generating(generator) -> None:
-    from krqa.generation.generator import CallOff, Decoding
+    from krqa.generation.base import CallOff, Decoding
 
     prompt = "설날에 대해 설명하시오."
     full = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24))[0]
@@ -226,7 +226,7 @@ def test_a_called_off_row_stops_generating(generator) -> None:
 
 
 def test_stop_strings_end_the_answer(generator) -> None:
-    from krqa.generation.generator import Decoding
+    from krqa.generation.base import Decoding
 
     prompt = "설날에 대해 설명하시오."
     full = generator.generate_timed([prompt], ["서술형"], decoding=Decoding(max_new_tokens=24))[0]

@@ -116,6 +116,24 @@ def test_squad_paragraph_documents_and_question_mapping(tmp_path: Path):
     assert all(q[2] in doc_ids for q in questions)
 
 
+def test_squad_corpus_and_training_read_one_structure(tmp_path: Path):
+    """The corpus reader (which also reads compressed files) and the training/reading-set reader share krqa.squad:
+    the same paragraphs and questions, and a malformed paragraph fails the same way in both, naming its place."""
+    from krqa.squad import iter_squad as iter_squad_questions
+
+    path = tmp_path / "squad.json.bz2"
+    path.write_bytes(bz2.compress(json.dumps(SQUAD, ensure_ascii=False).encode("utf-8")))
+    write_json(tmp_path / "plain.json", SQUAD)
+    shared = [(q.question, q.answers) for q in iter_squad_questions(tmp_path / "plain.json")]
+    assert [(q, a) for q, a, _ in squad_questions(path)] == shared and len(shared) == 3
+    assert [d.id for d in iter_squad(path) if isinstance(d, Document)] == ["설날#0", "설날#1", "설날 (2)#0"]
+    bad = {"data": [SQUAD["data"][0], {"title": "추석", "paragraphs": [["not", "a", "paragraph"]]}]}
+    write_json(tmp_path / "bad.json", bad)
+    for read in (lambda p: list(iter_squad(p)), squad_questions, lambda p: list(iter_squad_questions(p))):
+        with pytest.raises(InputError, match=r"bad\.json: data\[1\]\.paragraphs\[0\]: expected a paragraph with a 'qas' list"):
+            read(tmp_path / "bad.json")
+
+
 def test_squad_bad_file_is_one_line_input_error(tmp_path: Path):
     path = tmp_path / "bad.json"
     path.write_text('{"data": [', encoding="utf-8")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from krqa.config import load_config
-from krqa.demo import QUESTIONS_PER_TYPE, check_answer, demo_questions
+from krqa.demo import COMPARE_PER_TYPE, QUESTIONS_PER_TYPE, check_answer, demo_questions
 from krqa.qa.data import QAItem
 
 
@@ -57,6 +57,7 @@ def test_demo_end_to_end_on_tiny_config(repo: Path, tmp_path: Path) -> None:
     rows = report["comparison"]["rows"]
     assert [r["name"] for r in rows] == ["no-RAG", "RAG"] and all(r["sets"] == {"generation.desc_candidates": 1} for r in rows)
     assert rows[1]["vs_baseline"] is not None and set(rows[1]["scores"]) == {"선다형", "단답형", "서술형", "final"}
+    assert all(r["n"] == {"선다형": COMPARE_PER_TYPE, "단답형": COMPARE_PER_TYPE, "서술형": COMPARE_PER_TYPE} for r in rows)
     assert len(report["answers"]) == 3 * QUESTIONS_PER_TYPE
     for ans in report["answers"]:
         assert ans["contexts"] and all(c["source"] in {"kowiki", "namuwiki"} for c in ans["contexts"])

@@ -32,7 +32,7 @@ def cfg(repo: Path, cache: Path) -> KrqaConfig:
 
 @pytest.fixture(scope="module")
 def generator(cfg: KrqaConfig):
-    from krqa.generation.generator import make_generator
+    from krqa.generation.factory import make_generator
 
     return make_generator(cfg.model, cfg.generation)
 
@@ -174,7 +174,8 @@ def test_stop_tokens_include_eos(generator) -> None:
 
 
 def test_vllm_backend(cfg: KrqaConfig, tmp_path: Path) -> None:
-    from krqa.generation.generator import adapter_rank, make_generator
+    from krqa.generation.factory import make_generator
+    from krqa.generation.vllm_backend import adapter_rank
 
     (tmp_path / "adapter_config.json").write_text(json.dumps({"r": 12}), encoding="utf-8")
     assert adapter_rank(tmp_path) == 16
@@ -188,7 +189,7 @@ def test_vllm_backend(cfg: KrqaConfig, tmp_path: Path) -> None:
 
 
 def test_unknown_backend_and_missing_adapter(cfg: KrqaConfig, tmp_path: Path) -> None:
-    from krqa.generation.generator import make_generator
+    from krqa.generation.factory import make_generator
 
     with pytest.raises(InputError, match="expected transformers or vllm"):
         make_generator(cfg.model, cfg.generation.model_copy(update={"backend": "onnx"}))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from krqa.config import load_config
-from krqa.generation.generator import make_generator
+from krqa.generation.factory import make_generator
 
 
 def test_desc_min_new_tokens_forces_longer_descriptive_answers(repo: Path) -> None:

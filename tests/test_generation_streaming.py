@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from krqa.generation.generator import Decoding, make_generator
+from krqa.generation.base import Decoding
+from krqa.generation.factory import make_generator
 
 PROMPTS = ["질문: 설날의 풍습을 서술하세요.\n답변:", "질문: 훈민정음을 만든 왕은?\n답변:", "질문: 추석에 먹는 떡을 설명하세요.\n답변:"]
 TYPES = ["서술형", "단답형", "서술형"]
@@ -130,7 +131,7 @@ def test_async_vllm_run_streams_and_aborts_closed_requests() -> None:
     runs at once, sinks see the text grow, a closed sink aborts its request and the others finish."""
     import threading
 
-    from krqa.generation.vllm_async import AsyncVllmGenerator
+    from krqa.generation.vllm_backend import AsyncVllmGenerator
 
     gen = object.__new__(AsyncVllmGenerator)
     gen.loop = asyncio.new_event_loop()

@@ -117,7 +117,7 @@ def test_scores_with_the_end_of_answer_equal_brute_force(batch_size: int, monkey
 
 @pytest.fixture(scope="module")
 def generator(tiny_cfg):
-    from krqa.generation.generator import make_generator
+    from krqa.generation.factory import make_generator
 
     return make_generator(tiny_cfg.model, tiny_cfg.generation)
 

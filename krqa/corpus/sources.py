@@ -14,6 +14,7 @@ from pathlib import Path
 from krqa.corpus.document import Document, Skip, tidy
 from krqa.corpus.fileio import READ_ERRORS, Dump, first_line, peek
 from krqa.errors import InputError
+from krqa.squad import SquadParagraph, squad_articles, squad_paragraphs
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -87,7 +88,9 @@ def iter_jsonl(path: str | os.PathLike[str], source: str = "jsonl", max_page_cha
             yield Skip("truncated", f"after line {lineno}, near file byte {dump.raw_offset()}", f"{type(exc).__name__}: {exc}")
 
 
-def _load_squad(path: str | os.PathLike[str]) -> list[dict]:
+def _squad_paragraphs(path: str | os.PathLike[str]) -> Iterator[tuple[str, str, SquadParagraph]]:
+    """``(doc_id, title, paragraph)`` of a SQuAD file, plain or compressed; a title seen twice gets a ``" (2)"``
+    suffix so ids stay unique. The structure is checked by the one SQuAD reader, :mod:`krqa.squad`."""
     try:
         with Dump(path) as dump:
             data = json.loads(dump.stream.read().decode("utf-8"))
@@ -98,25 +101,19 @@ def _load_squad(path: str | os.PathLike[str]) -> list[dict]:
     except READ_ERRORS as exc:
         raise InputError(f"{path}: unreadable: {exc}") from None
     if not isinstance(data, dict) or "data" not in data:
+        # Format detection sent a JSON object here; say which formats a corpus file may be.
         found = "a JSON object without 'data'" if isinstance(data, dict) else f"a JSON {type(data).__name__}"
         raise InputError(f"{path}: expected an array of documents (a Namuwiki dump), one JSON object per line "
                          f"(JSONL) or SQuAD's {{\"data\": [...]}}; found {found}")
-    articles = data["data"]
-    if not isinstance(articles, list):
-        raise InputError(f"{path}: field 'data': expected the SQuAD list of articles")
-    return articles
-
-
-def _paragraph_ids(articles: list[dict]) -> Iterator[tuple[str, str, dict]]:
-    """``(doc_id, title, paragraph)``; a title seen twice gets a ``" (2)"`` suffix so ids stay unique."""
+    names: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    for a_idx, article in enumerate(articles):
-        title = str(article.get("title") or f"article {a_idx}").strip()
+    for a, article in enumerate(squad_articles(data, path)):
+        title = str(article.get("title") or f"article {a}").strip()
         seen[title] = seen.get(title, 0) + 1
-        name = title if seen[title] == 1 else f"{title} ({seen[title]})"
-        for p_idx, para in enumerate(article.get("paragraphs") or []):
-            if isinstance(para, dict):
-                yield f"{name}#{p_idx}", title, para
+        names.append((title if seen[title] == 1 else f"{title} ({seen[title]})", title))
+    for para in squad_paragraphs(data, path):
+        name, title = names[para.article_index]
+        yield f"{name}#{para.index}", title, para
 
 
 def _capped(text: str, max_chars: int | None) -> tuple[str, bool]:
@@ -130,9 +127,9 @@ def _truncated(position: str, max_chars: int | None) -> Skip:
 
 
 def iter_squad(path: str | os.PathLike[str], source: str = "squad", max_page_chars: int | None = None) -> Iterator[Document | Skip]:
-    for doc_id, title, para in _paragraph_ids(_load_squad(path)):
-        context = para.get("context")
-        if not isinstance(context, str) or not context.strip():
+    for doc_id, title, para in _squad_paragraphs(path):
+        context = para.context
+        if not context.strip():
             yield Skip("empty", f"paragraph {doc_id}", "no context")
             continue
         context, cut = _capped(context, max_page_chars)
@@ -145,8 +142,8 @@ def squad_questions(path: str | os.PathLike[str]) -> list[tuple[str, list[str], 
     """Every question of a SQuAD file as ``(question, answer_texts, doc_id)`` with the doc id that
     :func:`iter_squad` gives the question's paragraph."""
     out: list[tuple[str, list[str], str]] = []
-    for doc_id, _, para in _paragraph_ids(_load_squad(path)):
-        for qa in para.get("qas") or []:
+    for doc_id, _, para in _squad_paragraphs(path):
+        for qa in para.qas:
             question = str(qa.get("question") or "").strip()
             if question:
                 answers = [str(a.get("text", "")) for a in qa.get("answers") or [] if isinstance(a, dict)]

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from krqa.errors import InputError
-from krqa.generation.config import GenerationConfig, mc_answer_style
-from krqa.generation.generator import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
+from krqa.generation import spans as span_mod
+from krqa.generation.config import GenerationConfig, effective_mc_target
+from krqa.generation.base import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
 from krqa.qa.data import DESC, MC, SHORT, QAItem
@@ -90,15 +91,15 @@ class Answerer:
         self.gen_cfg = generation
         self.rag_types = set(rag_types)
         self.min_score = min_score
-        self.builder = PromptBuilder(prompt, generator.tokenizer, mc_target=mc_answer_style(generation))
+        self.builder = PromptBuilder(prompt, generator.tokenizer, mc_target=effective_mc_target(generation))
 
     def scores_options(self, item: QAItem) -> bool:
         return item.question_type == MC and self.gen_cfg.mc_mode == "score" and len(item.options) >= 2
 
     def answer_items(self, items: list[QAItem], rag: bool = True, top_k: int | None = None, mode: str | None = None,
-                     decoding: Decoding = DEFAULT_DECODING, partial: Sinks | None = None) -> list[AnswerResult]:
+                     decoding: Decoding = DEFAULT_DECODING, sinks: Sinks | None = None) -> list[AnswerResult]:
         """Answers in the order of ``items``. Timings are per call: ``retrieve`` for the whole retrieval call,
-        ``generate`` for the generation or scoring batch the item was in. ``partial[i]``, when given, sees item
+        ``generate`` for the generation or scoring batch the item was in. ``sinks[i]``, when given, sees item
         i's answer so far while it is generated (a scored 선다형 answer arrives whole, as the result)."""
         if not items:
             return []
@@ -130,8 +131,8 @@ class Answerer:
                 results[i] = res
             generated = [i for i in generated if results[i] is None]
         if generated:
-            sinks = [partial[i] if partial is not None else None for i in generated]
-            for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated], decoding, sinks), strict=True):
+            rows = [sinks[i] if sinks is not None else None for i in generated]
+            for i, res in zip(generated, self._generate([items[i] for i in generated], [contexts[i] for i in generated], decoding, rows), strict=True):
                 results[i] = res
         if sa == "hybrid" and spans:
             greedy = [results[i] for i in spans]
@@ -256,8 +257,6 @@ class Answerer:
         likelihood alone rarely finds the span, the features alone miss what the passage says. None where the item must be generated instead (no candidate,
         or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's generated answers (the candidate
         among the spans, and the answer kept when extraction gives none)."""
-        from krqa.generation import spans as span_mod
-
         g = self.gen_cfg
         texts: list[str] = []
         conts: list[list[str]] = []

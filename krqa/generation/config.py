@@ -78,7 +78,7 @@ class PredictConfig(Section):
     progress_every: int = Field(1, ge=1, description="Append finished batches to the progress file every N batches.")
 
 
-def mc_answer_style(gen: GenerationConfig) -> str:
-    """How a 선다형 answer looks in prompts and training targets: generation always writes the option number;
-    option scoring uses ``mc_target``."""
+def effective_mc_target(gen: GenerationConfig) -> str:
+    """The ``mc_target`` prompts and training targets follow: generation always writes the option number
+    ('number'); option scoring uses the configured ``mc_target``."""
     return "number" if gen.mc_mode == "generate" else gen.mc_target

@@ -18,12 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tqdm.auto import tqdm
+
 from krqa.errors import InputError
 from krqa.fsutil import atomic_path, json_sha, sha256_file
 from krqa.generation.config import GenerationConfig, ModelConfig, PredictConfig
+from krqa.generation.lm import resolve_dtype
 from krqa.index.config import RetrievalConfig
 from krqa.index.manifest import IndexManifest
 from krqa.index.types import Hit, Retriever, SearchParams
+from krqa.log import progress_disabled
 from krqa.qa.config import PromptConfig
 from krqa.qa.data import QUESTION_TYPES, QAItem, load_items, save_items
 
@@ -62,8 +66,6 @@ def adapter_identity(adapter: str | None) -> dict[str, Any] | None:
 def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig, prompt: PromptConfig, settings: PredictConfig,
                 retrieval: RetrievalConfig, search: SearchParams, adapter: str | None, index_manifest: IndexManifest | None) -> str:
     """Hash of everything that changes an answer (not batch size or progress cadence, which only change speed)."""
-    from krqa.generation.lm import resolve_dtype
-
     parts: dict[str, Any] = {
         "version": PROGRESS_VERSION,
         "input": input_sha,
@@ -161,10 +163,6 @@ def predict(input_path: Path, output: Path, *, model: ModelConfig, generation: G
     top_k and mode; ``adapter`` is a directory or None (the fingerprint names it). ``answerer`` builds the Answerer
     (the composition root's, on that retriever and adapter); it is called, and the model loaded, only when some item
     is not answered in the progress file yet."""
-    from tqdm.auto import tqdm
-
-    from krqa.log import progress_disabled
-
     started = time.perf_counter()
     if limit is not None and limit < 1:
         raise InputError(f"--limit {limit}: must be at least 1")

@@ -12,20 +12,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
+
+import torch
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 # Continuation tokens scored in one forward pass (rows x tokens); bounds the vocabulary-sized logits tensor.
 MAX_SCORED_TOKENS = 256
-
-
-@dataclass(frozen=True)
-class ContinuationScore:
-    """Sum of the continuation's token log-probabilities, and how many tokens and characters it has."""
-
-    logprob: float
-    n_tokens: int
-    n_chars: int
 
 
 def continuation_ids(tokenizer: Any, prompts: Sequence[str], prompt_ids: Sequence[Sequence[int]],
@@ -55,14 +48,10 @@ def continuation_ids(tokenizer: Any, prompts: Sequence[str], prompt_ids: Sequenc
 
 def _cache_field() -> str:
     """transformers 5 renamed ``past_key_values`` to ``cache`` (argument and output field)."""
-    from transformers.modeling_outputs import CausalLMOutputWithPast
-
     return "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    import torch
-
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -83,8 +72,6 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
     probability that the answer ends right after the continuation (any of those tokens next) is included, so a
     span is not preferred over a longer one just for being its prefix (1989년 against 1989년 2월).
     """
-    import torch
-
     if len(prompt_ids) != len(continuations):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(continuations)} continuation lists")
     field = _cache_field()

@@ -27,6 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from krqa.kiwi import get_kiwi
+
 # Morphemes a noun phrase is made of; a run of them (spaces allowed between) is one phrase.
 _NOUNISH = ("NNG", "NNP", "NNB", "NR", "SN", "SL", "SH", "XPN", "XSN", "XR", "MM", "NP")
 # A candidate starts on one of these (not on a suffix or a bound noun) and does not end on a prefix/determiner.
@@ -67,12 +69,6 @@ class Candidate:
 
 def normalise_space(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
-
-
-def _kiwi() -> Any:
-    from krqa.kiwi import get_kiwi
-
-    return get_kiwi(1)
 
 
 def _add(out: dict[str, Candidate], text: str, passage: int, start: int, tags: Sequence[str]) -> None:
@@ -167,7 +163,7 @@ def _trimmed(tokens: Sequence[Any]) -> list[Any]:
 def passage_candidates(passages: Sequence[str]) -> list[Candidate]:
     """Every candidate span of the passages, deduplicated by surface form, in order of first occurrence."""
     out: dict[str, Candidate] = {}
-    kiwi = _kiwi()
+    kiwi = get_kiwi(1)
     analysed = kiwi.tokenize(list(passages)) if passages else []
     for p, (text, analysis) in enumerate(zip(passages, analysed, strict=True)):
         tokens = _words(text, analysis)
@@ -217,7 +213,7 @@ def passage_candidates(passages: Sequence[str]) -> list[Candidate]:
 
 def question_terms(question: str) -> set[str]:
     """Content morphemes of the question (nouns, numbers, foreign words, verb and adjective stems)."""
-    return {t.form for t in _kiwi().tokenize(question) if t.tag.startswith(_CONTENT)}
+    return {t.form for t in get_kiwi(1).tokenize(question) if t.tag.startswith(_CONTENT)}
 
 
 def fits_type(question: str) -> Callable[[Candidate], bool] | None:

@@ -13,7 +13,6 @@ most one batch. Encoding is the expensive step (hours of GPU on a full dump); ev
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -29,7 +28,7 @@ from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.fileio import source_digest
 from krqa.corpus.parallel import PieceMap
 from krqa.errors import InputError, KrqaError
-from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, replace_dir
+from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, json_sha, replace_dir
 from krqa.index import manifest as mf
 from krqa.index.config import BM25Config, DenseConfig, FaissConfig, IndexConfig
 from krqa.index.encoders import Encoder, make_encoder
@@ -61,7 +60,7 @@ def _fingerprint(corpus: CorpusConfig, index: IndexConfig, sources: list[SourceC
         path = Path(s.path)
         files.append([str(path), s.format, s.limit, source_digest(path)[1] if path.exists() else None])
     payload = {"index": index.model_dump(mode="json", exclude={"dir"}), "chunking": corpus.chunking.model_dump(mode="json"), "sources": files}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    return json_sha(payload)
 
 
 class _State:

@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from krqa.generation.generator import CallOff, Decoding
+from krqa.generation.base import CallOff, Decoding
 from krqa.index.types import SearchParams
 from krqa.qa.data import MC
 from krqa.qa.qtype import detect_type, with_options

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Union
 from fastapi import APIRouter, Depends
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from krqa.generation.generator import CallOff
+from krqa.generation.base import CallOff
 from krqa.index.types import SearchParams
 from krqa.serving.limits import enforce
 from krqa.serving.middleware import error_payload

@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError, KrqaError
-from krqa.generation.generator import DEFAULT_DECODING, Decoding, TextSink
+from krqa.generation.base import DEFAULT_DECODING, Decoding, TextSink
 from krqa.index.types import SearchParams
 from krqa.qa.data import QAItem
 from krqa.serving.batcher import MicroBatcher, Outcome, QueueFull
@@ -136,7 +136,7 @@ class ServiceState:
             if key.decoding != DEFAULT_DECODING:
                 extra["decoding"] = key.decoding
             if any(job.sink is not None for job in jobs):
-                extra["partial"] = [job.sink for job in jobs]
+                extra["sinks"] = [job.sink for job in jobs]
             return engine.answerer.answer_items([job.item for job in jobs], rag=key.rag, top_k=key.search.top_k, mode=key.search.mode, **extra)
 
         self.answers = MicroBatcher(answer, self.generate_pool, max_batch=batch, max_wait_ms=wait,

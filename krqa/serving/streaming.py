@@ -44,7 +44,7 @@ _END = object()
 
 
 class QueueSink:
-    """The generator-side end of one stream (see :class:`krqa.generation.generator.TextSink`)."""
+    """The generator-side end of one stream (see :class:`krqa.generation.base.TextSink`)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop

@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from krqa.errors import InputError
-from krqa.generation.config import mc_answer_style
+from krqa.generation.config import effective_mc_target
 from krqa.qa.data import QAItem
 from krqa.training.rewards import AnswerScorer, answer_reward, format_reward
 from krqa.training.rlconfig import CurriculumConfig
@@ -117,7 +117,7 @@ def prepare_grpo(ctx: StageContext, spec: StageSpec) -> StageJob:
         remove_unused_columns=False,
         log_completions=False,
     )
-    rewards = [answer_reward(scorer), format_reward(mc_answer_style(cfg.generation))]
+    rewards = [answer_reward(scorer), format_reward(effective_mc_target(cfg.generation))]
 
     def make_trainer(callbacks: list[Any]) -> Any:
         return GRPOTrainer(model=load_policy(plan), reward_funcs=rewards, args=args, train_dataset=Dataset.from_list(train_rows),

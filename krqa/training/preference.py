@@ -19,7 +19,7 @@ from typing import Any
 
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json, json_sha
-from krqa.generation.config import mc_answer_style
+from krqa.generation.config import effective_mc_target
 from krqa.qa.data import DESC, QAItem
 from krqa.training.external import as_target, training_targets
 from krqa.training.rewards import AnswerScorer
@@ -93,9 +93,9 @@ def prepare_pairs(plan: RlPlan, tokenizer: Any) -> tuple[list[Pair], list[Pair],
     sp = dc.sampling
     raw, cache_info = sample_raw(plan, items, prompts, sp.samples, sp.temperature, sp.top_p, sp.seed, plan.run.root / "samples-dpo.json")
     scored = score_samples(items, raw, AnswerScorer(cfg.generation, cfg.evaluate.rouge_tokenizer))
-    style = mc_answer_style(cfg.generation)
-    train, train_why = build_pairs(plan.train_items, prompts, scored, dc, style)
-    dev, dev_why = build_pairs(plan.dev_items, prompts, scored, dc, style)
+    mc_target = effective_mc_target(cfg.generation)
+    train, train_why = build_pairs(plan.train_items, prompts, scored, dc, mc_target)
+    dev, dev_why = build_pairs(plan.dev_items, prompts, scored, dc, mc_target)
     what = f"{sp.samples} samples per question at temperature {sp.temperature}"
     if not train:
         raise InputError(f"{cfg.train.train_file}: no preference pairs from {len(plan.train_items)} train questions ({what}; {train_why}); "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from krqa.fsutil import atomic_write_json, json_sha, load_keyed_json
-from krqa.generation.config import mc_answer_style
+from krqa.generation.config import effective_mc_target
 from krqa.qa.prompts import PromptBuilder
 from krqa.qa.data import QAItem
 from krqa.training.rewards import AnswerScorer
@@ -39,7 +39,7 @@ class Sample:
 
 def build_prompts(plan: RlPlan, items: list[QAItem], contexts: dict[str, list[Any]], tokenizer: Any) -> dict[str, str]:
     """Prompt text per item id, built exactly as ``predict`` builds it (same builder, passages and 선다형 style)."""
-    builder = PromptBuilder(plan.cfg.prompt, tokenizer, mc_target=mc_answer_style(plan.cfg.generation))
+    builder = PromptBuilder(plan.cfg.prompt, tokenizer, mc_target=effective_mc_target(plan.cfg.generation))
     return {item.id: builder.build_prompt(item, contexts.get(item.id, [])).text for item in items}
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from krqa.config import KrqaConfig, dump_config
 from krqa.errors import KrqaError
-from krqa.generation.config import mc_answer_style
+from krqa.generation.config import effective_mc_target
 from krqa.generation.lm import load_tokenizer
 from krqa.qa.prompts import PromptBuilder
 from krqa.training.plan import Plan, make_plan
@@ -58,7 +58,7 @@ def execute(plan: Plan) -> dict[str, Any]:
     state.wait_for_everyone()
 
     tokenizer = load_tokenizer(cfg.model)
-    mc_target = mc_answer_style(cfg.generation)
+    mc_target = effective_mc_target(cfg.generation)
     ctx = StageContext(plan, tokenizer, PromptBuilder(cfg.prompt, tokenizer, mc_target=mc_target), mc_target, state.is_main_process)
     summary: dict[str, Any] = {"run_dir": str(run.root), "stages": {}}
     for name in plan.stages:
