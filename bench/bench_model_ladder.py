@@ -6,7 +6,7 @@ Parts (``--only``; each needs the models it names installed: ``krqa models fetch
 
 * ``nikl``: NIKL 2025 dev 선다형 (49 items, or the first ``--items``), no retrieval, option scoring (the defaults), one
   ``krqa ablate`` process per row under ``/usr/bin/time -v`` (peak RSS and CPU seconds of that process; seconds per question from
-  ablate's own timing), then one ablate over all rows for the table with 95% intervals and the paired p-value. Rows
+  the answering run's progress bar, load excluded), then one ablate over all rows for the table with 95% intervals and the paired p-value. Rows
   (``--rows``): Gemma-3-270m, Qwen2.5-Coder-1.5B-Instruct computing in fp32 (``model.dtype: auto`` on CPU), and the
   same in bf16 (``model.dtype: bfloat16``). ``--before DIR`` also runs the ``--before-rows`` with the krqa of another
   checkout (the commit before a change), in its own output directory, for a before/after line measured in the same
@@ -61,7 +61,11 @@ def time_log(log: Path) -> dict[str, float] | None:
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
     seconds = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.split(":"))))
     cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", text).group(1)) for kind in ("User", "System"))
-    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20, "cpu_s": cpu}
+    # predict's progress bar when it reached the end: the answering time without the model load. (An ablate that
+    # reuses answers reports only its own few milliseconds, so the run that answered is where the time is.)
+    bars = re.findall(r"predict: 100%\|[^|\n\r]*\| \d+/\d+ \[([\d:]+)<", text)
+    predict = sum(float(x) * 60 ** i for i, x in enumerate(reversed(bars[-1].split(":")))) if bars else float("nan")
+    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20, "cpu_s": cpu, "predict_s": predict}
 
 
 def timed(args: list[str], log: Path, code: Path = REPO) -> dict[str, float]:
@@ -99,10 +103,6 @@ def _ablate(work: Path, qa: Path, tag: str, name: str, out: Path, code: Path = R
     return cost
 
 
-def _per_question(row: dict[str, Any], n: int) -> float:
-    return sum(p.get("elapsed_s", 0.0) for p in row["parts"].values()) / n
-
-
 def _commit(code: Path) -> str:
     proc = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
     return proc.stdout.strip() or "?"
@@ -119,7 +119,7 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
                     "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     report = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
     n = len(json.loads(qa.read_text(encoding="utf-8")))
-    first = report["rows"][0]
+    first = costs[report["rows"][0]["name"]]["predict_s"]
     lines = ["| model | 선다형 acc [95% CI] | Δ vs first [95% CI] | p | s / question | × first | CPU s (process) | peak RSS GiB |",
              "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for row in report["rows"]:
@@ -128,8 +128,9 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
         vs = row["vs_baseline"]
         d = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else "baseline"
         p = f"{vs['p_value']:.3f}" if vs else ""
-        ratio = _per_question(row, n) / _per_question(first, n)
-        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {_per_question(row, n):.2f} | {ratio:.2f} | {costs[name]['cpu_s']:.0f} | {costs[name]['peak_rss_gib']:.2f} |")
+        cost = costs[name]
+        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+                     f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
     if before is not None:
         before_out = work / f"ablate-{tag}-before-{_slug(before.name)}"
         label = f"before ({before.name} @ {_commit(before)})"
@@ -137,9 +138,9 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
             cost = _ablate(work, qa, tag, name, before_out, before)
             row = next(r for r in json.loads((before_out / "ablation.json").read_text(encoding="utf-8"))["rows"] if r["name"] == name)
             acc = row["scores"]["선다형"]
-            ratio = _per_question(row, n) / _per_question(first, n)
-            lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {_per_question(row, n):.2f} | {ratio:.2f} | {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
-    return "\n".join(lines) + (f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question from ablate's predict timing (model load excluded), "
+            lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+                         f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
+    return "\n".join(lines) + (f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
                                f"× first against the first row's; CPU seconds (user + system) and peak RSS of the whole ablate process (model load included), "
                                f"the CPU time being what a shared machine's load does not inflate; krqa @ {_commit(REPO)}.\n")
 
