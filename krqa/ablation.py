@@ -38,7 +38,8 @@ from krqa.wiring import resolve_adapter, run_predict
 log = logging.getLogger(__name__)
 
 MC_FIELDS = ("mc_mode", "mc_target", "mc_normalization", "mc_permutations", "mc_pmi_weight", "mc_max_passages")
-SA_FIELDS = ("sa_mode", "sa_max_candidates", "sa_max_passages", "sa_normalization", "sa_pmi_weight", "sa_min_score", "sa_snap_ratio")
+SA_FIELDS = ("sa_mode", "sa_max_candidates", "sa_max_passages", "sa_normalization", "sa_pmi_weight", "sa_lm_weight", "sa_feature_weights",
+             "sa_min_score", "sa_snap_ratio")
 
 
 @dataclass

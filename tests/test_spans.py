@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from krqa.generation import spans
+from krqa.generation.config import GenerationConfig
 from krqa.generation.scoring import score_continuations
 from krqa.index.types import Hit
 from krqa.qa.data import QAItem
@@ -34,24 +35,42 @@ def test_candidates_are_deduplicated_and_record_every_occurrence() -> None:
     assert gosu.occurrences == [(0, 0), (1, 0)]
 
 
+WEIGHTS = GenerationConfig().sa_feature_weights
+
+
 def test_pruning_keeps_the_cap_and_prefers_spans_near_the_question() -> None:
     found = spans.passage_candidates([PASSAGE])
-    kept = spans.prune(found, [PASSAGE], "판소리에서 북으로 장단을 맞추는 사람을 무엇이라 하는가?", 8)
+    kept = spans.prune(found, [PASSAGE], "판소리에서 북으로 장단을 맞추는 사람을 무엇이라 하는가?", 8, WEIGHTS)
     assert len(kept) == 8
     texts = [c.text for c in kept]
     assert "고수" in texts
     # a candidate that only repeats the question ranks below one that does not
     assert "판소리" not in texts or texts.index("고수") < texts.index("판소리")
     # 언제 asks for a date: the dates of the passage rank first
-    when = spans.prune(found, [PASSAGE], "임종석이 전대협을 이끈 것은 언제인가?", 5)
-    assert all(spans._DATE.search(c.text) for c in when)
-    assert spans.prune([], [PASSAGE], "무엇인가?", 5) == []
+    when = spans.prune(found, [PASSAGE], "임종석이 전대협을 이끈 것은 언제인가?", 5, WEIGHTS)
+    assert spans._DATE.search(when[0].text)
+    assert spans.prune([], [PASSAGE], "무엇인가?", 5, WEIGHTS) == []
+
+
+def test_features_say_where_a_candidate_sits_against_the_question() -> None:
+    found = spans.passage_candidates([PASSAGE])
+    by_text = {c.text: f for c, f in zip(found, spans.candidate_features(found, [PASSAGE], "판소리에서 장단을 맞추는 사람은 누구인가?"), strict=True)}
+    assert set(by_text["고수"]) == set(spans.FEATURES)
+    assert by_text["판소리"]["in_question"] == 1.0 and by_text["고수"]["in_question"] == 0.0
+    assert by_text["고수"]["before_gloss"] == 1.0 and by_text["고수(鼓手)"]["before_topic"] == 1.0
+    assert by_text["고수"]["best_sentence"] == 1.0 and by_text["전대협"]["best_sentence"] == 0.0
+    assert by_text["고수"]["near"] >= 2 and by_text["GP-슈트레케"]["near"] == 0
+    assert by_text["1989년 2월 15일"]["number"] == 1.0 and by_text["서울대학교"]["proper_noun"] == 1.0
+    assert by_text["2월 15일"]["inside"] > 0 and by_text["1989년 2월 15일"]["covers"] > 0
+    # weights for a feature the scorer does not know are refused when the config is read
+    with pytest.raises(ValueError, match="unknown span feature"):
+        GenerationConfig(sa_feature_weights={"nearness": 1.0})
 
 
 def test_generated_answer_is_snapped_to_a_passage_span() -> None:
-    cands, found = spans.item_candidates([PASSAGE], "판소리에서 북을 치는 사람은?", 4, greedy="고 수", snap_ratio=0.8)
+    cands, found = spans.item_candidates([PASSAGE], "판소리에서 북을 치는 사람은?", 4, WEIGHTS, greedy="고 수", snap_ratio=0.8)
     assert cands[0].text == "고수" and cands[0].source == "generated-span" and len(cands) == 4 and found > 4
-    cands, _ = spans.item_candidates([PASSAGE], "판소리에서 북을 치는 사람은?", 4, greedy="북잡이 명인", snap_ratio=0.8)
+    cands, _ = spans.item_candidates([PASSAGE], "판소리에서 북을 치는 사람은?", 4, WEIGHTS, greedy="북잡이 명인", snap_ratio=0.8)
     assert cands[0].text == "북잡이 명인" and cands[0].source == "generated"
 
 
@@ -132,7 +151,8 @@ def test_extract_answers_with_a_passage_span_and_its_probability(tiny_cfg, gener
 
 
 def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator) -> None:
-    """The winner is the candidate with the highest pmi score, recomputed here from the generator's own scores."""
+    """The winner is the candidate with the highest score, recomputed here from the generator's own scores (pmi,
+    weighted) and the features' weighted sum."""
     from krqa.qa.choice import normalise
 
     answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5)
@@ -143,6 +163,9 @@ def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator) -> None:
     with_p, without = generator.score_options([prompt, reference], [cands, cands], stop=True)
     final = normalise([s.logprob for s in with_p], [s.n_tokens for s in with_p], [s.n_chars for s in with_p], "pmi",
                       [s.logprob for s in without], tiny_cfg.generation.sa_pmi_weight)
+    by_text = {c.text: c for c in spans.passage_candidates([PASSAGE])}
+    feats = spans.candidate_features([by_text[t] for t in cands], [PASSAGE], ITEM.stem)
+    final = tiny_cfg.generation.sa_lm_weight * final + np.array([spans.feature_score(f, tiny_cfg.generation.sa_feature_weights) for f in feats])
     assert res.answer == cands[int(np.argmax(final))]
     assert res.span["score"] == pytest.approx(float(final.max()), abs=1e-3)
 

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from krqa.errors import InputError
 from krqa.generation.config import GenerationConfig, mc_answer_style
 from krqa.generation.generator import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
@@ -249,7 +251,9 @@ class Answerer:
                  greedy: list[AnswerResult | None] | None) -> list[AnswerResult | None]:
         """단답형 answers chosen among the passage's candidate spans (``generation.sa_mode``), scored like cloze
         options: the 단답형 prompt with the top passages, each candidate followed by the end of the answer, minus a
-        share of its likelihood without the passages. None where the item must be generated instead (no candidate,
+        share of its likelihood without the passages, plus the weighted features that need no model (where it sits
+        against the question's words, the particle after it; ``sa_feature_weights``): a small untrained model's
+        likelihood alone rarely finds the span, the features alone miss what the passage says. None where the item must be generated instead (no candidate,
         or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's generated answers (the candidate
         among the spans, and the answer kept when extraction gives none)."""
         from krqa.generation import spans as span_mod
@@ -262,7 +266,8 @@ class Answerer:
             ctx = ctx[: g.sa_max_passages]
             prompt = self.builder.build_prompt(item, ctx)
             mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
-            cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates, mine, g.sa_snap_ratio)
+            cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates,
+                                                   g.sa_feature_weights, mine, g.sa_snap_ratio)
             has_reference = bool(cands) and ((g.sa_normalization == "pmi" and prompt.contexts_used > 0) or g.sa_normalization == "calibrated")
             if cands:
                 texts.append(prompt.text)
@@ -281,7 +286,8 @@ class Answerer:
                 continue
             row = next(scores)
             ref = [s.logprob for s in next(scores)] if has_reference else None
-            final = normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.sa_normalization, ref, g.sa_pmi_weight)
+            final = g.sa_lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
+                                               g.sa_normalization, ref, g.sa_pmi_weight) + np.array([c.prune_score for c in cands])
             best = pick(final) - 1
             if g.sa_min_score is not None and float(final[best]) < g.sa_min_score:
                 out.append(None)

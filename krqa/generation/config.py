@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from krqa.configbase import Section
+from krqa.generation.spans import FEATURES
 from krqa.qa.data import QuestionType
 
 
@@ -25,6 +26,13 @@ class MaxNewTokens(Section):
     서술형: int = Field(512, ge=1, description="Token limit for 서술형 answers.")
 
 
+# Fitted by bench/tune_span_weights.py on the train articles of the KorQuAD reading set (Gemma-3-270m).
+SPAN_FEATURE_WEIGHTS: dict[str, float] = {
+    "near": 0.4845, "closeness": 5.362, "in_question": -5.2417, "fits_type": 2.8562, "best_sentence": 2.7599, "before_topic": -0.1932,
+    "before_subject": 0.4035, "before_object": 0.3036, "before_copula": 0.7558, "before_gloss": 1.6111, "proper_noun": 0.7229,
+    "number": 0.177, "words": -0.3538, "inside": -0.302, "covers": -0.6064}
+
+
 class GenerationConfig(Section):
     backend: Literal["transformers", "vllm"] = Field("transformers", description="Generation engine.")
     mc_mode: Literal["score", "generate"] = Field("score", description="선다형: 'score' picks the option whose text the model finds most likely after the prompt (always a valid option; one prompt pass shared by all options); 'generate' parses a generated option number.")
@@ -37,8 +45,10 @@ class GenerationConfig(Section):
     sa_max_candidates: int = Field(32, ge=1, description="Candidate spans scored per 단답형 question; more are pruned first by what needs no model (closeness to the question's words in the passage, the answer type the question asks for, not repeating the question).")
     sa_max_passages: int = Field(1, ge=1, description="Passages (the best first) in a 단답형 span-scoring prompt, and where its candidates come from.")
     sa_normalization: Literal["sum", "mean", "char", "calibrated", "pmi"] = Field("pmi", description="How candidate log-likelihoods (each followed by the end of the answer) are compared; as mc_normalization.")
-    sa_pmi_weight: float = Field(0.75, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi.")
+    sa_pmi_weight: float = Field(0.25, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi (fitted with the feature weights; larger shares reward long copied spans).")
     sa_min_score: float | None = Field(None, description="Floor on the winning candidate's normalised score; below it the 단답형 answer is generated instead (None: no floor).")
+    sa_lm_weight: float = Field(0.3126, ge=0, description="Weight of the model's normalised candidate score in the span score; the feature weights below are added to it.")
+    sa_feature_weights: dict[str, float] = Field(default_factory=lambda: dict(SPAN_FEATURE_WEIGHTS), description="Weights of what is known of a candidate without the model (closeness to the question's words, the sentence sharing most of them, the particle after it, its answer type; names in krqa/generation/spans.py FEATURES), added to the model's score and used alone to prune the candidates. Defaults fitted on the train articles of the KorQuAD reading set (bench/tune_span_weights.py).")
     sa_snap_ratio: float = Field(0.8, ge=0, le=1, description="hybrid: a generated answer at least this similar (difflib ratio, spaces ignored) to a candidate span is replaced by that span.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
     score_pass_mb: int = Field(256, ge=1, description="Memory (MiB) one option- or span-scoring pass may add for its rows' copies of the prompt KV cache and their vocabulary-sized logits; fewer rows a pass when the prompts are long or the vocabulary large. Changes speed and peak memory, never the scores.")
@@ -53,6 +63,14 @@ class GenerationConfig(Section):
     seed: int = Field(0, description="Seed for sampled candidates (so a rerun gives the same answers).")
     vllm_gpu_memory_utilization: float = Field(0.85, gt=0, le=1, description="vLLM GPU memory share.")
     vllm_max_model_len: int = Field(4096, ge=256, description="vLLM context length.")
+
+    @field_validator("sa_feature_weights")
+    @classmethod
+    def _known_features(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(FEATURES))
+        if unknown:
+            raise ValueError(f"unknown span feature(s) {', '.join(unknown)}; known: {', '.join(FEATURES)}")
+        return value
 
 
 class PredictConfig(Section):

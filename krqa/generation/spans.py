@@ -9,14 +9,19 @@ Candidates come from Kiwi morphemes: runs of noun-like morphemes (common and pro
 units and counters, foreign words, hanja, prefixes and noun suffixes), every contiguous part of a run that starts
 at a word and ends on a noun-like morpheme, a run with the adnominal word before it (새로운 음악), quoted and
 bracketed terms, and a word with its hanja or English gloss (고수(鼓手)). Particles, copulas and endings never end
-a candidate, since runs stop at them. Scoring every candidate would cost too much, so they are ranked first by
-what needs no model: closeness to the question's words in the passage, the answer type the question asks for
-(when → numbers; who → proper nouns), and whether the candidate merely repeats the question.
+a candidate, since runs stop at them.
+
+What needs no model is measured for each candidate (``FEATURES``: closeness to the question's words in the passage,
+the sentence sharing most of them, the particle the passage writes after it, the answer type the wording asks for,
+whether it merely repeats the question, whether it lies inside a longer candidate). Their weighted sum ranks the
+candidates before the model sees any (scoring all would cost too much) and is added to the model's score after: an
+untrained small model's likelihood alone rarely singles out the answer, and these features alone cannot read.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +62,7 @@ class Candidate:
     source: str = "passage"
     prune_score: float = 0.0
     occurrences: list[tuple[int, int]] = field(default_factory=list)
+    features: dict[str, float] = field(default_factory=dict)
 
 
 def normalise_space(text: str) -> str:
@@ -224,36 +230,88 @@ def fits_type(question: str) -> Callable[[Candidate], bool] | None:
     return None
 
 
-def prune(candidates: list[Candidate], passages: Sequence[str], question: str, cap: int) -> list[Candidate]:
-    """The ``cap`` most promising candidates, best first, by what needs no model.
+# What the passage writes right after a candidate: a topic or subject particle (the sentence is about it), an
+# object particle, the copula or a sentence ending (X이다, X였다: the sentence defines it), an opening bracket
+# (a gloss follows a term the passage introduces).
+_AFTER = (("before_topic", re.compile(r"^(?:은|는)")), ("before_subject", re.compile(r"^(?:이|가)(?!다|었|였|며)")),
+          ("before_object", re.compile(r"^(?:을|를)")), ("before_copula", re.compile(r"^(?:이)?(?:다|었|였|며|고\s|라)")),
+          ("before_gloss", re.compile(r"^\(")))
+_SENTENCE_END = re.compile(r"[.!?。]\s+|\n+")
 
-    Closeness: the answer sits near the question's words in the passage, so each occurrence is scored by how many
-    distinct question terms occur within a window around it (the sentence-sized neighbourhood where reading
-    questions are answered). A candidate made only of question words is what the question already says. An answer
-    type the wording asks for (언제 → a number) adds a bonus. Ties keep passage order.
-    """
-    if not candidates:
-        return []
+FEATURES: tuple[str, ...] = ("near", "closeness", "in_question", "fits_type", "best_sentence", *(n for n, _ in _AFTER), "proper_noun", "number",
+                             "words", "inside", "covers")
+"""What is known of a candidate without the model, each a number the span scorer weighs (``generation.
+sa_feature_weights``): ``near`` distinct question terms within a sentence-sized window of it, ``closeness`` 1/(1 +
+distance to the nearest question term / 20 characters), ``in_question`` it only repeats the question,
+``fits_type`` the answer type the wording asks for (언제 → a date), ``best_sentence`` it lies in the sentence that
+shares most question terms, ``before_*`` what the passage writes right after it, ``proper_noun`` and ``number``
+its morphemes."""
+
+
+def _sentences(text: str) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for m in _SENTENCE_END.finditer(text):
+        bounds.append((start, m.end()))
+        start = m.end()
+    bounds.append((start, len(text)))
+    return bounds
+
+
+def candidate_features(candidates: Sequence[Candidate], passages: Sequence[str], question: str) -> list[dict[str, float]]:
+    """``FEATURES`` of each candidate (best over its occurrences; ``before_*`` at its first one).
+
+    Reading questions are answered next to the question's own words: the closeness features and the sentence
+    that shares most question terms say where; the particle after a span says what role the passage gives it."""
     terms = sorted(question_terms(question))
     squashed_q = re.sub(r"\s+", "", question)
     fits = fits_type(question)
-    positions: list[list[tuple[int, str]]] = []
-    for text in passages:
-        positions.append([(m.start(), term) for term in terms for m in re.finditer(re.escape(term), text)])
-    window = 80
+    positions = [[(m.start(), term) for term in terms for m in re.finditer(re.escape(term), text)] for text in passages]
+    sentences = [_sentences(text) for text in passages]
+    shared = [[len({t for pos, t in positions[p] if a <= pos < b}) for a, b in sentences[p]] for p in range(len(passages))]
+    best_shared = [max(row, default=0) for row in shared]
+    out = []
     for c in candidates:
-        best = 0.0
+        near, close, best = 0, 10_000, 0.0
         for p, start in c.occurrences:
-            near = {term for pos, term in positions[p] if abs(pos - start) <= window and not (start <= pos < start + len(c.text))}
-            close = min((abs(pos - start) for pos, _ in positions[p] if not (start <= pos < start + len(c.text))), default=10_000)
-            best = max(best, len(near) + 1.0 / (1.0 + close / 20.0) - 0.3 * p)
-        score = best
-        if re.sub(r"\s+", "", c.text) in squashed_q:
-            score -= 3.0
-        if fits is not None and fits(c):
-            score += 1.0
-        score -= 0.15 * max(0, c.text.count(" ") - 1)
-        c.prune_score = score
+            if not 0 <= p < len(passages):
+                continue
+            outside = [(pos, t) for pos, t in positions[p] if not start <= pos < start + len(c.text)]
+            near = max(near, len({t for pos, t in outside if abs(pos - start) <= 80}))
+            end = start + len(c.text)
+            close = min([close, *(start - pos if pos < start else pos - end for pos, _ in outside)])
+            k = next((i for i, (a, b) in enumerate(sentences[p]) if a <= start < b), len(sentences[p]) - 1)
+            if best_shared[p] > 0 and shared[p][k] == best_shared[p]:
+                best = 1.0
+        f = {"near": float(near), "closeness": 1.0 / (1.0 + close / 20.0),
+             "in_question": float(re.sub(r"\s+", "", c.text) in squashed_q),
+             "fits_type": float(fits is not None and fits(c)), "best_sentence": best}
+        p, start = c.occurrences[0] if c.occurrences else (c.passage, c.start)
+        after = passages[p][start + len(c.text): start + len(c.text) + 3] if 0 <= p < len(passages) and start >= 0 else ""
+        for name, pattern in _AFTER:
+            f[name] = float(bool(pattern.match(after)))
+        f["proper_noun"] = float(any(t.startswith("NNP") for t in c.tags))
+        f["number"] = float(any(t in ("SN", "NR") for t in c.tags))
+        f["words"] = float(c.text.count(" ") + 1)
+        f["inside"] = math.log1p(sum(1 for o in candidates if o is not c and c.text in o.text))
+        f["covers"] = math.log1p(sum(1 for o in candidates if o is not c and o.text in c.text))
+        out.append(f)
+    return out
+
+
+def feature_score(features: dict[str, float], weights: dict[str, float]) -> float:
+    return sum(weights.get(name, 0.0) * value for name, value in features.items())
+
+
+def prune(candidates: list[Candidate], passages: Sequence[str], question: str, cap: int,
+          weights: dict[str, float]) -> list[Candidate]:
+    """The ``cap`` most promising candidates, best first, by the part of the span score that needs no model
+    (``weights`` over ``candidate_features``, the same weights the final score adds to the model's). Ties keep
+    passage order. Each kept candidate carries its features and that score."""
+    if not candidates:
+        return []
+    for c, f in zip(candidates, candidate_features(candidates, passages, question), strict=True):
+        c.features = f
+        c.prune_score = feature_score(f, weights)
     order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].prune_score, i))
     return [candidates[i] for i in order[:cap]]
 
@@ -289,7 +347,7 @@ def span_target(alternatives: Sequence[str], passages: Sequence[str]) -> str | N
     return None
 
 
-def item_candidates(passages: Sequence[str], question: str, cap: int, greedy: str | None = None,
+def item_candidates(passages: Sequence[str], question: str, cap: int, weights: dict[str, float], greedy: str | None = None,
                     snap_ratio: float = 0.8) -> tuple[list[Candidate], int]:
     """The candidates scored for one question, best-ranked first, and how many the passages gave before pruning.
 
@@ -297,10 +355,13 @@ def item_candidates(passages: Sequence[str], question: str, cap: int, greedy: st
     one (marked ``generated-span``), else the generated text itself (``generated``); it is never pruned.
     """
     found = passage_candidates(passages)
-    kept = prune(found, passages, question, cap)
+    kept = prune(found, passages, question, cap, weights)
     if greedy:
         snapped = snap(greedy, found, snap_ratio)
         mine = snapped if snapped is not None else Candidate(normalise_space(greedy), -1, -1)
         mine.source = "generated" if snapped is None else "generated-span"
+        if snapped is None:
+            mine.features = candidate_features([mine], passages, question)[0]
+            mine.prune_score = feature_score(mine.features, weights)
         kept = [mine] + [c for c in kept if c.text != mine.text][: cap - 1]
     return kept, len(found)
