@@ -65,16 +65,19 @@ def time_log(log: Path) -> dict[str, float] | None:
     # reuses answers reports only its own few milliseconds, so the run that answered is where the time is.)
     bars = re.findall(r"predict: 100%\|[^|\n\r]*\| \d+/\d+ \[([\d:]+)<", text)
     predict = sum(float(x) * 60 ** i for i, x in enumerate(reversed(bars[-1].split(":")))) if bars else float("nan")
-    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20, "cpu_s": cpu, "predict_s": predict}
+    checkout = re.match(r"krqa checkout: .* @ (\w+)", text)
+    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20, "cpu_s": cpu, "predict_s": predict, "commit": checkout.group(1) if checkout else "?"}
 
 
 def timed(args: list[str], log: Path, code: Path = REPO) -> dict[str, float]:
-    """Run ``python -m krqa ARGS`` (the krqa of checkout ``code``) under GNU time, stderr to ``log``; what
-    :func:`time_log` reads from it."""
+    """Run ``python -m krqa ARGS`` (the krqa of checkout ``code``, whose commit heads the log) under GNU time,
+    stderr to ``log``; what :func:`time_log` reads from it."""
     cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "krqa", *args]
     print(f"$ krqa {' '.join(args)}  (krqa from {code})", file=sys.stderr, flush=True)
     env = {**os.environ, "PYTHONPATH": str(code)}
     with open(log, "w", encoding="utf-8") as err:
+        err.write(f"krqa checkout: {code} @ {_commit(code)}\n")
+        err.flush()
         subprocess.run(cmd, check=True, cwd=code, stderr=err, stdout=subprocess.DEVNULL, env=env)
     return time_log(log)
 
@@ -133,9 +136,9 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
                      f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
     if before is not None:
         before_out = work / f"ablate-{tag}-before-{_slug(before.name)}"
-        label = f"before ({before.name} @ {_commit(before)})"
         for name in before_rows:
             cost = _ablate(work, qa, tag, name, before_out, before)
+            label = f"before ({before.name} @ {cost['commit']})"
             row = next(r for r in json.loads((before_out / "ablation.json").read_text(encoding="utf-8"))["rows"] if r["name"] == name)
             acc = row["scores"]["선다형"]
             lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
