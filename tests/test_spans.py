@@ -92,17 +92,15 @@ def _tiny_gemma():
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])
-def test_scores_with_the_end_of_answer_equal_brute_force(batch_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("pass_bytes", [40_000, 2**30])  # several passes, each on its own rows of the cache; one pass
+def test_scores_with_the_end_of_answer_equal_brute_force(batch_size: int, pass_bytes: int) -> None:
     """log p(span) + log sum p(stop | span): from the shared prompt cache, exactly as one full pass per candidate."""
-    import krqa.generation.scoring as scoring
-
-    monkeypatch.setattr(scoring, "MAX_SCORED_TOKENS", 12)  # several passes, each on its own copy of the cache
     model = _tiny_gemma()
     rng = np.random.default_rng(3)
     prompts = [rng.integers(3, 97, size=n).tolist() for n in (6, 19, 12)]
     conts = [[rng.integers(3, 97, size=m).tolist() for m in lengths] for lengths in ((1, 3, 2), (2, 5, 1, 1), (4,))]
     stop = [1, 2]
-    got = score_continuations(model, prompts, conts, pad_id=0, batch_size=batch_size, stop_ids=stop)
+    got = score_continuations(model, prompts, conts, pad_id=0, batch_size=batch_size, stop_ids=stop, pass_bytes=pass_bytes)
     for p, cs, row in zip(prompts, conts, got, strict=True):
         for c, (lp, n) in zip(cs, row, strict=True):
             with torch.inference_mode():

@@ -51,6 +51,7 @@ class GenerationConfig(Section):
     sa_feature_weights: dict[str, float] = Field(default_factory=lambda: dict(SPAN_FEATURE_WEIGHTS), description="Weights of what is known of a candidate without the model (closeness to the question's words, the sentence sharing most of them, the particle after it, its answer type; names in krqa/generation/spans.py FEATURES), added to the model's score and used alone to prune the candidates. Defaults fitted on the train articles of the KorQuAD reading set (bench/tune_span_weights.py).")
     sa_snap_ratio: float = Field(0.8, ge=0, le=1, description="hybrid: a generated answer at least this similar (difflib ratio, spaces ignored) to a candidate span is replaced by that span.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
+    score_pass_mb: int = Field(256, ge=1, description="Memory (MiB) one option- or span-scoring pass may add for its rows' copies of the prompt KV cache and their vocabulary-sized logits; fewer rows a pass when the prompts are long or the vocabulary large. Changes speed and peak memory, never the scores.")
     max_new_tokens: MaxNewTokens = Field(default_factory=MaxNewTokens, description="Per-type generation limits.")
     desc_min_new_tokens: int = Field(0, ge=0, description="서술형 answers run for at least this many tokens (end of turn is held back until then), so a small model cannot stop after one word.")
     do_sample: bool = Field(False, description="Sample instead of greedy decoding.")

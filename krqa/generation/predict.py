@@ -73,7 +73,7 @@ def fingerprint(input_sha: str, model: ModelConfig, generation: GenerationConfig
         "model": {**model.model_dump(include={"base", "trust_remote_code"}), "dtype": str(resolve_dtype(model))},
         "adapter": adapter_identity(adapter),
         "prompt": prompt.model_dump(),
-        "generation": generation.model_dump(exclude={"batch_size", "vllm_gpu_memory_utilization"}),
+        "generation": generation.model_dump(exclude={"batch_size", "score_pass_mb", "vllm_gpu_memory_utilization"}),
         "rag": settings.rag,
         "rag_types": sorted(settings.rag_types),
     }

@@ -6,6 +6,12 @@ what the model knows even when it cannot follow the answer format. The prompt is
 once: its KV cache is copied for each option, and all options of a batch of prompts are scored in one more forward
 pass over the (short) option tokens. The cost is one prefill plus one small batch, about what a greedy 6-token
 generation of the same prompt costs (``bench/bench_option_scoring.py``).
+
+Memory: the prefill keeps the logits of the last prompt position only; the option pass needs the logits of every
+option position (each predicts the next option token), so what grows with the number of options is each row's copy
+of the prompt cache and its vocabulary-sized logits (Qwen's 151,936 entries are 1.2 MB a position in fp32, with
+their log-softmax). Option rows therefore go through in passes held under a byte budget, not a row or token count:
+the same budget means fewer rows a pass for a model with a long prompt cache or a large vocabulary.
 """
 
 from __future__ import annotations
@@ -17,8 +23,8 @@ from typing import Any
 import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-# Continuation tokens scored in one forward pass (rows x tokens); bounds the vocabulary-sized logits tensor.
-MAX_SCORED_TOKENS = 256
+# Default bytes of one option pass (rows' prompt-cache copies plus logits); ``generation.score_pass_mb``.
+DEFAULT_PASS_BYTES = 256 * 2**20
 
 
 def continuation_ids(tokenizer: Any, prompts: Sequence[str], prompt_ids: Sequence[Sequence[int]],
@@ -61,16 +67,49 @@ def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[Any, Any]:
     return ids, mask
 
 
+def _cache_bytes(cache: Any) -> int:
+    """Bytes of every tensor the cache's layers hold (keys, values and whatever state a layer type keeps)."""
+    return sum(v.nbytes for layer in cache.layers for v in vars(layer).values() if isinstance(v, torch.Tensor))
+
+
+def _rows_of(cache: Any, rows: Any) -> Any:
+    """A cache of the prompt rows ``rows`` (a prompt repeated once per option), leaving ``cache`` as it was.
+
+    Layers are copied shallowly and re-pointed at gathered tensors (a cache layer replaces its tensors when it
+    reorders or grows, never writes into them), so the only new memory is the gathered rows; a deep copy would
+    first duplicate every prompt of the batch.
+    """
+    out = copy.copy(cache)
+    out.layers = [copy.copy(layer) for layer in cache.layers]
+    out.reorder_cache(rows)
+    return out
+
+
+def _passes(widths: Sequence[int], row_bytes: int, token_bytes: int, budget: int) -> list[tuple[int, int]]:
+    """``[start, end)`` runs of rows (sorted by width, ascending) whose pass fits ``budget``: each row costs its
+    prompt-cache copy plus the logits of the pass's widest row; a row alone over the budget still gets a pass."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < len(widths):
+        end = start + 1
+        while end < len(widths) and (end + 1 - start) * (row_bytes + widths[end] * token_bytes) <= budget:
+            end += 1
+        out.append((start, end))
+        start = end
+    return out
+
+
 def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: list[list[list[int]]], *,
                         pad_id: int, device: str = "cpu", batch_size: int = 8,
-                        stop_ids: Sequence[int] = ()) -> list[list[tuple[float, int]]]:
+                        stop_ids: Sequence[int] = (), pass_bytes: int = DEFAULT_PASS_BYTES) -> list[list[tuple[float, int]]]:
     """``(sum log p, n_tokens)`` of every continuation of every prompt, in the given order.
 
     Prompts are batched (left-padded) and run once with a KV cache; each continuation row reuses its prompt's cache
     (copied, since a forward pass appends to it), so a prompt costs one prefill however many options it has.
     Positions are given explicitly so left padding never shifts them, as ``generate`` does. With ``stop_ids`` the
     probability that the answer ends right after the continuation (any of those tokens next) is included, so a
-    span is not preferred over a longer one just for being its prefix (1989년 against 1989년 2월).
+    span is not preferred over a longer one just for being its prefix (1989년 against 1989년 2월). ``pass_bytes``
+    bounds what one option pass adds (see the module docstring).
     """
     if len(prompt_ids) != len(continuations):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(continuations)} continuation lists")
@@ -99,14 +138,12 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
         longer = sorted(((b, j) for b, j in rows if len(continuations[idx[b]][j]) - 1 + extra > 0),
                         key=lambda bj: len(continuations[idx[bj[0]]][bj[1]]))
         prompt_lens = mask.sum(-1)
-        g = 0
-        while g < len(longer):
-            end = g + 1
-            while end < len(longer) and (end + 1 - g) * (len(continuations[idx[longer[end][0]]][longer[end][1]]) - 1 + extra) <= MAX_SCORED_TOKENS:
-                end += 1
-            group, last_group = longer[g:end], end >= len(longer)
-            width = len(continuations[idx[group[-1][0]]][group[-1][1]]) - 1 + extra
-            g = end
+        widths = [len(continuations[idx[b]][j]) - 1 + extra for b, j in longer]
+        # A position's logits in the model's dtype, then in fp32 and their log-softmax.
+        token_bytes = prefill.logits.shape[-1] * (prefill.logits.element_size() + 8)
+        plan = _passes(widths, _cache_bytes(cache) // len(idx), token_bytes, pass_bytes)
+        for start_row, end in plan:
+            group, width = longer[start_row:end], widths[end - 1]
             rows_b = torch.tensor([b for b, _ in group], dtype=torch.long, device=device)
             # The last continuation token is only a target, so the inputs are the continuation minus its last token
             # (all of it when the stop after it is scored).
@@ -117,8 +154,7 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
                 cont_ids[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
                 cont_mask[r, : len(toks)] = 1
             cont_ids, cont_mask = cont_ids.to(device), cont_mask.to(device)
-            group_cache = cache if last_group else copy.deepcopy(cache)
-            group_cache.reorder_cache(rows_b)
+            group_cache = _rows_of(cache, rows_b)
             full_mask = torch.cat([mask[rows_b], cont_mask], dim=1)
             pos = prompt_lens[rows_b].unsqueeze(1) + torch.arange(width, device=device).unsqueeze(0)
             with torch.inference_mode():
@@ -131,4 +167,6 @@ def score_continuations(model: Any, prompt_ids: list[list[int]], continuations: 
                 if stops is not None:
                     rest = rest + torch.logsumexp(logp[r, len(toks) - 1, stops], dim=0)
                 out[idx[b]][j] = (out[idx[b]][j][0] + float(rest), len(toks))
+            # Freed before the next pass allocates its own, so passes never hold two sets at once.
+            del logits, logp, group_cache
     return out

@@ -97,7 +97,7 @@ class TransformersGenerator(Generator):
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         with self.adapter_enabled(decoding.use_adapter):
             raw = score_continuations(self.model, prompt_ids, cont_ids, pad_id=pad, device=self.device, batch_size=self.gen_cfg.batch_size,
-                                      stop_ids=self.eos_ids if stop else ())
+                                      stop_ids=self.eos_ids if stop else (), pass_bytes=self.gen_cfg.score_pass_mb * 2**20)
         return [[ContinuationScore(lp, n, len(text)) for (lp, n), text in zip(row, texts, strict=True)] for row, texts in zip(raw, continuations, strict=True)]
 
 
