@@ -90,6 +90,9 @@ def test_quick_ablation_on_the_tiny_config(repo: Path, tiny_cfg, tiny_bm25_index
     assert result["rows"][1]["parts"]["mc"]["by_method"] == {"score": 3}
     assert (out / "ablation.png").stat().st_size > 1000 and json.loads((out / "ablation.json").read_text(encoding="utf-8"))["items"] == 9
     table = (out / "ablation.md").read_text(encoding="utf-8").splitlines()
-    assert len(table) == 2 + len(rows) + 3 and table[2].startswith(f"| {rows[0].name} |") and "| baseline |" in table[2]
+    assert [line.split(" | ")[0] for line in table[2:] if line.startswith("| ")] == [f"| {v.name}" for v in rows]
+    assert table[2].startswith(f"| {rows[0].name} |") and "| baseline |" in table[2]
+    # 단답형 by span extraction (the default) adds the candidate-recall column and its note
+    assert "candidate recall ³" in table[0] and any(line.startswith("³ ") for line in table)
     again = ablate(cfg, repo / "corpus" / "sample_qa.json", rows, out, per_type=3, n_boot=300)
     assert all(p["answered_now"] == 0 for r in again["rows"] for p in r["parts"].values())
