@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from krqa.ablation_plot import plot_ablation
 from krqa.config import KrqaConfig, dump_config, load_config_data
 from krqa.errors import InputError
@@ -98,8 +100,6 @@ def run_adapters(run_dir: Path) -> dict[str, str]:
 
 def read_variants(path: Path) -> list[Variant]:
     """Variants from YAML: a list of ``{name, rag, adapter, top_k, set: {key: value}}``."""
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -149,7 +149,7 @@ def check_answer(item: QAItem, answer: str) -> str | None:
 def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> None:
     """Every demo question at once, each its own ``POST /answer`` as separate clients would send them: the service
     merges concurrent requests into one batch (micro-batching), so the two 서술형 answers are generated together."""
-    import httpx
+    import httpx  # start-up time: each demo step imports what it runs
 
     from krqa.serving.server import free_port, spawned  # start-up time: each demo step imports what it runs
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -65,8 +66,6 @@ def reading_set_cmd(
     paragraph, so finding that paragraph identifies the answer). Index the same file (`krqa build-index --corpus
     FILE`) to measure what retrieval adds on questions whose answers the corpus holds.
     """
-    from collections import Counter
-
     from krqa.qa.data import save_items  # start-up time: `krqa --help` imports every command module
     from krqa.qa.reading import make_items, read_squad, split_items  # start-up time: `krqa --help` imports every command module
 

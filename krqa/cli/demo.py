@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
@@ -35,8 +36,6 @@ def demo(
        prints the answers with their top contexts, then stops the service.
     A second run reuses what is already built; --force rebuilds.
     """
-    from rich.console import Console
-
     from krqa.demo import STEPS, run_demo  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)

@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
@@ -46,9 +48,6 @@ def _fmt(value: Optional[float]) -> str:
 
 
 def _print_tables(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     types = report["by_type"]
     table = Table(title=f"krqa evaluate: {report['pred']} vs {report['gold']} ({report['n']} items)")
