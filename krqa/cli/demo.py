@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from krqa.cli.ablate import print_table
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 NEXT_STEPS = """Next steps for a real run (see README, "Production recipe"):
@@ -60,8 +61,6 @@ def demo(
             section = f" > {ctx['section']}" if ctx.get("section") else ""
             console.print(f"   [cyan]{ctx['title']}{section}[/] [dim]({ctx['source']}, score {ctx['score']:.3f})[/] {ctx['text'][:90]}…")
     if report.comparison is not None:
-        from krqa.cli.ablate import print_table  # start-up time: `krqa --help` imports every command module
-
         console.rule("[bold]What retrieval adds (bundled questions)")
         print_table(report.comparison)
     console.rule("[bold]Where everything went")
