@@ -37,8 +37,8 @@ def run(cfg: KrqaConfig) -> None:
     """Serve until interrupted; a model or index that fails to load stops the server with that error."""
     import uvicorn  # start-up time: uvicorn loads only in the process that serves
 
-    from krqa.serving.app import create_app  # start-up time: FastAPI and the engine load only when a server starts
-    from krqa.serving.protocol import configure  # start-up time: FastAPI and the engine load only when a server starts
+    from krqa.serving.app import create_app  # start-up time: the app, its routes and the engine load only when a server starts
+    from krqa.serving.protocol import configure  # start-up time: the app, its routes and the engine load only when a server starts
 
     serve = cfg.serve
     if not _is_loopback(serve.host) and not os.environ.get(serve.api_key_env):
@@ -73,8 +73,8 @@ def run(cfg: KrqaConfig) -> None:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for multi-worker mode (each worker process calls it once)."""
-    from krqa.serving.app import create_app  # start-up time: FastAPI and the engine load only when a server starts
-    from krqa.serving.protocol import configure  # start-up time: FastAPI and the engine load only when a server starts
+    from krqa.serving.app import create_app  # start-up time: the app, its routes and the engine load only when a server starts
+    from krqa.serving.protocol import configure  # start-up time: the app, its routes and the engine load only when a server starts
 
     setup_logging()
     logging.getLogger().setLevel(int(os.environ.get(_LEVEL_ENV, logging.INFO)))

@@ -41,7 +41,7 @@ def check_qlora(train: TrainConfig) -> None:
     if not torch.cuda.is_available():
         raise InputError("train.qlora: 4-bit QLoRA needs a CUDA GPU (bitsandbytes); set train.qlora=false on this machine")
     try:
-        import bitsandbytes  # noqa: F401  optional dependency: the gpu extra
+        import bitsandbytes  # optional dependency: the gpu extra  # noqa: F401
     except ImportError:
         raise InputError("train.qlora: bitsandbytes is not installed; pip install 'krqa[gpu]'") from None
 

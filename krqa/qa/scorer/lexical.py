@@ -135,7 +135,7 @@ class KiwiTokenizer:
 
 def mecab_available() -> bool:
     try:
-        import mecab_ko  # noqa: F401  optional dependency: the metrics extra
+        import mecab_ko  # optional dependency: the metrics extra  # noqa: F401
     except ImportError:
         return False
     return True

@@ -35,7 +35,7 @@ def _device(name: str) -> Any:
 
 
 def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm  # start-up time: as for torch
+    from tqdm import tqdm  # start-up time: `krqa --help` loads this module (through `krqa eval-retrieval`)
 
     return tqdm(total=total, desc=desc, unit="pair", disable=progress_disabled(), leave=False)
 
@@ -197,7 +197,7 @@ def _bleurt_module(config: dict[str, Any]) -> Any:
 
 def _load_state_dict(path: Path) -> dict[str, Any]:
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file  # start-up time: as for torch
+        from safetensors.torch import load_file  # start-up time: safetensors.torch imports torch
 
         return load_file(str(path / "model.safetensors"))
     if (path / "pytorch_model.bin").is_file():
