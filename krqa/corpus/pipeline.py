@@ -24,7 +24,8 @@ from krqa.corpus.fileio import source_digest
 from krqa.corpus.formats import check_source, detect_format, plan_pieces
 from krqa.corpus.parallel import PieceMap, PieceResult, accept_in_order, chunk_spec, default_workers, local_map, make_chunker, pool_map
 from krqa.corpus.pieces import Piece
-from krqa.corpus.store import REPORT_FILE, foreign_content as store_foreign_content, write_chunks
+from krqa.corpus.store import REPORT_FILE, write_chunks
+from krqa.corpus.store import foreign_content as store_foreign_content
 from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir
 from krqa.index.bm25_build import shard_name, write_shard
