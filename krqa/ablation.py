@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from tqdm.auto import tqdm
+
 from krqa.ablation_plot import plot_ablation
 from krqa.config import KrqaConfig, dump_config, load_config_data
 from krqa.errors import InputError
@@ -98,8 +101,6 @@ def run_adapters(run_dir: Path) -> dict[str, str]:
 
 def read_variants(path: Path) -> list[Variant]:
     """Variants from YAML: a list of ``{name, rag, adapter, top_k, set: {key: value}}``."""
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -225,8 +226,6 @@ def ablate(base: KrqaConfig, qa_file: Path, variants: list[Variant], out_dir: Pa
            per_type: int | None = None, seed: int = 0, n_boot: int = 2000, model_metrics: bool = False,
            config_hint: str = "<your config>") -> dict[str, Any]:
     """Run every variant on the same items, score them and compare them with the baseline row."""
-    from tqdm.auto import tqdm  # start-up time
-
     if not variants:
         raise InputError("no variants to run")
     names = [v.name for v in variants]

@@ -14,10 +14,10 @@ PANELS = (("선다형", "MC accuracy"), ("단답형", "Short answer EM"), ("서�
 
 
 def plot_ablation(result: dict[str, Any], out: Path) -> Path:
-    import matplotlib
+    import matplotlib  # start-up time: matplotlib loads only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up time: as above, after the backend is set
 
     rows = result["rows"]
     panels = [(key, title) for key, title in PANELS if any(key in r["scores"] for r in rows)]

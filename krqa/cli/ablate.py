@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 from krqa.errors import InputError
@@ -90,9 +92,6 @@ def _cell(s: dict[str, float] | None) -> str:
 
 
 def print_table(result: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     desc_label = "서술형" if result["official"] else "서술형 ROUGE-1 ²"
     table = Table(title=f"krqa ablate: {result['qa']} ({result['items']} items: " + ", ".join(f"{t} {n}" for t, n in result["by_type"].items() if n) + ")")
     recall = any(r.get("span_recall") for r in result["rows"])

@@ -8,6 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from krqa.cli.common import ConfigOpt, CorpusOpt, JsonOpt, SetOpt, WorkersOpt, get_config, print_json
+from krqa.corpus.config import SourceConfig
+from krqa.errors import InputError
+from krqa.index.manifest import enclosing_index
 
 
 def build_corpus(
@@ -26,10 +29,7 @@ def build_corpus(
     chunk store (with corpus_report.json), and never inside a krqa index (the index's own chunk store would no
     longer match its manifest); it is replaced only when the new store is complete.
     """
-    from krqa.corpus.config import SourceConfig  # start-up time: `krqa --help` imports every command module
     from krqa.corpus.pipeline import build_chunks  # start-up time: `krqa --help` imports every command module
-    from krqa.errors import InputError  # start-up time: `krqa --help` imports every command module
-    from krqa.index.manifest import enclosing_index  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
     sources = [SourceConfig(path=str(p.resolve())) for p in corpus] if corpus else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.qa.data import load_items, save_items, stats
+from krqa.qa.reading import make_items, read_squad, split_items
 
 app = typer.Typer(help="Inspect NIKL-format competition files.", no_args_is_help=True)
 
@@ -26,8 +29,6 @@ def stats_cmd(
     Any malformed item (bad JSON, missing field, unknown type, duplicate id, 선다형 without options)
     stops with a one-line reason naming the file, item id and field, and exit code 2.
     """
-    from krqa.qa.data import load_items, stats  # start-up time: `krqa --help` imports every command module
-
     get_config(config, overrides)
     results = [stats(load_items(f), f) for f in files]
     if json_out:
@@ -65,11 +66,6 @@ def reading_set_cmd(
     paragraph, so finding that paragraph identifies the answer). Index the same file (`krqa build-index --corpus
     FILE`) to measure what retrieval adds on questions whose answers the corpus holds.
     """
-    from collections import Counter
-
-    from krqa.qa.data import save_items  # start-up time: `krqa --help` imports every command module
-    from krqa.qa.reading import make_items, read_squad, split_items  # start-up time: `krqa --help` imports every command module
-
     get_config(config, overrides)
     questions = read_squad(squad)
     train, held = split_items(make_items(questions, seed, distractors_from=distractors), heldout, seed)

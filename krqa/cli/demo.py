@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
 
+from krqa.cli.ablate import print_table
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
 NEXT_STEPS = """Next steps for a real run (see README, "Production recipe"):
@@ -35,8 +37,6 @@ def demo(
        prints the answers with their top contexts, then stops the service.
     A second run reuses what is already built; --force rebuilds.
     """
-    from rich.console import Console
-
     from krqa.demo import STEPS, run_demo  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
@@ -61,8 +61,6 @@ def demo(
             section = f" > {ctx['section']}" if ctx.get("section") else ""
             console.print(f"   [cyan]{ctx['title']}{section}[/] [dim]({ctx['source']}, score {ctx['score']:.3f})[/] {ctx['text'][:90]}…")
     if report.comparison is not None:
-        from krqa.cli.ablate import print_table  # start-up time: `krqa --help` imports every command module
-
         console.rule("[bold]What retrieval adds (bundled questions)")
         print_table(report.comparison)
     console.rule("[bold]Where everything went")

@@ -7,10 +7,17 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 from krqa.config import KrqaConfig
 from krqa.errors import InputError
+from krqa.index.answer_hits import QUERY_VARIANTS, evaluate_answer_hits
+from krqa.index.config import MODES
+from krqa.log import progress_disabled
+from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, load_items
+from krqa.qa.scorer.lexical import make_tokenizer
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -71,8 +78,6 @@ def eval_retrieval(
     if json_out:
         print_json({"qa": str(qa), "index": str(retriever.root), "questions": len(questions), "gold_docs_missing_from_index": missing, "modes": results})
         return
-    from rich.console import Console
-    from rich.table import Table
 
     if missing:
         typer.echo(f"warning: {missing} of {len(gold)} gold documents are not in the index (built from another file?)", err=True)
@@ -88,14 +93,9 @@ def eval_retrieval(
 
 def _eval_nikl(qa: Path, cfg: KrqaConfig, index: Path | None, ks: list[int], modes: list[str] | None, query: str | None,
                limit: int | None, json_out: bool) -> None:
-    from tqdm import tqdm
+    from tqdm import tqdm  # start-up time: `krqa --help` imports every command module
 
-    from krqa.index.answer_hits import QUERY_VARIANTS, evaluate_answer_hits
-    from krqa.index.config import MODES
-    from krqa.log import progress_disabled
-    from krqa.qa.data import load_items
-    from krqa.qa.scorer.lexical import make_tokenizer
-    from krqa.wiring import open_index
+    from krqa.wiring import open_index  # start-up time: `krqa --help` imports every command module
 
     if query is None:
         variants = ["topic+question" if cfg.retrieval.query.use_topic_keyword else "question"]
@@ -134,11 +134,6 @@ def _cell(value: float | None) -> str:
 
 
 def _print_nikl(qa: Path, results: dict[str, dict[str, Any]], ks: list[int], tokenizer: str) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from krqa.qa.data import DESC, MC, SHORT
-
     console = Console()
     rows = [(SHORT, "hit", "a # alternative in the top-k"), (MC, "hit", "gold option's text in the top-k"),
             (MC, "distractor_hit", "distractors' texts (mean)"), (DESC, "rouge1_recall", "ROUGE-1 recall of the answer")]
@@ -166,10 +161,6 @@ def _print_nikl(qa: Path, results: dict[str, dict[str, Any]], ks: list[int], tok
 
 def _breakdown(title: str, name: str, groups: dict[str, Any], ks: list[int]) -> Any:
     """One row per (value, question type), so the table stays narrow however many values and cut-offs there are."""
-    from rich.table import Table
-
-    from krqa.qa.data import QUESTION_TYPES
-
     table = Table(title=title)
     for col in (name, "type", "n"):
         table.add_column(col, justify="right" if col == "n" else "left")

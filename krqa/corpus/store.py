@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from krqa.errors import InputError
 from krqa.fsutil import unlisted_file
 
 CHUNK_COLUMNS: dict[str, str] = {
@@ -50,7 +51,7 @@ def foreign_content(root: Path) -> str | None:
 
 
 def _schema():
-    import pyarrow as pa
+    import pyarrow as pa  # start-up time: pyarrow loads only where chunks are written or read
 
     return pa.schema([(name, pa.int64() if dtype == "int64" else pa.string()) for name, dtype in CHUNK_COLUMNS.items()])
 
@@ -61,7 +62,7 @@ def write_chunks(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[s
     Memory stays flat on a full dump. Callers wrap this in :func:`krqa.fsutil.atomic_dir` so a crash never
     leaves a half-written store behind.
     """
-    import pyarrow as pa
+    import pyarrow as pa  # start-up time: as above
 
     schema = _schema()
     out = Path(out_dir)
@@ -96,11 +97,9 @@ def write_chunks(rows: Iterable[Mapping[str, Any]], out_dir: str | os.PathLike[s
 
 def load_chunks(store_dir: str | os.PathLike[str]):
     """Open a chunk store memory-mapped as a ``datasets.Dataset``; rows are read lazily from the page cache."""
-    from datasets import Dataset
+    from datasets import Dataset  # start-up time: datasets takes about a second to import
 
     path = Path(store_dir) / STORE_FILE
     if not path.is_file():
-        from krqa.errors import InputError
-
         raise InputError(f"{path}: chunk store missing; run `krqa build-index` first")
     return Dataset.from_file(str(path), in_memory=False)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from krqa.errors import InputError
 from krqa.index.bm25_build import DATA_FILE, INDICES_FILE, INDPTR_FILE, NONOCC_FILE, PARAMS_FILE, merge_shards, postings, write_shard
 from krqa.index.config import BM25Config
 from krqa.index.tokenize import KiwiTokenizer
@@ -32,8 +33,6 @@ class BM25Index:
         mode = "r" if mmap else None
         self.params = json.loads((path / PARAMS_FILE).read_text(encoding="utf-8"))
         if self.params.get("vocab") != VOCAB_FORMAT:
-            from krqa.errors import InputError
-
             raise InputError(f"{path}: BM25 files of an older krqa (vocabulary as JSON); rebuild the index with `krqa build-index`")
         self.data = np.load(path / DATA_FILE, mmap_mode=mode)
         self.indices = np.load(path / INDICES_FILE, mmap_mode=mode)
@@ -115,7 +114,7 @@ class _InMemoryVocab:
         return dict(self.ids)
 
     def save(self, out: Path) -> None:
-        import pyarrow as pa
+        import pyarrow as pa  # start-up time: pyarrow loads only where the chunk store is read
 
         write_vocab(pa.array(self.terms, pa.large_string()), out)
 

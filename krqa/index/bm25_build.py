@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
 import shutil
 from pathlib import Path
 
@@ -99,8 +100,8 @@ def merge_shards(shard_paths: list[Path], cfg: BM25Config, out_dir: Path, kept: 
     ``kept[i]`` lists the documents of shard ``i`` that are indexed (the chunks the build accepted; default:
     all), renumbered in order. Blocks hold ``block_entries`` postings (default: what ``memory_mb``, else
     ``cfg.build_memory_mb``, allows)."""
-    import bm25s
-    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer
+    import bm25s  # start-up time: bm25s loads only when postings are scored
+    from bm25s.scoring import _select_idf_scorer, _select_tfc_scorer  # start-up time: as above
 
     work = out_dir / "runs"
     work.mkdir(parents=True, exist_ok=True)
@@ -200,8 +201,8 @@ def _kept(shard: dict[str, np.ndarray], kept: np.ndarray | None) -> dict[str, np
 def _global_vocab(shard_paths: list[Path]):
     """Every shard's term ids mapped onto one vocabulary sorted by UTF-8 bytes; returns (per-shard id maps, the
     sorted vocabulary as an Arrow string array)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    import pyarrow as pa  # start-up time: pyarrow loads only where the chunk store is read
+    import pyarrow.compute as pc  # start-up time: as above
 
     words = []
     for path in shard_paths:
@@ -261,6 +262,5 @@ def peak_rss_mb() -> float:
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
-    import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -22,14 +22,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
+from tqdm import tqdm
 
 from krqa import __version__
 from krqa.corpus.config import CorpusConfig, SourceConfig
 from krqa.corpus.fileio import source_digest
 from krqa.corpus.parallel import PieceMap
+from krqa.corpus.pipeline import build_chunks, read_kept
+from krqa.corpus.store import load_chunks
 from krqa.errors import InputError, KrqaError
 from krqa.fsutil import atomic_path, atomic_write_json, check_output_dir, json_sha, replace_dir
 from krqa.index import manifest as mf
+from krqa.index.bm25_build import merge_shards, shard_name
 from krqa.index.config import BM25Config, DenseConfig, FaissConfig, IndexConfig
 from krqa.index.encoders import Encoder, make_encoder
 from krqa.log import progress_disabled
@@ -137,15 +141,12 @@ def build_index(
     started = time.perf_counter()
 
     if not state.done("corpus"):
-        from krqa.corpus.pipeline import build_chunks
-
         t = time.perf_counter()
         shutil.rmtree(partial / SHARDS_DIR, ignore_errors=True)
         build_chunks(corpus, partial / mf.CHUNKS_DIR, sources=sources, workers=workers, piece_map=engine.piece_map if engine else None,
                      token_model=index.dense.model, bm25=index.bm25, shard_dir=partial / SHARDS_DIR)
         state.add_seconds("corpus", time.perf_counter() - t)
         state.finish("corpus")
-    from krqa.corpus.store import load_chunks
 
     store = load_chunks(partial / mf.CHUNKS_DIR)
     n = len(store)
@@ -241,9 +242,6 @@ def _swap_in(partial: Path, out: Path) -> mf.IndexManifest:
 def merge_bm25(shard_dir: Path, bm25_cfg: BM25Config, partial: Path) -> None:
     """Merge the corpus stage's shards into ``<partial>/bm25`` through a temporary directory (a crash leaves no
     half index)."""
-    from krqa.corpus.pipeline import read_kept
-    from krqa.index.bm25_build import merge_shards, shard_name
-
     kept = read_kept(shard_dir)
     paths = [shard_dir / shard_name(i) for i in range(len(kept))]
     present = [i for i, p in enumerate(paths) if p.is_file()]  # a piece with no chunk writes no shard
@@ -256,8 +254,6 @@ def merge_bm25(shard_dir: Path, bm25_cfg: BM25Config, partial: Path) -> None:
 
 
 def _encode(dense: DenseConfig, store, partial: Path, state: _State, encoder: Encoder) -> None:
-    from tqdm import tqdm
-
     n, dim, bs = len(store), int(encoder.dim), dense.batch_size
     dtype = np.float16 if dense.faiss.store_fp16 else np.float32
     dense_dir = partial / mf.DENSE_DIR
@@ -293,7 +289,7 @@ def _encode(dense: DenseConfig, store, partial: Path, state: _State, encoder: En
 
 
 def _build_faiss(cfg: FaissConfig, partial: Path, state: _State) -> None:
-    from krqa.index.dense import build_faiss, write_faiss
+    from krqa.index.dense import build_faiss, write_faiss  # start-up time: faiss loads only when a dense index is built
 
     t = time.perf_counter()
     vectors = np.load(partial / mf.EMBEDDINGS_FILE, mmap_mode="r")

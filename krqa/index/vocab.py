@@ -18,7 +18,7 @@ OFFSETS_FILE = "vocab.offsets.npy"
 
 def write_vocab(terms, out_dir: Path) -> None:
     """``terms``: an Arrow (large_)string array already in byte order, written as its value and offset buffers."""
-    import pyarrow as pa
+    import pyarrow as pa  # start-up time: pyarrow loads only where a vocabulary is written
 
     terms = terms.cast(pa.large_string()) if terms.type != pa.large_string() else terms
     offsets = np.frombuffer(terms.buffers()[1], dtype=np.int64)[terms.offset:terms.offset + len(terms) + 1] if len(terms) else np.zeros(1, dtype=np.int64)

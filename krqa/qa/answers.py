@@ -117,7 +117,7 @@ def mc_answer(item: QAItem, text: str) -> str:
 
 @functools.lru_cache(maxsize=1)
 def _kiwi() -> Any:
-    from kiwipiepy import Kiwi
+    from kiwipiepy import Kiwi  # start-up time: Kiwi loads only when an answer is stripped of particles
 
     return Kiwi()
 

@@ -35,10 +35,10 @@ def _is_loopback(host: str) -> bool:
 
 def run(cfg: KrqaConfig) -> None:
     """Serve until interrupted; a model or index that fails to load stops the server with that error."""
-    import uvicorn
+    import uvicorn  # start-up time: uvicorn loads only in the process that serves
 
-    from krqa.serving.app import create_app  # start-up time: FastAPI and the engine load only when a server starts
-    from krqa.serving.protocol import configure  # start-up time: FastAPI and the engine load only when a server starts
+    from krqa.serving.app import create_app  # start-up time: the app, its routes and the engine load only when a server starts
+    from krqa.serving.protocol import configure  # start-up time: the app, its routes and the engine load only when a server starts
 
     serve = cfg.serve
     if not _is_loopback(serve.host) and not os.environ.get(serve.api_key_env):
@@ -73,8 +73,8 @@ def run(cfg: KrqaConfig) -> None:
 
 def app_from_env() -> FastAPI:
     """uvicorn factory for multi-worker mode (each worker process calls it once)."""
-    from krqa.serving.app import create_app  # start-up time: FastAPI and the engine load only when a server starts
-    from krqa.serving.protocol import configure  # start-up time: FastAPI and the engine load only when a server starts
+    from krqa.serving.app import create_app  # start-up time: the app, its routes and the engine load only when a server starts
+    from krqa.serving.protocol import configure  # start-up time: the app, its routes and the engine load only when a server starts
 
     setup_logging()
     logging.getLogger().setLevel(int(os.environ.get(_LEVEL_ENV, logging.INFO)))
@@ -93,7 +93,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def spawned(args: list[str], host: str, port: int, timeout_s: float = 600.0, quiet: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
     """Run ``krqa serve`` as its own uvicorn process (own GIL, as in production), yield its URL once /ready
     answers, and stop it whatever happens; used by the demo and the service benchmark."""
-    import httpx
+    import httpx  # start-up time: httpx loads only to wait for a spawned server
 
     cmd = [sys.executable, "-m", "krqa", *(["--quiet"] if quiet else []), "serve", *args, "--host", host, "--port", str(port)]
     log.info("starting the service: %s", " ".join(cmd[2:]))

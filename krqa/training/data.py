@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
 from krqa.qa.data import QAItem
 
@@ -89,8 +90,6 @@ def encode_example(build_pair: BuildPair, tokenizer: Any, ex: TrainExample, max_
 
 
 def encode_examples(build_pair: BuildPair, tokenizer: Any, examples: Sequence[TrainExample], max_len: int, progress: bool = False) -> tuple[list[dict[str, list[int]]], EncodeStats]:
-    from tqdm.auto import tqdm
-
     stats = EncodeStats()
     out = [encode_example(build_pair, tokenizer, ex, max_len, stats) for ex in tqdm(examples, desc="tokenize", disable=not progress, leave=False)]
     return out, stats

@@ -16,6 +16,8 @@ import logging
 import math
 from typing import Any
 
+import torch
+
 from krqa.errors import InputError
 from krqa.generation.config import effective_mc_target
 from krqa.qa.data import QAItem
@@ -49,8 +51,6 @@ def difficulty_filter(items: list[QAItem], scored: dict[str, list[Sample]], cur:
 
 def use_vllm(setting: str) -> bool:
     """'auto': vLLM when it is importable and a CUDA GPU is there (vLLM needs one); 'yes' insists."""
-    import torch
-
     available = importlib.util.find_spec("vllm") is not None and torch.cuda.is_available()
     if setting == "yes" and not available:
         raise InputError("train.grpo.use_vllm=yes: vLLM needs a CUDA GPU and pip install -e '.[vllm]'; use 'auto' or 'no'")
@@ -86,7 +86,7 @@ def prepare_prompts(plan: RlPlan, tokenizer: Any, scorer: AnswerScorer) -> tuple
 def prepare_grpo(ctx: StageContext, spec: StageSpec) -> StageJob:
     """Curriculum (optional), then the GRPO trainer, for the stage runner."""
     from datasets import Dataset  # start-up time: datasets and trl load torch and transformers
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig, GRPOTrainer  # optional dependency: the rl extra
 
     plan: RlPlan = ctx.plan.inputs[spec.name]
     cfg, tc, gc = plan.cfg, plan.cfg.train, plan.cfg.train.grpo

@@ -41,14 +41,14 @@ def check_qlora(train: TrainConfig) -> None:
     if not torch.cuda.is_available():
         raise InputError("train.qlora: 4-bit QLoRA needs a CUDA GPU (bitsandbytes); set train.qlora=false on this machine")
     try:
-        import bitsandbytes  # noqa: F401
+        import bitsandbytes  # optional dependency: the gpu extra  # noqa: F401
     except ImportError:
         raise InputError("train.qlora: bitsandbytes is not installed; pip install 'krqa[gpu]'") from None
 
 
 def peft_config(lora: LoraConfig) -> Any:
     """'all-linear' makes peft adapt every linear layer except the output head; embeddings are never linear."""
-    import peft
+    import peft  # start-up time: peft loads only when an adapter is made or loaded
 
     return peft.LoraConfig(
         r=lora.r,
@@ -68,8 +68,8 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
     cfg = model_cfg.model_copy(update={"dtype": dtype, **({"base": str(base_path)} if base_path else {})})
     if not train.qlora:
         return load_model(cfg, for_training=True)
-    from peft import prepare_model_for_kbit_training
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from peft import prepare_model_for_kbit_training  # start-up time: as above
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig  # start-up time: transformers loads only when a model is loaded
 
     quant = BitsAndBytesConfig(
         load_in_4bit=True,
@@ -77,7 +77,7 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
         bnb_4bit_use_double_quant=True,
         bnb_4bit_compute_dtype=getattr(torch, dtype),
     )
-    from accelerate import PartialState
+    from accelerate import PartialState  # start-up time: accelerate loads only when a model is placed
 
     model = AutoModelForCausalLM.from_pretrained(
         str(resolve_lm(cfg.base, cfg.cache_dir)),
@@ -90,21 +90,21 @@ def load_base_for_training(model_cfg: ModelConfig, train: TrainConfig, precision
 
 
 def new_adapter(model: Any, lora: LoraConfig) -> Any:
-    from peft import get_peft_model
+    from peft import get_peft_model  # start-up time: peft loads only when an adapter is made or loaded
 
     return get_peft_model(model, peft_config(lora))
 
 
 def continue_adapter(model: Any, adapter_dir: Path) -> Any:
     """Stage 2 'continue': the stage-1 adapter itself keeps training."""
-    from peft import PeftModel
+    from peft import PeftModel  # start-up time: as above
 
     return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
 
 
 def merge_adapter(model: Any, adapter_dir: Path) -> Any:
     """Stage 2 'merge': fold the stage-1 adapter into the weights, so a fresh adapter learns only stage 2."""
-    from peft import PeftModel
+    from peft import PeftModel  # start-up time: as above
 
     return PeftModel.from_pretrained(model, str(adapter_dir)).merge_and_unload()
 

@@ -11,10 +11,10 @@ from krqa.fsutil import atomic_path
 def plot_loss_curve(metrics: dict[str, Any], out: Path, stages: list[tuple[str, str, str]]) -> Path | None:
     """One axis over the global step of the whole run, so the stage-2 start is visible as a jump in context;
     ``stages`` is the table's ``(name, label, colour)`` in training order."""
-    import matplotlib
+    import matplotlib  # start-up time: matplotlib loads only when a plot is drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # start-up time: as above, after the backend is set
 
     drawn = [(name, label, color) for name, label, color in stages if metrics.get(name, {}).get("train_loss")]
     if not drawn:

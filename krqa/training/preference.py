@@ -119,7 +119,7 @@ def _rows(pairs: list[Pair]) -> list[dict[str, str]]:
 def prepare_dpo(ctx: StageContext, spec: StageSpec) -> StageJob:
     """Pairs, then the DPO trainer on them, for the stage runner."""
     from datasets import Dataset  # start-up time: datasets and trl load torch and transformers
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig, DPOTrainer  # optional dependency: the rl extra
 
     plan: RlPlan = ctx.plan.inputs[spec.name]
     tokenizer = ctx.tokenizer

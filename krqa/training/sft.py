@@ -105,7 +105,7 @@ def encoded_sha(rows: list[dict[str, list[int]]]) -> str:
 
 
 def training_args(plan: Plan, spec: StageSpec, has_dev: bool) -> Any:
-    from transformers import TrainingArguments
+    from transformers import TrainingArguments  # start-up time: transformers loads only when a stage trains
 
     tc = plan.cfg.train
     fields = TrainingArguments.__dataclass_fields__
@@ -186,7 +186,7 @@ def prepare_stage1(ctx: StageContext, spec: StageSpec) -> StageJob:
 
 def prepare_stage2(ctx: StageContext, spec: StageSpec) -> StageJob:
     """SFT on retrieved passages as predict will show them, RAFT-mixed with distractors, starting from stage 1."""
-    from accelerate import PartialState
+    from accelerate import PartialState  # start-up time: accelerate loads only when a stage trains
 
     plan, cfg, run, tc = ctx.plan, ctx.plan.cfg, ctx.plan.run, ctx.plan.cfg.train
     sources = plan.train_sources + (external_sources(plan) if tc.stage2_external else [])
@@ -228,7 +228,7 @@ def prepare_stage2(ctx: StageContext, spec: StageSpec) -> StageJob:
 
 def _retrieve(plan: Plan, items: list[QAItem]) -> tuple[dict[str, list[Hit]], dict[str, Any]]:
     """Main process retrieves (or reuses the cache); the others read the cache it wrote."""
-    from accelerate import PartialState
+    from accelerate import PartialState  # start-up time: as above
 
     state = PartialState()
     top_k = max(plan.cfg.train.raft.max_contexts, plan.cfg.retrieval.top_k)

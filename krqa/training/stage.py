@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from krqa.errors import KrqaError
 from krqa.fsutil import atomic_dir, json_sha, normalize_modes
 from krqa.log import progress_disabled
@@ -100,7 +102,7 @@ class StageJob:
 
 def renamed_args(tc: TrainConfig) -> dict[str, Any]:
     """The TrainingArguments fields transformers 4.x and 5.x spell differently, for SFT and the TRL stages alike."""
-    from transformers import TrainingArguments
+    from transformers import TrainingArguments  # start-up time: transformers loads only when a stage trains
 
     fields = TrainingArguments.__dataclass_fields__
     # transformers 5 renamed gradient_checkpointing to activation_checkpointing; 4.x only knows the old name
@@ -116,8 +118,6 @@ def shared_args(plan: Plan, spec: StageSpec, metric: str | None, greater_is_bett
     schedule, precision, per-epoch dev evaluation with the best checkpoint kept at the end (when ``metric`` is
     given), logging, seeds. Every precision field is set explicitly: TRL's configs default to bf16 and gradient
     checkpointing, which a CPU run must not inherit."""
-    import torch
-
     tc, sc = plan.cfg.train, spec.settings(plan.cfg.train)
     has_dev = metric is not None
     scheduler = tc.scheduler if tc.scheduler != "constant" else ("constant_with_warmup" if tc.warmup_ratio > 0 else "constant")
@@ -183,7 +183,7 @@ def history(log_history: list[dict[str, Any]], key: str) -> list[dict[str, Any]]
 def usual_modes_callback() -> Any:
     """A Trainer callback that gives each saved checkpoint the usual modes (0644/0755 under umask 022): the
     Trainer writes checkpoints itself, and safetensors leaves its files 0600."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # start-up time: as above
 
     class UsualModes(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -208,8 +208,8 @@ def _save_adapter(trainer: Any, target: Path, is_main: bool) -> None:
 
 def run_stage(plan: Plan, spec: StageSpec, job: StageJob) -> dict[str, Any]:
     """Train ``spec`` (or keep it when --resume finds it finished on the same inputs); write and return its record."""
-    from accelerate import PartialState
-    from transformers import EarlyStoppingCallback
+    from accelerate import PartialState  # start-up time: accelerate loads only when a stage trains
+    from transformers import EarlyStoppingCallback  # start-up time: transformers loads only when a stage trains
 
     state = PartialState()
     run, stage, tc = plan.run, spec.name, plan.cfg.train

