@@ -7,12 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from krqa.corpus import pipeline
 from krqa.corpus.pipeline import build_chunks
 from krqa.corpus.store import load_chunks
-from krqa.index import bm25_build
 from krqa.index.bm25 import BM25Index
 from krqa.index.bm25_build import merge_shards, postings, write_shard
+from krqa.index import build as index_build
 from krqa.index.build import build_index
 from krqa.index.config import BM25Config
 from krqa.index.tokenize import KiwiTokenizer
@@ -80,14 +79,14 @@ def test_interrupted_merge_resumes_without_rereading_the_corpus(tiny_config, rep
     def crash(*args, **kwargs):
         raise RuntimeError("injected crash in the merge")
 
-    monkeypatch.setattr(bm25_build, "merge_shards", crash)
+    monkeypatch.setattr(index_build, "merge_shards", crash)
     with pytest.raises(RuntimeError, match="injected crash"):
         build_index(cfg.corpus, cfg.index, workers=1)
     shards = sorted((tmp_path / "index.partial" / "bm25_shards").glob("shard-*.npz"))
     assert len(shards) > 2 and not out.exists()  # one shard per piece of the dumps
     monkeypatch.undo()
     calls = []
-    monkeypatch.setattr(pipeline, "build_chunks", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(index_build, "build_chunks", lambda *a, **k: calls.append(a) or {})
     manifest = build_index(cfg.corpus, cfg.index, resume=True, workers=1)
     assert calls == []  # every shard came from the interrupted run
     assert manifest.chunk_count > 300 and not (out / "bm25_shards").exists()
