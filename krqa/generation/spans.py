@@ -64,7 +64,6 @@ class Candidate:
     source: str = "passage"
     prune_score: float = 0.0
     occurrences: list[tuple[int, int]] = field(default_factory=list)
-    features: dict[str, float] = field(default_factory=dict)
 
 
 def normalise_space(text: str) -> str:
@@ -241,7 +240,8 @@ sa_feature_weights``): ``near`` distinct question terms within a sentence-sized 
 distance to the nearest question term / 20 characters), ``in_question`` it only repeats the question,
 ``fits_type`` the answer type the wording asks for (언제 → a date), ``best_sentence`` it lies in the sentence that
 shares most question terms, ``before_*`` what the passage writes right after it, ``proper_noun`` and ``number``
-its morphemes."""
+its morphemes, ``words`` its length in words, ``inside`` / ``covers`` log(1 + how many other candidates contain it
+/ it contains)."""
 
 
 def _sentences(text: str) -> list[tuple[int, int]]:
@@ -302,11 +302,10 @@ def prune(candidates: list[Candidate], passages: Sequence[str], question: str, c
           weights: dict[str, float]) -> list[Candidate]:
     """The ``cap`` most promising candidates, best first, by the part of the span score that needs no model
     (``weights`` over ``candidate_features``, the same weights the final score adds to the model's). Ties keep
-    passage order. Each kept candidate carries its features and that score."""
+    passage order. Each candidate carries that score (``prune_score``)."""
     if not candidates:
         return []
     for c, f in zip(candidates, candidate_features(candidates, passages, question), strict=True):
-        c.features = f
         c.prune_score = feature_score(f, weights)
     order = sorted(range(len(candidates)), key=lambda i: (-candidates[i].prune_score, i))
     return [candidates[i] for i in order[:cap]]
@@ -357,7 +356,6 @@ def item_candidates(passages: Sequence[str], question: str, cap: int, weights: d
         mine = snapped if snapped is not None else Candidate(normalise_space(greedy), -1, -1)
         mine.source = "generated" if snapped is None else "generated-span"
         if snapped is None:
-            mine.features = candidate_features([mine], passages, question)[0]
-            mine.prune_score = feature_score(mine.features, weights)
+            mine.prune_score = feature_score(candidate_features([mine], passages, question)[0], weights)
         kept = [mine] + [c for c in kept if c.text != mine.text][: cap - 1]
     return kept, len(found)
