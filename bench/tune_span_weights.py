@@ -166,10 +166,9 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     records = score(args.work, args.work / "span-tuning.json", args.items, args.cap, args.config)
-    data = design(records)
-    n, with_gold = len(records), len(data) - sum(1 for d in data if not d[3].any())
-    data = [d for d in data if d[3].any()]
-    print(f"{n} train-article 단답형 items; gold among the {args.cap} scored candidates: {with_gold} ({with_gold / max(n, 1):.3f})\n")
+    data = [d for d in design(records) if d[3].any()]
+    n = len(records)
+    print(f"{n} train-article 단답형 items; gold among the {args.cap} scored candidates: {len(data)} ({len(data) / max(n, 1):.3f})\n")
     print("| scorer | pmi weight | CV top-1 (of items with gold among candidates) | of all items |")
     print("|---|--:|--:|--:|")
     best = (-1, 0.0)
