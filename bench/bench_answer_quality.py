@@ -14,9 +14,11 @@ its output exists, so a killed run continues):
 6. CLIcK 선다형 (no retrieval; its passages are in the question): option scoring against generation with the base
    model, and what averaging four option orders buys when the options are listed;
 7. (``--only sa``) the held-out reading set's 단답형 answered by generation, span extraction and both, with candidate
-   recall, and `krqa predict` without / with retrieval on held-out 단답형 items outside that sample.
+   recall, and `krqa predict` without / with retrieval on held-out 단답형 items outside that sample;
+8. (``--only nikl-kowiki``, ``nikl-kowiki-sa``, with ``--kowiki-index``) NIKL dev against the whole Korean
+   Wikipedia: every type with and without passages, and its 단답형 by generation and by span extraction.
 
-    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,sa,nikl,nikl-desc,click,nikl-kowiki]
+    .venv/bin/python bench/bench_answer_quality.py [--work outputs/quality] [--only reading,sa,nikl,nikl-desc,click,nikl-kowiki,nikl-kowiki-sa]
 
 Takes hours on 2 CPU cores (training dominates); each table is also written as Markdown (ablation.md) under --work.
 """
@@ -235,6 +237,22 @@ def nikl_kowiki(work: Path, args: argparse.Namespace) -> None:
         "--variants", str(variants), "--mc-mode", "score", "--out", str(work / "ablate-nikl-kowiki"))
 
 
+def nikl_kowiki_sa(work: Path, args: argparse.Namespace) -> None:
+    """NIKL dev 단답형 against the whole Korean Wikipedia: the base model without passages (generation) and with its
+    top passages by each ``--sa-modes``, candidate recall beside EM (the sa part's rows on the competition's own
+    questions)."""
+    from krqa.qa.data import SHORT, load_items, save_items
+
+    if args.kowiki_index is None:
+        sys.exit("nikl-kowiki-sa: pass --kowiki-index DIR (krqa build-index -c configs/kowiki-cpu.yaml)")
+    qa = work / "nikl-dev-sa.json"
+    if not qa.is_file():
+        save_items([i for i in load_items(NIKL / "korean_culture_qa_V1.0_dev+.json") if i.question_type == SHORT], qa)
+    variants = _write_variants(work / "variants-nikl-kowiki-sa.yaml", sa_rows(None, args.top_k, [m.strip() for m in args.sa_modes.split(",")]))
+    run("ablate", "-c", "configs/kowiki-cpu.yaml", "--set", f"index.dir={args.kowiki_index}", "--qa", str(qa), "--variants", str(variants),
+        "--out", str(work / "ablate-nikl-kowiki-sa"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "quality")
@@ -251,7 +269,7 @@ def main() -> None:
     parser.add_argument("--rag-types", help="nikl-kowiki: comma-separated types that get passages (chosen on NIKL train).")
     args = parser.parse_args()
     parts = {"reading": (reading, KORQUAD), "sa": (sa, KORQUAD), "nikl": (nikl, NIKL), "nikl-desc": (nikl_desc, NIKL),
-             "click": (click, CLICK), "nikl-kowiki": (nikl_kowiki, NIKL)}
+             "click": (click, CLICK), "nikl-kowiki": (nikl_kowiki, NIKL), "nikl-kowiki-sa": (nikl_kowiki_sa, NIKL)}
     chosen = [p.strip() for p in args.only.split(",")]
     for part in chosen:
         if part not in parts:

