@@ -72,11 +72,14 @@ def one_run(work: Path) -> dict:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     report = json.loads(out)
     seconds = {s: report["steps"][s]["seconds"] for s in STEPS}
-    elapsed, step_at = 0.0, "serve"
-    for s in STEPS:
-        elapsed += seconds[s]
+    # The demo runs index and model side by side and starts the service while compare answers, so the peak is
+    # placed in one of three phases, not one step.
+    phases = [("index / model", max(seconds["index"], seconds["model"])), ("train", seconds["train"]), ("compare / serve", float("inf"))]
+    elapsed, step_at = 0.0, "compare / serve"
+    for name, length in phases:
+        elapsed += length
         if peak["at_s"] <= elapsed:
-            step_at = s
+            step_at = name
             break
     return {"wall": wall, "user": after.ru_utime - before.ru_utime, "sys": after.ru_stime - before.ru_stime, "steps": seconds,
             "peak_sum": peak["sum"], "peak_largest": peak["largest"], "peak_step": step_at}
@@ -96,7 +99,8 @@ def main() -> None:
         return values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2
 
     gib = 2**30
-    print(f"krqa demo, first run (fresh index, run directory and model cache); median of {len(runs)}; {os.cpu_count()} CPUs\n")
+    print(f"krqa demo, first run (fresh index, run directory and model cache); median of {len(runs)}; {os.cpu_count()} CPUs")
+    print("(index and model run side by side, serve starts while compare answers: step times overlap)\n")
     print("| measure | value |")
     print("|---|--:|")
     for s in STEPS:
@@ -104,7 +108,7 @@ def main() -> None:
     wall = median([r["wall"] for r in runs])
     print(f"| wall | {int(wall // 60)}:{wall % 60:04.1f} |")
     print(f"| CPU user / system (s) | {median([r['user'] for r in runs]):.0f} / {median([r['sys'] for r in runs]):.0f} |")
-    print(f"| peak RSS, whole process tree (GiB) | {median([r['peak_sum'] for r in runs]) / gib:.2f} (in step {runs[0]['peak_step']}) |")
+    print(f"| peak RSS, whole process tree (GiB) | {median([r['peak_sum'] for r in runs]) / gib:.2f} (in {runs[0]['peak_step']}) |")
     print(f"| peak RSS, largest single process (GiB) | {median([r['peak_largest'] for r in runs]) / gib:.2f} |")
 
 

@@ -15,7 +15,9 @@ import logging
 import multiprocessing
 import os
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ STEPS = ("index", "model", "train", "compare", "serve")
 QUESTIONS_PER_TYPE = 2
 # The compare step's questions per type (drawn with a fixed seed): 12 of the 32 bundled ones. The table shows what
 # retrieval adds, and its intervals are wide at any size this set allows; all 32 took 200 s of a 7:42 first run.
+# Three of each took as long as four (117 s): the 서술형 batch's 160-token decoding is the step's cost, not its size.
 COMPARE_PER_TYPE = 4
 DESC_MIN_CHARS = 40
 
@@ -147,27 +150,36 @@ def check_answer(item: QAItem, answer: str) -> str | None:
     return None
 
 
-def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> None:
+def _serve_args(cfg: KrqaConfig, serve_args: list[str], n_questions: int) -> list[str]:
+    # Every request waits for the whole batch, so each gets the time all of them had one after another (a slow or
+    # busy machine must not turn the demo into 504s).
+    args = [*serve_args, "--set", f"serve.request_timeout_s={cfg.serve.request_timeout_s * n_questions}"]
+    adapter = _adapter_dir(cfg)
+    if (adapter / "adapter_config.json").is_file():
+        args += ["--adapter", str(adapter)]
+    return args
+
+
+@contextmanager
+def serving(cfg: KrqaConfig, serve_args: list[str]) -> Iterator[str]:
+    """``krqa serve`` with the trained adapter as its own process, its URL once ready; stopped on exit."""
+    from krqa.serving.server import free_port, spawned  # start-up time: each demo step imports what it runs
+
+    port = cfg.serve.port or free_port(cfg.serve.host)
+    with spawned(_serve_args(cfg, serve_args, len(demo_questions(cfg))), cfg.serve.host, port) as base:
+        yield base
+
+
+def ask_service(cfg: KrqaConfig, report: DemoReport, base: str, started: float) -> None:
     """Every demo question at once, each its own ``POST /answer`` as separate clients would send them: the service
     merges concurrent requests into one batch (micro-batching), so the two 서술형 answers are generated together."""
     import httpx  # start-up time: each demo step imports what it runs
 
-    from krqa.serving.server import free_port, spawned  # start-up time: each demo step imports what it runs
-
-    started = time.perf_counter()
-    host = cfg.serve.host
-    port = cfg.serve.port or free_port(host)
-    adapter = _adapter_dir(cfg)
     items = demo_questions(cfg)
-    # Every request waits for the whole batch, so each gets the time all of them had one after another (a slow or
-    # busy machine must not turn the demo into 504s).
     deadline = cfg.serve.request_timeout_s * len(items)
-    args = [*serve_args, "--set", f"serve.request_timeout_s={deadline}"]
-    if (adapter / "adapter_config.json").is_file():
-        args += ["--adapter", str(adapter)]
     problems = []
     headers = {"Authorization": f"Bearer {os.environ[cfg.serve.api_key_env]}"} if os.environ.get(cfg.serve.api_key_env) else {}
-    with spawned(args, host, port) as base, httpx.Client(base_url=base, headers=headers, timeout=deadline + 30) as client:
+    with httpx.Client(base_url=base, headers=headers, timeout=deadline + 30) as client:
 
         def ask(item: QAItem) -> dict[str, Any]:
             body = {"question": item.question, "question_type": item.question_type, "topic_keyword": item.topic_keyword,
@@ -179,16 +191,16 @@ def step_serve(cfg: KrqaConfig, report: DemoReport, serve_args: list[str]) -> No
 
         with ThreadPoolExecutor(max_workers=len(items)) as pool:
             replies = list(pool.map(ask, items))
-        for item, data in zip(items, replies, strict=True):
-            problem = check_answer(item, data["answer"])
-            if problem:
-                problems.append(f"{item.id}: {problem}")
-            if not data.get("contexts"):
-                problems.append(f"{item.id}: no contexts returned")
-            report.answers.append({"id": item.id, "question_type": item.question_type, "question": item.stem, "options": item.options,
-                                   "answer": data["answer"], "gold": item.answer, "contexts": data.get("contexts", [])[:2],
-                                   "timings_ms": data.get("timings_ms", {})})
-    _timed(report, "serve", {"status": "answered" if not problems else "invalid answers", "url": f"http://{host}:{port}", "questions": len(report.answers), "problems": problems}, started)
+    for item, data in zip(items, replies, strict=True):
+        problem = check_answer(item, data["answer"])
+        if problem:
+            problems.append(f"{item.id}: {problem}")
+        if not data.get("contexts"):
+            problems.append(f"{item.id}: no contexts returned")
+        report.answers.append({"id": item.id, "question_type": item.question_type, "question": item.stem, "options": item.options,
+                               "answer": data["answer"], "gold": item.answer, "contexts": data.get("contexts", [])[:2],
+                               "timings_ms": data.get("timings_ms", {})})
+    _timed(report, "serve", {"status": "answered" if not problems else "invalid answers", "url": base, "questions": len(report.answers), "problems": problems}, started)
     if problems:
         raise KrqaError("demo answers failed the type checks: " + "; ".join(problems))
 
@@ -212,25 +224,54 @@ def _child_init(log_level: int) -> None:
     return_freed_memory()
 
 
-def run_step_in_child(cfg: KrqaConfig, step: str, force: bool, config_path: str | None) -> DemoReport:
-    """One step in a fresh spawned process (not forked: the parent holds no model, and a fork of a process with
-    torch threads is unsafe); its report, or its exception, comes back through the pool."""
+def _steps_pool(n: int) -> ProcessPoolExecutor:
+    """Fresh spawned processes for steps (not forked: the parent holds no model, and a fork of a process with torch
+    threads is unsafe); a step's report, or its exception, comes back through the pool."""
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_child_init, initargs=(logging.getLogger().level,)) as pool:
-        return pool.submit(_run_step, cfg, step, force, config_path).result()
+    return ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_child_init, initargs=(logging.getLogger().level,))
+
+
+def _merge(report: DemoReport, done: DemoReport) -> None:
+    report.steps.update(done.steps)
+    report.comparison = done.comparison or report.comparison
 
 
 def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path: str | None = None, serve_args: list[str] | None = None) -> DemoReport:
+    """The steps in order, with two overlaps that change no answer: index and model share nothing, so they run side
+    by side (one is mostly Kiwi and the encoder, the other the single-threaded GGUF conversion); the service starts
+    (imports, model and index load: ~20 s) while compare answers, and is asked once compare is done. Answering in
+    both at once was tried and is much slower: two processes of two torch threads on two cores made the service's
+    answers time out (README, "What `krqa demo` does")."""
     unknown = [s for s in steps if s not in STEPS]
     if unknown:
         raise InputError(f"unknown demo step {unknown[0]!r} (expected one of {', '.join(STEPS)})")
     report = DemoReport()
+    together = [s for s in ("index", "model") if s in steps]
+    if len(together) == 2:
+        log.info("demo steps: index and model, side by side")
+        with _steps_pool(2) as pool:
+            futures = [pool.submit(_run_step, cfg, step, force, config_path) for step in together]
+            for future in futures:
+                _merge(report, future.result())
     for step in steps:
+        if step in together and len(together) == 2:
+            continue
+        if step == "serve" and "compare" in steps:
+            continue
         log.info("demo step: %s", step)
         if step == "serve":
-            step_serve(cfg, report, serve_args or [])
+            started = time.perf_counter()
+            with serving(cfg, serve_args or []) as base:
+                ask_service(cfg, report, base, started)
             continue
-        done = run_step_in_child(cfg, step, force, config_path)
-        report.steps.update(done.steps)
-        report.comparison = done.comparison or report.comparison
+        with _steps_pool(1) as pool:
+            future = pool.submit(_run_step, cfg, step, force, config_path)
+            if step == "compare" and "serve" in steps:
+                log.info("demo step: serve (the service starts while compare answers)")
+                started = time.perf_counter()
+                with serving(cfg, serve_args or []) as base:
+                    _merge(report, future.result())
+                    ask_service(cfg, report, base, started)
+                continue
+            _merge(report, future.result())
     return report
