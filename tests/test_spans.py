@@ -62,6 +62,11 @@ def test_features_say_where_a_candidate_sits_against_the_question() -> None:
     assert by_text["고수"]["near"] >= 2 and by_text["GP-슈트레케"]["near"] == 0
     assert by_text["1989년 2월 15일"]["number"] == 1.0 and by_text["서울대학교"]["proper_noun"] == 1.0
     assert by_text["2월 15일"]["inside"] > 0 and by_text["1989년 2월 15일"]["covers"] > 0
+    # the noun a question asks which one of: an answer ending with it
+    assert spans.asked_heads("오르샤에서 무슨 강을 건넜는가?") == {"강"} and spans.asked_heads("어느 지역에서 일어났는가?") == {"지역"}
+    assert spans.asked_heads("장단을 맞추는 사람은 누구인가?") == set()
+    asked = dict(zip([c.text for c in found], spans.candidate_features(found, [PASSAGE], "어느 대학교에서 열렸는가?"), strict=True))
+    assert asked["서울대학교"]["asked_head"] == 1.0 and asked["고수"]["asked_head"] == 0.0
     # weights for a feature the scorer does not know are refused when the config is read
     with pytest.raises(ValueError, match="unknown span feature"):
         GenerationConfig(sa_feature_weights={"nearness": 1.0})
@@ -150,19 +155,20 @@ def test_extract_answers_with_a_passage_span_and_its_probability(tiny_cfg, gener
     assert res.answer in PASSAGE and 0.0 < res.span["prob"] <= 1.0 and res.new_tokens == 0
 
 
-def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator) -> None:
+@pytest.mark.parametrize("pmi_weight", [0.0, 0.5])
+def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight: float) -> None:
     """The winner is the candidate with the highest score, recomputed here from the generator's own scores (pmi,
-    weighted) and the features' weighted sum."""
+    weighted) and the features' weighted sum; with pmi weight 0 (no no-passage pass) and with a share subtracted."""
     from krqa.qa.choice import normalise
 
-    answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5)
+    answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5, sa_pmi_weight=pmi_weight)
     res = answerer.answer_items([ITEM], rag=True)[0]
     cands = res.span["candidates"]
     prompt = answerer.builder.build_prompt(ITEM, [_Fixed(PASSAGE).hit]).text
     reference = answerer.builder.build_prompt(ITEM, []).text
     with_p, without = generator.score_options([prompt, reference], [cands, cands], stop=True)
     final = normalise([s.logprob for s in with_p], [s.n_tokens for s in with_p], [s.n_chars for s in with_p], "pmi",
-                      [s.logprob for s in without], tiny_cfg.generation.sa_pmi_weight)
+                      [s.logprob for s in without], pmi_weight)
     by_text = {c.text: c for c in spans.passage_candidates([PASSAGE])}
     feats = spans.candidate_features([by_text[t] for t in cands], [PASSAGE], ITEM.stem)
     final = tiny_cfg.generation.sa_lm_weight * final + np.array([spans.feature_score(f, tiny_cfg.generation.sa_feature_weights) for f in feats])

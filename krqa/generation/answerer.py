@@ -267,7 +267,10 @@ class Answerer:
             mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
             cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates,
                                                    g.sa_feature_weights, mine, g.sa_snap_ratio)
-            has_reference = bool(cands) and ((g.sa_normalization == "pmi" and prompt.contexts_used > 0) or g.sa_normalization == "calibrated")
+            # The no-passage pass only matters when its share is subtracted: with sa_pmi_weight 0 (the fitted default) pmi
+            # is the plain sum, and the pass would double the scoring for nothing.
+            has_reference = bool(cands) and ((g.sa_normalization == "pmi" and g.sa_pmi_weight > 0 and prompt.contexts_used > 0)
+                                             or g.sa_normalization == "calibrated")
             if cands:
                 texts.append(prompt.text)
                 conts.append([c.text for c in cands])

@@ -28,9 +28,9 @@ class MaxNewTokens(Section):
 
 # Fitted by bench/tune_span_weights.py on the train articles of the KorQuAD reading set (Gemma-3-270m).
 SPAN_FEATURE_WEIGHTS: dict[str, float] = {
-    "near": 0.4845, "closeness": 5.362, "in_question": -5.2417, "fits_type": 2.8562, "best_sentence": 2.7599, "before_topic": -0.1932,
-    "before_subject": 0.4035, "before_object": 0.3036, "before_copula": 0.7558, "before_gloss": 1.6111, "proper_noun": 0.7229,
-    "number": 0.177, "words": -0.3538, "inside": -0.302, "covers": -0.6064}
+    "near": 0.5459, "closeness": 5.2585, "in_question": -5.7119, "fits_type": 2.9924, "best_sentence": 2.3288, "before_topic": -0.5017,
+    "before_subject": 0.222, "before_object": 0.254, "before_copula": 1.0602, "before_gloss": 1.4804, "proper_noun": 0.9615,
+    "number": -0.3571, "asked_head": 3.4469, "words": -0.1694, "inside": -0.3672, "covers": 0.0524}
 
 
 class GenerationConfig(Section):
@@ -45,9 +45,9 @@ class GenerationConfig(Section):
     sa_max_candidates: int = Field(32, ge=1, description="Candidate spans scored per 단답형 question; more are pruned first by what needs no model (closeness to the question's words in the passage, the answer type the question asks for, not repeating the question).")
     sa_max_passages: int = Field(1, ge=1, description="Passages (the best first) in a 단답형 span-scoring prompt, and where its candidates come from.")
     sa_normalization: Literal["sum", "mean", "char", "calibrated", "pmi"] = Field("pmi", description="How candidate log-likelihoods (each followed by the end of the answer) are compared; as mc_normalization.")
-    sa_pmi_weight: float = Field(0.25, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi (fitted with the feature weights; larger shares reward long copied spans).")
+    sa_pmi_weight: float = Field(0.0, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi (fitted with the feature weights; larger shares reward long copied spans).")
     sa_min_score: float | None = Field(None, description="Floor on the winning candidate's normalised score; below it the 단답형 answer is generated instead (None: no floor).")
-    sa_lm_weight: float = Field(0.3126, ge=0, description="Weight of the model's normalised candidate score in the span score; the feature weights below are added to it.")
+    sa_lm_weight: float = Field(0.3326, ge=0, description="Weight of the model's normalised candidate score in the span score; the feature weights below are added to it.")
     sa_feature_weights: dict[str, float] = Field(default_factory=lambda: dict(SPAN_FEATURE_WEIGHTS), description="Weights of what is known of a candidate without the model (closeness to the question's words, the sentence sharing most of them, the particle after it, its answer type; names in krqa/generation/spans.py FEATURES), added to the model's score and used alone to prune the candidates. Defaults fitted on the train articles of the KorQuAD reading set (bench/tune_span_weights.py).")
     sa_snap_ratio: float = Field(0.8, ge=0, le=1, description="hybrid: a generated answer at least this similar (difflib ratio, spaces ignored) to a candidate span is replaced by that span.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")

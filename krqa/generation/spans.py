@@ -43,10 +43,10 @@ _SPACE = re.compile(r"\s+")
 # What a question asks for, by its wording: (pattern, morpheme tags or a pattern a fitting candidate has).
 _DATE = re.compile(r"\d\s*(?:년|월|일|세기|시|분|년대)|(?:년|월|일|세기)$")
 _ANSWER_TYPES: tuple[tuple[re.Pattern[str], tuple[str, ...], re.Pattern[str] | None], ...] = (
-    (re.compile(r"언제|몇\s*년|몇\s*월|며칠|연도|년도|날짜|시기|몇\s*세기|몇\s*시"), (), _DATE),
-    (re.compile(r"몇|얼마|수는|규모|크기|길이|높이|인구"), ("SN", "NR"), None),
+    (re.compile(r"언제|몇\s*년|몇\s*월|며칠|연도|년도|날짜|시기|몇\s*세기|몇\s*시|(?:한|된|던|린|은|인)\s*해[는가]"), (), _DATE),
+    (re.compile(r"몇|얼마|수는|규모|크기|길이|높이|인구|나이"), ("SN", "NR"), None),
     (re.compile(r"누구|누가|인물|사람은|이름은|작가|감독|선수|왕은"), ("NNP",), None),
-    (re.compile(r"어디|어느\s*곳|어느\s*나라|장소|지역|도시|국가"), ("NNP",), None),
+    (re.compile(r"어디|어느\s*곳|나라|장소|지역|도시|국가"), ("NNP",), None),
 )
 MAX_SPAN_MORPHEMES = 7
 MAX_SPAN_CHARS = 30
@@ -215,14 +215,28 @@ def question_terms(question: str) -> set[str]:
     return {t.form for t in get_kiwi(1).tokenize(question) if t.tag.startswith(_CONTENT)}
 
 
+def _asked_type(question: str) -> int | None:
+    """Which of ``_ANSWER_TYPES`` the question's wording asks for (0 a date, 1 a number, 2 a person, 3 a place)."""
+    return next((k for k, (pattern, _, _) in enumerate(_ANSWER_TYPES) if pattern.search(question)), None)
+
+
+_WHICH = re.compile(r"(?:무슨|어느|어떤|어떠한|몇)\s*([가-힣]+?)(?:을|를|이|가|은|는|에서|에|의|으로|로)?(?:\s|$|[?])")
+
+
+def asked_heads(question: str) -> set[str]:
+    """The nouns a question asks which one of (무슨 강을 → 강, 어느 지역에서 → 지역): an answer often ends with one."""
+    return {m.group(1) for m in _WHICH.finditer(question) if len(m.group(1)) <= 4}
+
+
 def fits_type(question: str) -> Callable[[Candidate], bool] | None:
     """A test for candidates of the answer type the question's wording asks for (언제 → a date), or None."""
-    for pattern, tags, form in _ANSWER_TYPES:
-        if pattern.search(question):
-            if form is not None:
-                return lambda c: bool(form.search(c.text))
-            return lambda c: any(t.startswith(tags) for t in c.tags)
-    return None
+    kind = _asked_type(question)
+    if kind is None:
+        return None
+    _, tags, form = _ANSWER_TYPES[kind]
+    if form is not None:
+        return lambda c: bool(form.search(c.text))
+    return lambda c: any(t.startswith(tags) for t in c.tags)
 
 
 # What the passage writes right after a candidate: a topic or subject particle (the sentence is about it), an
@@ -234,13 +248,13 @@ _AFTER = (("before_topic", re.compile(r"^(?:은|는)")), ("before_subject", re.c
 _SENTENCE_END = re.compile(r"[.!?。]\s+|\n+")
 
 FEATURES: tuple[str, ...] = ("near", "closeness", "in_question", "fits_type", "best_sentence", *(n for n, _ in _AFTER), "proper_noun", "number",
-                             "words", "inside", "covers")
+                             "asked_head", "words", "inside", "covers")
 """What is known of a candidate without the model, each a number the span scorer weighs (``generation.
 sa_feature_weights``): ``near`` distinct question terms within a sentence-sized window of it, ``closeness`` 1/(1 +
 distance to the nearest question term / 20 characters), ``in_question`` it only repeats the question,
 ``fits_type`` the answer type the wording asks for (언제 → a date), ``best_sentence`` it lies in the sentence that
 shares most question terms, ``before_*`` what the passage writes right after it, ``proper_noun`` and ``number``
-its morphemes, ``words`` its length in words, ``inside`` / ``covers`` log(1 + how many other candidates contain it
+its morphemes, ``asked_head`` it ends with the noun the question asks which one of (무슨 강 → 드네프르 강), ``words`` its length in words, ``inside`` / ``covers`` log(1 + how many other candidates contain it
 / it contains)."""
 
 
@@ -261,6 +275,7 @@ def candidate_features(candidates: Sequence[Candidate], passages: Sequence[str],
     terms = sorted(question_terms(question))
     squashed_q = re.sub(r"\s+", "", question)
     fits = fits_type(question)
+    heads = asked_heads(question)
     positions = [[(m.start(), term) for term in terms for m in re.finditer(re.escape(term), text)] for text in passages]
     sentences = [_sentences(text) for text in passages]
     shared = [[len({t for pos, t in positions[p] if a <= pos < b}) for a, b in sentences[p]] for p in range(len(passages))]
@@ -287,6 +302,7 @@ def candidate_features(candidates: Sequence[Candidate], passages: Sequence[str],
             f[name] = float(bool(pattern.match(after)))
         f["proper_noun"] = float(any(t.startswith("NNP") for t in c.tags))
         f["number"] = float(any(t in ("SN", "NR") for t in c.tags))
+        f["asked_head"] = float(any(c.text.endswith(h) for h in heads))
         f["words"] = float(c.text.count(" ") + 1)
         f["inside"] = math.log1p(sum(1 for o in candidates if o is not c and c.text in o.text))
         f["covers"] = math.log1p(sum(1 for o in candidates if o is not c and o.text in c.text))
