@@ -23,12 +23,26 @@ SETS = ["corpus.piece_mb=0.004", "index.ray.encode_shard_rows=64", "index.dense.
         "index.dense.device=cpu"]
 
 
-@pytest.fixture(scope="module")
-def cluster():
+def _start() -> None:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import the tests package
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    _start()
     yield
     ray.shutdown()
+
+
+@pytest.fixture
+def restart_cluster_after(cluster):
+    """A test that kills or fails encoder actors can leave actors holding the cluster's two CPUs; under pytest-xdist
+    the module's tests run in any order, and a build after it then waited for a CPU until the timeout (seen under
+    load). The next test gets a fresh cluster."""
+    yield
+    ray.shutdown()
+    _start()
 
 
 def _engine(cfg, factory=None):
@@ -115,7 +129,7 @@ class KillOnce:
         return self.inner.encode_passages(texts)
 
 
-def test_killed_encoder_worker_is_retried_and_result_unchanged(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_killed_encoder_worker_is_retried_and_result_unchanged(tiny_config, repo: Path, tmp_path: Path, restart_cluster_after, encoder_sets) -> None:
     from test_index_build import write_corpus
 
     corpus = write_corpus(tmp_path / "docs.jsonl")
@@ -177,7 +191,7 @@ class FailAfter:
         return self.inner.encode_passages(texts)
 
 
-def test_interrupted_ray_encoding_resumes_without_redoing_shards(tiny_config, repo: Path, tmp_path: Path, cluster, encoder_sets) -> None:
+def test_interrupted_ray_encoding_resumes_without_redoing_shards(tiny_config, repo: Path, tmp_path: Path, restart_cluster_after, encoder_sets) -> None:
     import json
 
     from test_index_build import write_corpus
