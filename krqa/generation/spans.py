@@ -215,11 +215,6 @@ def question_terms(question: str) -> set[str]:
     return {t.form for t in get_kiwi(1).tokenize(question) if t.tag.startswith(_CONTENT)}
 
 
-def _asked_type(question: str) -> int | None:
-    """Which of ``_ANSWER_TYPES`` the question's wording asks for (0 a date, 1 a number, 2 a person, 3 a place)."""
-    return next((k for k, (pattern, _, _) in enumerate(_ANSWER_TYPES) if pattern.search(question)), None)
-
-
 _WHICH = re.compile(r"(?:무슨|어느|어떤|어떠한|몇)\s*([가-힣]+?)(?:을|를|이|가|은|는|에서|에|의|으로|로)?(?:\s|$|[?])")
 
 
@@ -230,13 +225,12 @@ def asked_heads(question: str) -> set[str]:
 
 def fits_type(question: str) -> Callable[[Candidate], bool] | None:
     """A test for candidates of the answer type the question's wording asks for (언제 → a date), or None."""
-    kind = _asked_type(question)
-    if kind is None:
-        return None
-    _, tags, form = _ANSWER_TYPES[kind]
-    if form is not None:
-        return lambda c: bool(form.search(c.text))
-    return lambda c: any(t.startswith(tags) for t in c.tags)
+    for pattern, tags, form in _ANSWER_TYPES:
+        if pattern.search(question):
+            if form is not None:
+                return lambda c: bool(form.search(c.text))
+            return lambda c: any(t.startswith(tags) for t in c.tags)
+    return None
 
 
 # What the passage writes right after a candidate: a topic or subject particle (the sentence is about it), an
