@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -150,33 +150,32 @@ def check_answer(item: QAItem, answer: str) -> str | None:
     return None
 
 
-def _serve_args(cfg: KrqaConfig, serve_args: list[str], n_questions: int) -> list[str]:
-    # Every request waits for the whole batch, so each gets the time all of them had one after another (a slow or
-    # busy machine must not turn the demo into 504s).
-    args = [*serve_args, "--set", f"serve.request_timeout_s={cfg.serve.request_timeout_s * n_questions}"]
-    adapter = _adapter_dir(cfg)
-    if (adapter / "adapter_config.json").is_file():
-        args += ["--adapter", str(adapter)]
-    return args
+def _request_deadline(cfg: KrqaConfig, items: list[QAItem]) -> float:
+    """Every request waits for the whole batch, so each gets the time all of them had one after another (a slow or
+    busy machine must not turn the demo into 504s)."""
+    return cfg.serve.request_timeout_s * len(items)
 
 
 @contextmanager
-def serving(cfg: KrqaConfig, serve_args: list[str]) -> Iterator[str]:
+def serving(cfg: KrqaConfig, serve_args: list[str], items: list[QAItem]) -> Iterator[str]:
     """``krqa serve`` with the trained adapter as its own process, its URL once ready; stopped on exit."""
     from krqa.serving.server import free_port, spawned  # start-up time: each demo step imports what it runs
 
+    args = [*serve_args, "--set", f"serve.request_timeout_s={_request_deadline(cfg, items)}"]
+    adapter = _adapter_dir(cfg)
+    if (adapter / "adapter_config.json").is_file():
+        args += ["--adapter", str(adapter)]
     port = cfg.serve.port or free_port(cfg.serve.host)
-    with spawned(_serve_args(cfg, serve_args, len(demo_questions(cfg))), cfg.serve.host, port) as base:
+    with spawned(args, cfg.serve.host, port) as base:
         yield base
 
 
-def ask_service(cfg: KrqaConfig, report: DemoReport, base: str, started: float) -> None:
+def ask_service(cfg: KrqaConfig, report: DemoReport, base: str, items: list[QAItem], started: float) -> None:
     """Every demo question at once, each its own ``POST /answer`` as separate clients would send them: the service
     merges concurrent requests into one batch (micro-batching), so the two 서술형 answers are generated together."""
     import httpx  # start-up time: each demo step imports what it runs
 
-    items = demo_questions(cfg)
-    deadline = cfg.serve.request_timeout_s * len(items)
+    deadline = _request_deadline(cfg, items)
     problems = []
     headers = {"Authorization": f"Bearer {os.environ[cfg.serve.api_key_env]}"} if os.environ.get(cfg.serve.api_key_env) else {}
     with httpx.Client(base_url=base, headers=headers, timeout=deadline + 30) as client:
@@ -236,6 +235,15 @@ def _merge(report: DemoReport, done: DemoReport) -> None:
     report.comparison = done.comparison or report.comparison
 
 
+def _serve_step(cfg: KrqaConfig, report: DemoReport, serve_args: list[str], before_asking: Callable[[], None] = lambda: None) -> None:
+    """Start the service, run ``before_asking`` while it loads (the compare step's wait), then ask the questions."""
+    items = demo_questions(cfg)
+    started = time.perf_counter()
+    with serving(cfg, serve_args, items) as base:
+        before_asking()
+        ask_service(cfg, report, base, items, started)
+
+
 def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path: str | None = None, serve_args: list[str] | None = None) -> DemoReport:
     """The steps in order, with two overlaps that change no answer: index and model share nothing, so they run side
     by side (one is mostly Kiwi and the encoder, the other the single-threaded GGUF conversion); the service starts
@@ -246,32 +254,24 @@ def run_demo(cfg: KrqaConfig, steps: list[str], force: bool = False, config_path
     if unknown:
         raise InputError(f"unknown demo step {unknown[0]!r} (expected one of {', '.join(STEPS)})")
     report = DemoReport()
-    together = [s for s in ("index", "model") if s in steps]
-    if len(together) == 2:
+    side_by_side = {"index", "model"} <= set(steps)
+    if side_by_side:
         log.info("demo steps: index and model, side by side")
         with _steps_pool(2) as pool:
-            futures = [pool.submit(_run_step, cfg, step, force, config_path) for step in together]
-            for future in futures:
+            for future in [pool.submit(_run_step, cfg, step, force, config_path) for step in ("index", "model")]:
                 _merge(report, future.result())
     for step in steps:
-        if step in together and len(together) == 2:
-            continue
-        if step == "serve" and "compare" in steps:
+        if (side_by_side and step in ("index", "model")) or (step == "serve" and "compare" in steps):
             continue
         log.info("demo step: %s", step)
         if step == "serve":
-            started = time.perf_counter()
-            with serving(cfg, serve_args or []) as base:
-                ask_service(cfg, report, base, started)
+            _serve_step(cfg, report, serve_args or [])
             continue
         with _steps_pool(1) as pool:
             future = pool.submit(_run_step, cfg, step, force, config_path)
             if step == "compare" and "serve" in steps:
                 log.info("demo step: serve (the service starts while compare answers)")
-                started = time.perf_counter()
-                with serving(cfg, serve_args or []) as base:
-                    _merge(report, future.result())
-                    ask_service(cfg, report, base, started)
-                continue
-            _merge(report, future.result())
+                _serve_step(cfg, report, serve_args or [], lambda: _merge(report, future.result()))
+            else:
+                _merge(report, future.result())
     return report
