@@ -169,17 +169,17 @@ def _nikl_mc(work: Path, limit: int | None) -> tuple[Path, int]:
     return qa, len(items)
 
 
-def _rows(spec: str) -> list[str]:
+def _rows(spec: str, option: str) -> list[str]:
     rows = spec.split(",")
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
-        raise SystemExit(f"--rows: unknown {unknown} (known: {', '.join(ROWS)})")
+        raise SystemExit(f"{option}: unknown {unknown} (known: {', '.join(ROWS)})")
     return rows
 
 
 def nikl(work: Path, args: argparse.Namespace) -> str:
     qa, n = _nikl_mc(work, args.items)
-    return f"### NIKL dev 선다형 ({n} items)\n\n" + compare(work, qa, f"nikl{n}", _rows(args.rows), args.before, args.before_rows.split(","))
+    return f"### NIKL dev 선다형 ({n} items)\n\n" + compare(work, qa, f"nikl{n}", _rows(args.rows, "--rows"), args.before, args.before_rows.split(","))
 
 
 def nikl_rag(work: Path, args: argparse.Namespace) -> str:
@@ -189,7 +189,7 @@ def nikl_rag(work: Path, args: argparse.Namespace) -> str:
     qa, n = _nikl_mc(work, args.items)
     config = ["-c", KOWIKI_CONFIG, "--set", f"index.dir={args.kowiki_index.resolve()}"]
     return (f"### NIKL dev 선다형 ({n} items), with and without Korean Wikipedia passages\n\n"
-            + compare(work, qa, f"nikl{n}-kowiki", _rows(args.rag_rows), config=config))
+            + compare(work, qa, f"nikl{n}-kowiki", _rows(args.rag_rows, "--rag-rows"), config=config))
 
 
 def click(work: Path, args: argparse.Namespace) -> str:
