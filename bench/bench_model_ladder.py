@@ -17,6 +17,9 @@ Parts (``--only``; each needs the models it names installed: ``krqa models fetch
   ``--questions``, seeded) the queries; paragraph R@1/R@5 by exact inner product, encode throughput of each.
 * ``nikl-rag``: the ``nikl`` items under ``configs/kowiki-cpu.yaml`` with the whole Korean Wikipedia's BM25 index
   (``--kowiki-index``): Gemma-3-270m and Qwen2.5-Coder-1.5B-Instruct each without and with its top 3 passages.
+* ``reading``: the held-out articles of the KorQuAD reading set (``krqa data reading-set``; ``--reading-items`` 선다형
+  and as many 단답형, seeded), BM25 over the part's paragraphs (built into ``<work>/index-korquad-bm25`` when absent),
+  ``--rag-rows``: reading without world knowledge, where a larger model's gain is its reading.
 * ``lora``: ``krqa train --rag`` with a few steps of stage 1 and stage 2 on the 1.5B model (sample index, a slice of
   the NIKL train file, one sequence of at most ``--lora-seq-len`` tokens a step), under ``/usr/bin/time -v``: it
   trains (loss, seconds per step, peak RSS).
@@ -56,6 +59,7 @@ ROWS = {
 }
 RAG_ROWS = "Gemma-3-270m,Gemma-3-270m + RAG,Qwen2.5-Coder-1.5B-Instruct,Qwen2.5-Coder-1.5B-Instruct + RAG"
 KOWIKI_CONFIG = "configs/kowiki-cpu.yaml"
+TYPE_LABEL = {"선다형": "선다형 acc", "단답형": "단답형 EM", "서술형": "서술형 ROUGE-1", "final": "final"}
 DEMO = ["-c", "configs/cpu-demo.yaml"]
 
 
@@ -133,16 +137,23 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
     report = json.loads((out / "ablation.json").read_text(encoding="utf-8"))
     n = len(json.loads(qa.read_text(encoding="utf-8")))
     first = costs[report["rows"][0]["name"]]["predict_s"]
-    lines = ["| model | 선다형 acc [95% CI] | Δ vs first [95% CI] | p | s / question | × first | CPU s (process) | peak RSS GiB |",
-             "|---|--:|--:|--:|--:|--:|--:|--:|"]
+    # One column per question type the set has (선다형 accuracy, 단답형 EM), and the mean of them when there are two.
+    types = [t for t in ("선다형", "단답형", "서술형") if t in report["rows"][0]["scores"]]
+    columns = [*types, "final"] if len(types) > 1 else types
+    head = " | ".join(f"{TYPE_LABEL.get(t, t)} [95% CI]" for t in columns)
+    lines = [f"| model | {head} | Δ vs first [95% CI] | p | s / question | × first | CPU s (process) | peak RSS GiB |",
+             "|---|" + "--:|" * (len(columns) + 6)]
+
+    def scores(row: dict[str, Any]) -> str:
+        return " | ".join(f"{row['scores'][t]['value']:.3f} [{row['scores'][t]['low']:.3f}, {row['scores'][t]['high']:.3f}]" for t in columns)
+
     for row in report["rows"]:
         name = row["name"]
-        acc = row["scores"]["선다형"]
         vs = row["vs_baseline"]
         d = f"{vs['delta']:+.3f} [{vs['low']:+.3f}, {vs['high']:+.3f}]" if vs else "baseline"
         p = f"{vs['p_value']:.3f}" if vs else ""
         cost = costs[name]
-        lines.append(f"| {name} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | {d} | {p} | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+        lines.append(f"| {name} | {scores(row)} | {d} | {p} | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
                      f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
     if before is not None:
         before_out = work / f"ablate-{tag}-before-{_slug(before.name)}"
@@ -150,11 +161,10 @@ def compare(work: Path, qa: Path, tag: str, rows: list[str], before: Path | None
             cost = _ablate(work, qa, tag, name, before_out, before)
             label = f"before ({before.name} @ {cost['commit']})"
             row = next(r for r in json.loads((before_out / "ablation.json").read_text(encoding="utf-8"))["rows"] if r["name"] == name)
-            acc = row["scores"]["선다형"]
-            lines.append(f"| {name}, {label} | {acc['value']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}] | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
+            lines.append(f"| {name}, {label} | {scores(row)} | | | {cost['predict_s'] / n:.1f} | {cost['predict_s'] / first:.2f} "
                          f"| {cost['cpu_s']:.0f} | {cost['peak_rss_gib']:.2f} |")
     retrieval = "RAG rows: BM25 top 3 of the config's index" if any(ROWS[r]["rag"] for r in rows) else "no retrieval"
-    return "\n".join(lines) + (f"\n\n{n} items, {retrieval}, option scoring (cloze, pmi); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
+    return "\n".join(lines) + (f"\n\n{n} items, {retrieval}, the defaults (선다형 option scoring: cloze, pmi; 단답형 span extraction with passages, generation without); s / question: wall time of the run that answered (predict's progress bar, model load excluded), "
                                f"× first against the first row's; CPU seconds (user + system) and peak RSS of the whole ablate process (model load included), "
                                f"the CPU time being what a shared machine's load does not inflate; krqa @ {_commit(REPO)}.\n")
 
@@ -192,9 +202,30 @@ def nikl_rag(work: Path, args: argparse.Namespace) -> str:
             + compare(work, qa, f"nikl{n}-kowiki", _rows(args.rag_rows, "--rag-rows"), config=config))
 
 
+def reading(work: Path, args: argparse.Namespace) -> str:
+    """Both models without and with passages on the held-out articles of the KorQuAD reading set (선다형 and 단답형,
+    ``--reading-items`` of each, seeded), BM25 over the part's paragraphs: a knowledge-free test of reading."""
+    from krqa.ablation import sample_items
+    from krqa.qa.data import load_items, save_items
+
+    index, reading_dir = work / "index-korquad-bm25", work / "reading"
+    bm25 = ["--set", "index.dense.backend=none", "--set", "retrieval.mode=bm25"]
+    if not (reading_dir / "heldout.json").is_file():
+        subprocess.run([sys.executable, "-m", "krqa", "data", "reading-set", str(KORQUAD), "--out", str(reading_dir)], check=True, cwd=REPO)
+    if not (index / "manifest.json").is_file():
+        subprocess.run([sys.executable, "-m", "krqa", "build-index", *DEMO, "--corpus", str(KORQUAD), "--out", str(index), *bm25], check=True, cwd=REPO)
+    qa = work / f"reading-heldout-{args.reading_items}.json"
+    if not qa.is_file():
+        save_items(sample_items(load_items(reading_dir / "heldout.json"), args.reading_items, 0), qa)
+    n = len(json.loads(qa.read_text(encoding="utf-8")))
+    config = [*DEMO, "--set", f"index.dir={index.resolve()}", *bm25]
+    return (f"### Held-out reading set ({n} items: {args.reading_items} 선다형, {args.reading_items} 단답형), with and without passages\n\n"
+            + compare(work, qa, f"reading{args.reading_items}", _rows(args.rag_rows, "--rag-rows"), config=config))
+
+
 def click(work: Path, args: argparse.Namespace) -> str:
     from krqa.qa.data import save_items
-    from krqa.training.external import convert_click
+    from krqa.training.converters import convert_click
 
     qa = work / f"click-mc-{args.click_items}.json"
     if not qa.is_file():
@@ -292,13 +323,14 @@ def lora(work: Path, args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=REPO / "outputs" / "ladder")
-    parser.add_argument("--only", default="nikl,click,encoders,lora", help="parts, of nikl, nikl-rag, click, encoders, lora")
+    parser.add_argument("--only", default="nikl,click,encoders,lora", help="parts, of nikl, nikl-rag, reading, click, encoders, lora")
     parser.add_argument("--items", type=int, default=None, help="nikl: only the first N 선다형 items of dev (default: all 49)")
     parser.add_argument("--rows", default=",".join(ROWS), help=f"nikl: table rows, of {', '.join(ROWS)}")
     parser.add_argument("--before", type=Path, default=None, help="also run --before-rows with the krqa of this checkout")
     parser.add_argument("--before-rows", default="Qwen2.5-Coder-1.5B-Instruct", help="rows --before runs again")
     parser.add_argument("--kowiki-index", type=Path, default=None, help="nikl-rag: the whole Korean Wikipedia's index")
-    parser.add_argument("--rag-rows", default=RAG_ROWS, help="nikl-rag: table rows")
+    parser.add_argument("--rag-rows", default=RAG_ROWS, help="nikl-rag, reading: table rows")
+    parser.add_argument("--reading-items", type=int, default=50, help="reading: held-out items of each type (선다형, 단답형)")
     parser.add_argument("--click-items", type=int, default=100)
     parser.add_argument("--paragraphs", type=int, default=120)
     parser.add_argument("--questions", type=int, default=300)
@@ -306,7 +338,7 @@ def main() -> None:
     parser.add_argument("--lora-seq-len", type=int, default=512, help="lora: train.max_seq_len (one sequence a step: a 1.5B model's step on 2 cores is minutes)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    parts = {"nikl": nikl, "nikl-rag": nikl_rag, "click": click, "encoders": encoders, "lora": lora}
+    parts = {"nikl": nikl, "nikl-rag": nikl_rag, "reading": reading, "click": click, "encoders": encoders, "lora": lora}
     out = []
     for name in args.only.split(","):
         table = parts[name](args.work, args)

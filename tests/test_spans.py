@@ -60,6 +60,8 @@ def test_features_say_where_a_candidate_sits_against_the_question() -> None:
     assert by_text["고수"]["before_gloss"] == 1.0 and by_text["고수(鼓手)"]["before_topic"] == 1.0
     assert by_text["고수"]["best_sentence"] == 1.0 and by_text["전대협"]["best_sentence"] == 0.0
     assert by_text["고수"]["near"] >= 2 and by_text["GP-슈트레케"]["near"] == 0
+    # support: the question's words around it in its own sentence, the nearer the more
+    assert by_text["북"]["support"] > by_text["고수"]["support"] > 0 and by_text["전대협"]["support"] == 0
     assert by_text["1989년 2월 15일"]["number"] == 1.0 and by_text["서울대학교"]["proper_noun"] == 1.0
     assert by_text["2월 15일"]["inside"] > 0 and by_text["1989년 2월 15일"]["covers"] > 0
     # the noun a question asks which one of: an answer ending with it
@@ -169,9 +171,10 @@ def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight
     with_p, without = generator.score_options([prompt, reference], [cands, cands], stop=True)
     final = normalise([s.logprob for s in with_p], [s.n_tokens for s in with_p], [s.n_chars for s in with_p], "pmi",
                       [s.logprob for s in without], pmi_weight)
-    by_text = {c.text: c for c in spans.passage_candidates([PASSAGE])}
-    feats = spans.candidate_features([by_text[t] for t in cands], [PASSAGE], ITEM.stem)
-    final = tiny_cfg.generation.sa_lm_weight * final + np.array([spans.feature_score(f, tiny_cfg.generation.sa_feature_weights) for f in feats])
+    # features are measured among all the passage's candidates (nesting counts the pruned ones too)
+    found = spans.passage_candidates([PASSAGE])
+    by_text = dict(zip([c.text for c in found], spans.candidate_features(found, [PASSAGE], ITEM.stem), strict=True))
+    final = tiny_cfg.generation.sa_lm_weight * final + np.array([spans.feature_score(by_text[t], tiny_cfg.generation.sa_feature_weights) for t in cands])
     assert res.answer == cands[int(np.argmax(final))]
     assert res.span["score"] == pytest.approx(float(final.max()), abs=1e-3)
 

@@ -28,9 +28,9 @@ class MaxNewTokens(Section):
 
 # Fitted by bench/tune_span_weights.py on the train articles of the KorQuAD reading set (Gemma-3-270m).
 SPAN_FEATURE_WEIGHTS: dict[str, float] = {
-    "near": 0.5459, "closeness": 5.2585, "in_question": -5.7119, "fits_type": 2.9924, "best_sentence": 2.3288, "before_topic": -0.5017,
-    "before_subject": 0.222, "before_object": 0.254, "before_copula": 1.0602, "before_gloss": 1.4804, "proper_noun": 0.9615,
-    "number": -0.3571, "asked_head": 3.4469, "words": -0.1694, "inside": -0.3672, "covers": 0.0524}
+    "near": 0.4424, "closeness": 2.3119, "support": 0.9331, "in_question": -5.8157, "fits_type": 2.9574, "best_sentence": 1.3779,
+    "before_topic": -0.3484, "before_subject": 0.2748, "before_object": 0.3167, "before_copula": 1.2836, "before_gloss": 1.6107,
+    "proper_noun": 1.0444, "number": -0.4258, "asked_head": 3.6165, "words": -0.1773, "inside": -0.3693, "covers": 0.0821}
 
 
 class GenerationConfig(Section):
@@ -47,7 +47,7 @@ class GenerationConfig(Section):
     sa_normalization: Literal["sum", "mean", "char", "calibrated", "pmi"] = Field("pmi", description="How candidate log-likelihoods (each followed by the end of the answer) are compared; as mc_normalization.")
     sa_pmi_weight: float = Field(0.0, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi (fitted with the feature weights; larger shares reward long copied spans).")
     sa_min_score: float | None = Field(None, description="Floor on the winning candidate's normalised score; below it the 단답형 answer is generated instead (None: no floor).")
-    sa_lm_weight: float = Field(0.3326, ge=0, description="Weight of the model's normalised candidate score in the span score; the feature weights below are added to it.")
+    sa_lm_weight: float = Field(0.353, ge=0, description="Weight of the model's normalised candidate score in the span score; the feature weights below are added to it.")
     sa_feature_weights: dict[str, float] = Field(default_factory=lambda: dict(SPAN_FEATURE_WEIGHTS), description="Weights of what is known of a candidate without the model (closeness to the question's words, the sentence sharing most of them, the particle after it, its answer type; names in krqa/generation/spans.py FEATURES), added to the model's score and used alone to prune the candidates. Defaults fitted on the train articles of the KorQuAD reading set (bench/tune_span_weights.py).")
     sa_snap_ratio: float = Field(0.8, ge=0, le=1, description="hybrid: a generated answer at least this similar (difflib ratio, spaces ignored) to a candidate span is replaced by that span.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")

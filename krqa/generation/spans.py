@@ -241,11 +241,13 @@ _AFTER = (("before_topic", re.compile(r"^(?:은|는)")), ("before_subject", re.c
           ("before_gloss", re.compile(r"^\(")))
 _SENTENCE_END = re.compile(r"[.!?。]\s+|\n+")
 
-FEATURES: tuple[str, ...] = ("near", "closeness", "in_question", "fits_type", "best_sentence", *(n for n, _ in _AFTER), "proper_noun", "number",
-                             "asked_head", "words", "inside", "covers")
+FEATURES: tuple[str, ...] = ("near", "closeness", "support", "in_question", "fits_type", "best_sentence", *(n for n, _ in _AFTER), "proper_noun",
+                             "number", "asked_head", "words", "inside", "covers")
 """What is known of a candidate without the model, each a number the span scorer weighs (``generation.
 sa_feature_weights``): ``near`` distinct question terms within a sentence-sized window of it, ``closeness`` 1/(1 +
-distance to the nearest question term / 20 characters), ``in_question`` it only repeats the question,
+distance to the nearest question term / 20 characters), ``support`` the question's distinct terms in its
+sentence, each counted exp(−its distance / 20 characters) (a reading question restates the words around its
+answer), ``in_question`` it only repeats the question,
 ``fits_type`` the answer type the wording asks for (언제 → a date), ``best_sentence`` it lies in the sentence that
 shares most question terms, ``before_*`` what the passage writes right after it, ``proper_noun`` and ``number``
 its morphemes, ``asked_head`` it ends with the noun the question asks which one of (무슨 강 → 드네프르 강), ``words`` its length in words, ``inside`` / ``covers`` log(1 + how many other candidates contain it
@@ -276,7 +278,7 @@ def candidate_features(candidates: Sequence[Candidate], passages: Sequence[str],
     best_shared = [max(row, default=0) for row in shared]
     out = []
     for c in candidates:
-        near, close, best = 0, 10_000, 0.0
+        near, close, best, support = 0, 10_000, 0.0, 0.0
         for p, start in c.occurrences:
             if not 0 <= p < len(passages):
                 continue
@@ -287,7 +289,14 @@ def candidate_features(candidates: Sequence[Candidate], passages: Sequence[str],
             k = next((i for i, (a, b) in enumerate(sentences[p]) if a <= start < b), len(sentences[p]) - 1)
             if best_shared[p] > 0 and shared[p][k] == best_shared[p]:
                 best = 1.0
-        f = {"near": float(near), "closeness": 1.0 / (1.0 + close / 20.0),
+            a, b = sentences[p][k]
+            nearest: dict[str, float] = {}
+            for pos, t in outside:
+                if a <= pos < b:
+                    gap = min(abs(pos - end), abs(start - pos - len(t)))
+                    nearest[t] = max(nearest.get(t, 0.0), math.exp(-gap / 20.0))
+            support = max(support, sum(nearest.values()))
+        f = {"near": float(near), "closeness": 1.0 / (1.0 + close / 20.0), "support": support,
              "in_question": float(re.sub(r"\s+", "", c.text) in squashed_q),
              "fits_type": float(fits is not None and fits(c)), "best_sentence": best}
         p, start = c.occurrences[0] if c.occurrences else (c.passage, c.start)
