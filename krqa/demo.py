@@ -24,6 +24,7 @@ from typing import Any
 
 from krqa.config import KrqaConfig
 from krqa.errors import InputError, KrqaError
+from krqa.lifetime import die_with_parent
 from krqa.log import setup_logging
 from krqa.model_location import resolve_lm
 from krqa.qa.data import DESC, MC, QUESTION_TYPES, SHORT, QAItem, load_items
@@ -217,8 +218,10 @@ def _run_step(cfg: KrqaConfig, step: str, force: bool, config_path: str | None) 
     return report
 
 
-def _child_init(log_level: int) -> None:
-    """A spawned step process starts with no logging and glibc's default allocator settings: set both as the CLI does."""
+def _child_init(log_level: int, parent_pid: int) -> None:
+    """A spawned step process starts with no logging and glibc's default allocator settings: set both as the CLI
+    does; and it ends with the demo, even a killed one (which skips the pool's shutdown)."""
+    die_with_parent(parent_pid)
     setup_logging(verbose=log_level <= logging.DEBUG, quiet=log_level > logging.INFO)
     return_freed_memory()
 
@@ -227,7 +230,7 @@ def _steps_pool(n: int) -> ProcessPoolExecutor:
     """Fresh spawned processes for steps (not forked: the parent holds no model, and a fork of a process with torch
     threads is unsafe); a step's report, or its exception, comes back through the pool."""
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_child_init, initargs=(logging.getLogger().level,))
+    return ProcessPoolExecutor(max_workers=n, mp_context=context, initializer=_child_init, initargs=(logging.getLogger().level, os.getpid()))
 
 
 def _merge(report: DemoReport, done: DemoReport) -> None:
