@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import hashlib
 import json
@@ -23,6 +22,7 @@ from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
+from krqa.clib import libc
 from krqa.errors import InputError
 
 _AT_FDCWD = -100
@@ -52,11 +52,7 @@ def dir_mode() -> int:
 
 def exchange(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
     """Atomically swap two existing paths; False where the OS or filesystem cannot (the caller falls back)."""
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    renameat2 = getattr(libc, "renameat2", None)
+    renameat2 = getattr(libc(), "renameat2", None)
     if renameat2 is None:
         return False
     if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:

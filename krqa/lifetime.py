@@ -8,11 +8,11 @@ eight minutes, slowing every measurement beside it.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import signal
 import sys
+
+from krqa.clib import libc
 
 PR_SET_PDEATHSIG = 1
 
@@ -22,8 +22,8 @@ def die_with_parent(parent_pid: int) -> bool:
     (it may have died before the request). Returns whether the request was made (a no-op off Linux)."""
     if not sys.platform.startswith("linux"):
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+    prctl = getattr(libc(), "prctl", None)
+    if prctl is None or prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         return False
     if os.getppid() != parent_pid:
         os.kill(os.getpid(), signal.SIGTERM)

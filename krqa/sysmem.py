@@ -13,10 +13,10 @@ its CPU time in the kernel and its steps took 1.45x as long as at 1 MB, which ke
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import sys
+
+from krqa.clib import libc
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +28,8 @@ def return_freed_memory() -> bool:
     """Fix glibc's mmap threshold (Linux only; a no-op elsewhere). Returns whether it was applied."""
     if not sys.platform.startswith("linux"):
         return False
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and other C libraries have no mallopt
+    mallopt = getattr(libc(), "mallopt", None)
+    if mallopt is None:  # musl and other C libraries have no mallopt
         return False
     ok = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     log.debug("glibc mmap threshold fixed at %d bytes: %s", MMAP_THRESHOLD_BYTES, ok)
