@@ -1,16 +1,20 @@
-"""Fit the span scorer's weights (``generation.sa_lm_weight``, ``sa_pmi_weight``, ``sa_feature_weights``) on the
-train articles of the KorQuAD reading set, and show what each part is worth by cross-validation.
+"""Fit the span scorer's weights (``generation.sa_lm_weight``, ``sa_pmi_weight``, ``sa_statement_weight``,
+``sa_statement_mean_weight``, ``sa_feature_weights``) on the train articles of the KorQuAD reading set, and show
+what each part is worth by cross-validation.
 
-The untrained model's likelihood of a candidate span alone picks the gold span for about one 단답형 question in ten;
-what needs no model (closeness to the question's words, the sentence sharing most of them, the particle after the
-span, the answer type) for about one in four; weighed together they do better than either. The weights are those of
-a conditional logit (softmax over one question's candidates, the gold spans as the target, L2) over the model's
-normalised score and ``krqa.generation.spans.FEATURES``; the no-passage share (pmi weight) is chosen from a grid by
-the same cross-validation. Held-out articles are never read here: the table in README comes from ``krqa ablate``.
+The untrained model's likelihood of a candidate span after the 단답형 prompt (the cloze) alone picks the gold span for
+about one 단답형 question in ten; its likelihood of the question turned into a statement with the candidate in the
+gap, right after the passage, for about one in three (the model copies how the passage went on); what needs no model
+(closeness to the question's words, the sentence sharing most of them, the particle after the span, the answer
+type) for about one in three; weighed together they do better than any. The weights are those of a conditional
+logit (softmax over one question's candidates, the gold spans as the target, L2) over the model's scores and
+``krqa.generation.spans.FEATURES``; the no-passage share (pmi weight) is chosen from a grid by the same
+cross-validation. Held-out articles are never read here: the table in README comes from ``krqa ablate``.
 
-Two steps, the first cached (a killed run continues from the cache):
+Two steps, the first cached (a killed run continues from the cache; a cache without statement scores gets them):
 1. score: the train articles' 단답형 items, top passage by BM25, candidates pruned to ``--cap`` by the current
-   weights, each candidate's log-likelihood with and without the passage (the Answerer's own prompts);
+   weights, each candidate's log-likelihood with and without the passage and its statement's (the Answerer's own
+   prompts);
 2. fit: features by the library code, 5-fold CV by question, then a fit on all; prints a table and the YAML to
    paste into ``krqa/generation/config.py`` (SPAN_FEATURE_WEIGHTS) or a config file.
 
@@ -60,13 +64,18 @@ def score(work: Path, cache: Path, n_items: int, cap: int, config: Path) -> list
     items = [i for i in load_items(work / "reading" / "train.json") if i.question_type == SHORT]
     random.Random(7).shuffle(items)
     todo = [i for i in items[:n_items] if i.id not in done]
-    if not todo:
+    unstated = [r for r in records if r["candidates"] and "st" not in r["candidates"][0]]
+    if not todo and not unstated:
         return records
     retriever = wiring.open_index(cfg)
     answerer = wiring.make_answerer(cfg, retriever, wiring.load_generator(cfg, ""))
-    weights = cfg.generation.sa_feature_weights
     from tqdm import tqdm
 
+    for record in tqdm(unstated, desc="statement scores of cached items", file=sys.stderr):
+        _add_statement_scores(answerer.generator, record)
+    if unstated:
+        _save(cache, records)
+    weights = cfg.generation.sa_feature_weights
     for item, hits in tqdm(list(zip(todo, retriever.search_items(todo, top_k=1), strict=True)), desc="score", file=sys.stderr):
         ctx, _ = gate(hits, cfg.retrieval.min_score)
         record = {"id": item.id, "question": item.stem, "answers": item.alternatives, "passages": [], "candidates": []}
@@ -80,15 +89,30 @@ def score(work: Path, cache: Path, n_items: int, cap: int, config: Path) -> list
             record["candidates"] = [{"text": c.text, "passage": c.passage, "start": c.start, "tags": list(c.tags), "occurrences": c.occurrences,
                                      "lp": a.logprob, "ref": b.logprob, "n_tokens": a.n_tokens, "n_chars": a.n_chars}
                                     for c, a, b in zip(kept, with_p, without, strict=True)]
+            _add_statement_scores(answerer.generator, record)
         records.append(record)
-        tmp = cache.with_suffix(".tmp")
-        tmp.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, cache)
+        _save(cache, records)
     return records
 
 
+def _add_statement_scores(generator, record: dict) -> None:
+    """Each candidate's statement log-likelihood and its token count (the Answerer's statement pass)."""
+    from krqa.generation import spans
+
+    prefix, rest = spans.statement_parts(record["question"])
+    conts = [spans.statement_continuation(c["text"], prefix, rest) for c in record["candidates"]]
+    for c, s in zip(record["candidates"], generator.score_options([spans.statement_prompt(record["passages"], prefix)], [conts])[0], strict=True):
+        c["st"], c["st_n"] = s.logprob, s.n_tokens
+
+
+def _save(cache: Path, records: list[dict]) -> None:
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, cache)
+
+
 def design(records: list[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-    """Per question with a gold candidate: (features, lp, ref, gold mask)."""
+    """Per question: (features, cloze lp, its no-passage lp, statement lp and lp per token, gold mask)."""
     from krqa.generation import spans
 
     out = []
@@ -101,7 +125,8 @@ def design(records: list[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray
         feats = spans.candidate_features(cands, r["passages"], r["question"])
         x = np.array([[f[name] for name in spans.FEATURES] for f in feats])
         gold = np.array([re.sub(r"\s+", "", c.text) in golds for c in cands])
-        out.append((x, np.array([c["lp"] for c in r["candidates"]]), np.array([c["ref"] for c in r["candidates"]]), gold))
+        st = np.array([[c["st"], c["st"] / max(c["st_n"], 1)] for c in r["candidates"]])
+        out.append((x, np.array([c["lp"] for c in r["candidates"]]), np.array([c["ref"] for c in r["candidates"]]), st, gold))
     return out
 
 
@@ -132,17 +157,22 @@ def fit(xs: list[np.ndarray], ys: list[np.ndarray], l2: float) -> np.ndarray:
     return res.x / sd
 
 
+PARTS = ("lm", "statement", "features", "features+statement", "all")
+
+
 def columns(data: list, part: str, pmi: float) -> list[np.ndarray]:
+    """The columns a scorer weighs: the cloze score (lm), the statement scores, the features, or all
+    (in that order: lm, statement sum, statement mean, features)."""
     out = []
-    for x, lp, ref, _ in data:
+    for x, lp, ref, st, _ in data:
         lm = (lp - pmi * ref)[:, None]
-        out.append({"lm": lm, "features": x, "both": np.hstack([lm, x])}[part])
+        out.append({"lm": lm, "statement": st, "features": x, "features+statement": np.hstack([st, x]), "all": np.hstack([lm, st, x])}[part])
     return out
 
 
 def cv(data: list, part: str, pmi: float, l2: float, folds: int) -> int:
     """Questions whose top-scored candidate is gold, each scored by weights fitted on the other folds."""
-    xs, ys = columns(data, part, pmi), [d[3] for d in data]
+    xs, ys = columns(data, part, pmi), [d[-1] for d in data]
     hits = 0
     for f in range(folds):
         train = [i for i in range(len(xs)) if i % folds != f]
@@ -157,6 +187,9 @@ def main() -> None:
     parser.add_argument("--config", type=Path, default=REPO / "configs" / "cpu-demo.yaml")
     parser.add_argument("--items", type=int, default=100, help="Train-article 단답형 items scored.")
     parser.add_argument("--cap", type=int, default=48, help="Candidates scored per item (pruned by the current weights).")
+    parser.add_argument("--scorer", choices=("features+statement", "all"), default="features+statement",
+                        help="The weights printed: without the cloze pass (sa_lm_weight 0: one model pass a question, within the cost "
+                             "budget) or with it (a second pass; what a trained adapter answers best).")
     parser.add_argument("--l2", type=float, default=1.0)
     parser.add_argument("--folds", type=int, default=5)
     args = parser.parse_args()
@@ -166,22 +199,29 @@ def main() -> None:
 
     args.work.mkdir(parents=True, exist_ok=True)
     records = score(args.work, args.work / "span-tuning.json", args.items, args.cap, args.config)
-    data = [d for d in design(records) if d[3].any()]
+    data = [d for d in design(records) if d[-1].any()]
     n = len(records)
     print(f"{n} train-article 단답형 items; gold among the {args.cap} scored candidates: {len(data)} ({len(data) / max(n, 1):.3f})\n")
     print("| scorer | pmi weight | CV top-1 (of items with gold among candidates) | of all items |")
     print("|---|--:|--:|--:|")
     best = (-1, 0.0)
-    for part in ("lm", "features", "both"):
-        for pmi in PMI_GRID if part != "features" else (0.0,):
+    for part in PARTS:
+        for pmi in PMI_GRID if part in ("lm", "all") else (0.0,):
             hits = cv(data, part, pmi, args.l2, args.folds)
-            print(f"| {part} | {pmi if part != 'features' else '-'} | {hits / len(data):.3f} | {hits / max(n, 1):.3f} |")
-            if part == "both" and hits > best[0]:
+            print(f"| {part} | {pmi if part in ('lm', 'all') else '-'} | {hits / len(data):.3f} | {hits / max(n, 1):.3f} |")
+            if part == "all" and hits > best[0]:
                 best = (hits, pmi)
-    w = fit(columns(data, "both", best[1]), [d[3] for d in data], args.l2)
-    lm_weight = float(w[0])
-    print(f"\nsa_normalization: pmi\nsa_pmi_weight: {best[1]}\nsa_lm_weight: {round(lm_weight, 4)}\nsa_feature_weights:")
-    for name, value in zip(FEATURES, w[1:], strict=True):
+    if args.scorer == "all":
+        w = fit(columns(data, "all", best[1]), [d[-1] for d in data], args.l2)
+    else:
+        w = np.concatenate([[0.0], fit(columns(data, "features+statement", 0.0), [d[-1] for d in data], args.l2)])
+        best = (0, 0.0)
+    print(f"\n{args.scorer}:")
+    # The model's parts must not count against a candidate (config: ge=0); a negative fit means "no use".
+    lm, st_sum, st_mean = (max(round(float(v), 4), 0.0) for v in w[:3])
+    print(f"\nsa_normalization: pmi\nsa_pmi_weight: {best[1]}\nsa_lm_weight: {lm}\nsa_statement_weight: {st_sum}\n"
+          f"sa_statement_mean_weight: {st_mean}\nsa_feature_weights:")
+    for name, value in zip(FEATURES, w[3:], strict=True):
         print(f"  {name}: {round(float(value), 4)}")
 
 

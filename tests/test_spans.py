@@ -157,13 +157,32 @@ def test_extract_answers_with_a_passage_span_and_its_probability(tiny_cfg, gener
     assert res.answer in PASSAGE and 0.0 < res.span["prob"] <= 1.0 and res.new_tokens == 0
 
 
-@pytest.mark.parametrize("pmi_weight", [0.0, 0.5])
-def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight: float) -> None:
+def test_statement_puts_the_candidate_in_the_wh_words_place() -> None:
+    assert spans.statement_parts("알아사드는 국영 TV를 통해 무엇을 약속했는가?") == ("알아사드는 국영 TV를 통해", "을 약속했는가?")
+    assert spans.statement_parts("멕클레이 선교사는 당시 한국의 어떤 왕에게 허가를 받았는가?") == ("멕클레이 선교사는 당시 한국의", "에게 허가를 받았는가?")
+    assert spans.statement_parts("성 베드로 광장에는 기둥이 총 몇 개 있는가?") == ("성 베드로 광장에는 기둥이 총", " 있는가?")
+    assert spans.statement_parts("장거리 서킷인 뉘르부르크링이 위치한 나라는?") == ("장거리 서킷인 뉘르부르크링이 위치한 나라는", "")
+    # the particle after the gap takes the form the candidate's last syllable asks for
+    assert spans.statement_continuation("국가비상사태의 해제", "알아사드는", "을 약속했는가?") == " 국가비상사태의 해제를 약속했는가?"
+    assert spans.statement_continuation("드네프르 강", "", "을 건넜는가?") == "드네프르 강을 건넜는가?"
+    assert spans.with_particle("서울", "으로 갔는가?") == "로 갔는가?" and spans.with_particle("부산항", "로 갔는가?") == "으로 갔는가?"
+    assert spans.with_particle("고수", "이다") == "다" and spans.with_particle("IP68", "를 받았나?") == "를 받았나?"
+    assert spans.with_particle("고수", "이라 하는가?") == "라 하는가?" and spans.with_particle("장구", "이라고 부르는가?") == "라고 부르는가?"
+    assert spans.with_particle("북", "라고 부르는가?") == "이라고 부르는가?" and spans.with_particle("북", "가 있는가?") == "이 있는가?"
+    assert spans.statement_prompt(["가.", "나."], "X는") == "가.\n나.\n\nX는"
+
+
+@pytest.mark.parametrize("pmi_weight,lm_weight,statement,statement_mean", [(0.0, 0.35, 0.0, 0.0), (0.5, 0.35, 0.0, 0.0),
+                                                                           (0.0, 0.0, 0.3, 1.2), (0.5, 0.35, 0.3, 1.2)])
+def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight: float, lm_weight: float,
+                                                 statement: float, statement_mean: float) -> None:
     """The winner is the candidate with the highest score, recomputed here from the generator's own scores (pmi,
-    weighted) and the features' weighted sum; with pmi weight 0 (no no-passage pass) and with a share subtracted."""
+    weighted), each candidate's statement scored alone, and the features' weighted sum; with pmi weight 0 (no
+    no-passage pass) and with a share subtracted, without the cloze pass (its weight 0) and with every part."""
     from krqa.qa.choice import normalise
 
-    answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5, sa_pmi_weight=pmi_weight)
+    answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5, sa_pmi_weight=pmi_weight,
+                         sa_lm_weight=lm_weight, sa_statement_weight=statement, sa_statement_mean_weight=statement_mean)
     res = answerer.answer_items([ITEM], rag=True)[0]
     cands = res.span["candidates"]
     prompt = answerer.builder.build_prompt(ITEM, [_Fixed(PASSAGE).hit]).text
@@ -174,7 +193,12 @@ def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight
     # features are measured among all the passage's candidates (nesting counts the pruned ones too)
     found = spans.passage_candidates([PASSAGE])
     by_text = dict(zip([c.text for c in found], spans.candidate_features(found, [PASSAGE], ITEM.stem), strict=True))
-    final = tiny_cfg.generation.sa_lm_weight * final + np.array([spans.feature_score(by_text[t], tiny_cfg.generation.sa_feature_weights) for t in cands])
+    final = lm_weight * final + np.array([spans.feature_score(by_text[t], tiny_cfg.generation.sa_feature_weights) for t in cands])
+    prefix, rest = spans.statement_parts(ITEM.stem)
+    assert prefix == "판소리에서 북을 치며 장단을 맞추는 사람을" and rest == "이라 하는가?"
+    for n, text in enumerate(cands):
+        [[alone]] = generator.score_options([spans.statement_prompt([PASSAGE], prefix)], [[spans.statement_continuation(text, prefix, rest)]])
+        final[n] += statement * alone.logprob + statement_mean * alone.logprob / alone.n_tokens
     assert res.answer == cands[int(np.argmax(final))]
     assert res.span["score"] == pytest.approx(float(final.max()), abs=1e-3)
 

@@ -250,46 +250,63 @@ class Answerer:
 
     def _extract(self, items: list[QAItem], contexts: list[list[Hit]], decoding: Decoding,
                  greedy: list[AnswerResult | None] | None) -> list[AnswerResult | None]:
-        """단답형 answers chosen among the passage's candidate spans (``generation.sa_mode``), scored like cloze
-        options: the 단답형 prompt with the top passages, each candidate followed by the end of the answer, minus a
-        share of its likelihood without the passages, plus the weighted features that need no model (where it sits
-        against the question's words, the particle after it; ``sa_feature_weights``): a small untrained model's
-        likelihood alone rarely finds the span, the features alone miss what the passage says. None where the item must be generated instead (no candidate,
-        or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's generated answers (the candidate
-        among the spans, and the answer kept when extraction gives none)."""
+        """단답형 answers chosen among the passage's candidate spans (``generation.sa_mode``). A candidate's score adds
+        up to three parts, each weighted: the cloze score (the 단답형 prompt with the top passages, the candidate
+        followed by the end of the answer, minus a share of its likelihood without the passages), the statement score
+        (the passages, then the question as a statement with the candidate in the gap: what a small model reads
+        best, since it copies how the passage went on), and the features that need no model (where it sits against
+        the question's words, the particle after it; ``sa_feature_weights``). A trained model answers the cloze
+        well; an untrained one rarely, and the features alone miss what the passage says. None where the item must
+        be generated instead (no candidate, or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's
+        generated answers (the candidate among the spans, and the answer kept when extraction gives none)."""
         g = self.gen_cfg
         texts: list[str] = []
         conts: list[list[str]] = []
         plans: list[tuple[Prompt, list[span_mod.Candidate], int, bool]] = []
+        statements = g.sa_statement_weight > 0 or g.sa_statement_mean_weight > 0
+        st_texts: list[str] = []
+        st_conts: list[list[str]] = []
         for n, (item, ctx) in enumerate(zip(items, contexts, strict=True)):
             ctx = ctx[: g.sa_max_passages]
             prompt = self.builder.build_prompt(item, ctx)
             mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
-            cands, found = span_mod.item_candidates(self.builder.passage_texts(ctx, prompt), item.stem, g.sa_max_candidates,
-                                                   g.sa_feature_weights, mine, g.sa_snap_ratio)
+            passages = self.builder.passage_texts(ctx, prompt)
+            cands, found = span_mod.item_candidates(passages, item.stem, g.sa_max_candidates, g.sa_feature_weights, mine, g.sa_snap_ratio)
             # The no-passage pass only matters when its share is subtracted: with sa_pmi_weight 0 (the fitted default) pmi
             # is the plain sum, and the pass would double the scoring for nothing.
-            has_reference = bool(cands) and ((g.sa_normalization == "pmi" and g.sa_pmi_weight > 0 and prompt.contexts_used > 0)
+            has_reference = bool(cands) and g.sa_lm_weight > 0 and ((g.sa_normalization == "pmi" and g.sa_pmi_weight > 0 and prompt.contexts_used > 0)
                                              or g.sa_normalization == "calibrated")
-            if cands:
+            if cands and g.sa_lm_weight > 0:
                 texts.append(prompt.text)
                 conts.append([c.text for c in cands])
                 if has_reference:
                     texts.append(self.builder.content_free(item) if g.sa_normalization == "calibrated" else self.builder.build_prompt(item, []).text)
                     conts.append([c.text for c in cands])
+            if cands and statements:
+                prefix, rest = span_mod.statement_parts(item.stem)
+                st_texts.append(span_mod.statement_prompt(passages, prefix))
+                st_conts.append([span_mod.statement_continuation(c.text, prefix, rest) for c in cands])
             plans.append((prompt, cands, found, has_reference))
         started = time.perf_counter()
-        scores = iter(self.generator.score_options(texts, conts, decoding, stop=True))
+        scores = iter(self.generator.score_options(texts, conts, decoding, stop=True) if texts else [])
+        # The statement is a plain sentence of the passage's kind, not an answer: no end of answer follows it.
+        st_scores = iter(self.generator.score_options(st_texts, st_conts, decoding) if st_texts else [])
         ms = round((time.perf_counter() - started) * 1000.0, 3)
         out: list[AnswerResult | None] = []
         for n, (ctx, (prompt, cands, found, has_reference)) in enumerate(zip(contexts, plans, strict=True)):
             if not cands:
                 out.append(None)
                 continue
-            row = next(scores)
-            ref = [s.logprob for s in next(scores)] if has_reference else None
-            final = g.sa_lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
-                                               g.sa_normalization, ref, g.sa_pmi_weight) + np.array([c.prune_score for c in cands])
+            final = np.array([c.prune_score for c in cands])
+            if g.sa_lm_weight > 0:
+                row = next(scores)
+                ref = [s.logprob for s in next(scores)] if has_reference else None
+                final = final + g.sa_lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
+                                                           g.sa_normalization, ref, g.sa_pmi_weight)
+            if statements:
+                st = next(st_scores)
+                final = final + np.array([g.sa_statement_weight * s.logprob + g.sa_statement_mean_weight * s.logprob / max(s.n_tokens, 1)
+                                          for s in st])
             best = pick(final) - 1
             if g.sa_min_score is not None and float(final[best]) < g.sa_min_score:
                 out.append(None)

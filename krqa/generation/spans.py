@@ -233,6 +233,56 @@ def fits_type(question: str) -> Callable[[Candidate], bool] | None:
     return None
 
 
+# The wh-phrase a question asks with (its particle stays in the rest of the statement), and the particles whose form
+# follows the last syllable of the word before them (consonant form first; longest first, so that 이라고 is not read
+# as the subject particle 이).
+_WH_PHRASE = re.compile(r"(몇\s*[가-힣]{1,3}?(?=[을를이가은는에의으로와과인도만]|\s|\?|$)|며칠|(?:어느|무슨|어떤|어떠한)\s*[가-힣]+?"
+                        r"(?=을|를|이|가|은|는|에서|에게|에|의|으로|로|와|과|인|\s|\?|$)|무엇|뭐|누구|누(?=가)|어디|언제|얼마나|얼마)")
+_PARTICLE_FORMS = (("이라고", "라고"), ("이라는", "라는"), ("이라", "라"), ("으로", "로"), ("이다", "다"), ("인가", "인가"), ("을", "를"),
+                   ("이", "가"), ("은", "는"), ("과", "와"))
+_RIEUL = 8
+
+
+def statement_parts(question: str) -> tuple[str, str]:
+    """The question as a statement with a gap for the answer: the words before its wh-phrase and those after it
+    ('알아사드는 국영 TV를 통해 무엇을 약속했는가?' → '알아사드는 국영 TV를 통해', '을 약속했는가?'); a question without one
+    ('…을 개설한 해는?') asks for what follows it."""
+    q = question.strip()
+    m = _WH_PHRASE.search(q)
+    if m:
+        return q[: m.start()].rstrip(), q[m.end():]
+    return q.rstrip("?.? ").rstrip(), ""
+
+
+def _final_consonant(syllable: str) -> int | None:
+    offset = ord(syllable) - 0xAC00
+    return offset % 28 if 0 <= offset < 11172 else None
+
+
+def with_particle(candidate: str, rest: str) -> str:
+    """``rest`` with its leading particle in the form that follows ``candidate`` (국가비상사태의 해제 + 을 → 를)."""
+    final = _final_consonant(candidate[-1]) if candidate else None
+    for consonant_form, vowel_form in _PARTICLE_FORMS:
+        for form in (consonant_form, vowel_form):
+            if rest.startswith(form) and not (form in ("이", "가") and len(rest) > len(form) and rest[len(form)] in "다었였며"):
+                if final is None:
+                    return rest
+                wanted = consonant_form if final and not (consonant_form == "으로" and final == _RIEUL) else vowel_form
+                return wanted + rest[len(form):]
+    return rest
+
+
+def statement_prompt(passages: Sequence[str], prefix: str) -> str:
+    """The passages, then the statement's words before the answer: a small model continues a sentence it has just
+    read by copying what followed those words there."""
+    return "\n".join(passages) + "\n\n" + prefix
+
+
+def statement_continuation(candidate: str, prefix: str, rest: str) -> str:
+    """The candidate in the statement's gap and the statement's remaining words."""
+    return (" " if prefix else "") + candidate + with_particle(candidate, rest)
+
+
 # What the passage writes right after a candidate: a topic or subject particle (the sentence is about it), an
 # object particle, the copula or a sentence ending (X이다, X였다: the sentence defines it), an opening bracket
 # (a gloss follows a term the passage introduces).
