@@ -211,15 +211,15 @@ def main() -> None:
             print(f"| {part} | {pmi if part in ('lm', 'all') else '-'} | {hits / len(data):.3f} | {hits / max(n, 1):.3f} |")
             if part == "all" and hits > best[0]:
                 best = (hits, pmi)
-    if args.scorer == "all":
-        w = fit(columns(data, "all", best[1]), [d[-1] for d in data], args.l2)
-    else:
-        w = np.concatenate([[0.0], fit(columns(data, "features+statement", 0.0), [d[-1] for d in data], args.l2)])
-        best = (0, 0.0)
+    # Without the cloze pass its pmi share and weight are moot: 0.
+    pmi = best[1] if args.scorer == "all" else 0.0
+    w = fit(columns(data, args.scorer, pmi), [d[-1] for d in data], args.l2)
+    if args.scorer != "all":
+        w = np.concatenate([[0.0], w])
     print(f"\n{args.scorer}:")
     # The model's parts must not count against a candidate (config: ge=0); a negative fit means "no use".
     lm, st_sum, st_mean = (max(round(float(v), 4), 0.0) for v in w[:3])
-    print(f"\nsa_normalization: pmi\nsa_pmi_weight: {best[1]}\nsa_lm_weight: {lm}\nsa_statement_weight: {st_sum}\n"
+    print(f"\nsa_normalization: pmi\nsa_pmi_weight: {pmi}\nsa_lm_weight: {lm}\nsa_statement_weight: {st_sum}\n"
           f"sa_statement_mean_weight: {st_mean}\nsa_feature_weights:")
     for name, value in zip(FEATURES, w[3:], strict=True):
         print(f"  {name}: {round(float(value), 4)}")

@@ -251,7 +251,7 @@ def statement_parts(question: str) -> tuple[str, str]:
     m = _WH_PHRASE.search(q)
     if m:
         return q[: m.start()].rstrip(), q[m.end():]
-    return q.rstrip("?.? ").rstrip(), ""
+    return q.rstrip("?. "), ""
 
 
 def _final_consonant(syllable: str) -> int | None:
