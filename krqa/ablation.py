@@ -28,6 +28,7 @@ from krqa.ablation_plot import plot_ablation
 from krqa.config import KrqaConfig, dump_config, load_config_data
 from krqa.errors import InputError
 from krqa.fsutil import atomic_write_json, atomic_write_text, json_sha, read_json, sha256_file
+from krqa.generation.config import GenerationConfig
 from krqa.generation.predict import adapter_identity
 from krqa.index.types import SearchParams
 from krqa.log import progress_disabled
@@ -40,9 +41,9 @@ from krqa.wiring import resolve_adapter, run_predict
 
 log = logging.getLogger(__name__)
 
-MC_FIELDS = ("mc_mode", "mc_target", "mc_normalization", "mc_permutations", "mc_pmi_weight", "mc_max_passages")
-SA_FIELDS = ("sa_mode", "sa_max_candidates", "sa_max_passages", "sa_normalization", "sa_pmi_weight", "sa_lm_weight", "sa_feature_weights",
-             "sa_min_score", "sa_snap_ratio")
+# Every 선다형 / 단답형 setting by its prefix, so a new one cannot be left out of the parts' sharing below.
+MC_FIELDS = tuple(f for f in GenerationConfig.model_fields if f.startswith("mc_"))
+SA_FIELDS = tuple(f for f in GenerationConfig.model_fields if f.startswith("sa_"))
 
 
 @dataclass

@@ -26,11 +26,12 @@ class MaxNewTokens(Section):
     서술형: int = Field(512, ge=1, description="Token limit for 서술형 answers.")
 
 
-# Fitted by bench/tune_span_weights.py on the train articles of the KorQuAD reading set (Gemma-3-270m).
+# Fitted by bench/tune_span_weights.py on the train articles of the KorQuAD reading set (Gemma-3-270m), with the
+# statement score and without the cloze pass (the defaults below).
 SPAN_FEATURE_WEIGHTS: dict[str, float] = {
-    "near": 0.4424, "closeness": 2.3119, "support": 0.9331, "in_question": -5.8157, "fits_type": 2.9574, "best_sentence": 1.3779,
-    "before_topic": -0.3484, "before_subject": 0.2748, "before_object": 0.3167, "before_copula": 1.2836, "before_gloss": 1.6107,
-    "proper_noun": 1.0444, "number": -0.4258, "asked_head": 3.6165, "words": -0.1773, "inside": -0.3693, "covers": 0.0821}
+    "near": 0.3279, "closeness": 2.1704, "support": 0.8244, "in_question": -5.0863, "fits_type": 2.5348, "best_sentence": 1.5155,
+    "before_topic": 0.1992, "before_subject": 0.3464, "before_object": 0.0585, "before_copula": 1.9055, "before_gloss": 1.7881,
+    "proper_noun": 0.7042, "number": -0.6707, "asked_head": 1.2942, "words": -0.1919, "inside": -0.4748, "covers": -0.3885}
 
 
 class GenerationConfig(Section):
@@ -42,14 +43,14 @@ class GenerationConfig(Section):
     mc_max_passages: int = Field(1, ge=0, description="Passages (the best first) in a 선다형 scoring prompt; more passages from the same article bring in the distractors' strings (top-3 scored 0.73 against 0.86 for the top one).")
     mc_permutations: int = Field(1, ge=1, le=9, description="Score this many cyclic orders of the options and average each option's score (cancels position bias; costs that many prompt passes).")
     sa_mode: Literal["extract", "generate", "hybrid"] = Field("extract", description="단답형: 'extract' scores candidate spans of the passages in the prompt (nouns and noun phrases, numbers with units, quoted and glossed terms; particles stripped) like 선다형 options and writes the winner exactly as the passage does; 'hybrid' also generates greedily and adds that answer (snapped to a passage span when nearly equal) to the candidates; 'generate' only generates. Without a passage, or with no candidate above sa_min_score, the answer is generated (counted in predict's summary as span fallbacks). Default extract: held-out reading set EM 0.39 against 0.00 by generation (README).")
-    sa_max_candidates: int = Field(32, ge=1, description="Candidate spans scored per 단답형 question; more are pruned first by what needs no model (closeness to the question's words in the passage, the answer type the question asks for, not repeating the question).")
+    sa_max_candidates: int = Field(16, ge=1, description="Candidate spans scored per 단답형 question; more are pruned first by what needs no model (closeness to the question's words in the passage, the answer type the question asks for, not repeating the question).")
     sa_max_passages: int = Field(1, ge=1, description="Passages (the best first) in a 단답형 span-scoring prompt, and where its candidates come from.")
     sa_normalization: Literal["sum", "mean", "char", "calibrated", "pmi"] = Field("pmi", description="How candidate log-likelihoods (each followed by the end of the answer) are compared; as mc_normalization.")
     sa_pmi_weight: float = Field(0.0, ge=0, le=1, description="Share of a candidate's no-passage log-likelihood subtracted with sa_normalization=pmi (fitted with the feature weights; larger shares reward long copied spans).")
     sa_min_score: float | None = Field(None, description="Floor on the winning candidate's normalised score; below it the 단답형 answer is generated instead (None: no floor).")
-    sa_lm_weight: float = Field(0.353, ge=0, description="Weight of the model's normalised candidate score after the 단답형 prompt (the cloze pass) in the span score; the statement scores and the feature weights below are added to it. 0 skips the cloze pass (with the statement score on, the untrained model gains nothing from it in CV: README).")
-    sa_statement_weight: float = Field(0.0, ge=0, description="Weight of the statement score: the question turned into a statement with the candidate in its wh-word's place ('X는 국영 TV를 통해 [candidate]를 약속했는가?'), its log-likelihood (candidate and the words after it) right after the passages and the words before the gap. A small model copies what followed those words in the passage, so the answer's continuation is likely; one more pass over the candidates, skipped when this and sa_statement_mean_weight are 0 (the default until measured on held-out items; fitted values in README).")
-    sa_statement_mean_weight: float = Field(0.0, ge=0, description="Weight of the statement score per token (the same pass as sa_statement_weight).")
+    sa_lm_weight: float = Field(0.0, ge=0, description="Weight of the model's normalised candidate score after the 단답형 prompt (the cloze pass) in the span score; the statement scores and the feature weights below are added to it. 0 (the default) skips the cloze pass: with the statement score on, the untrained model gains little from it in CV and it doubles the cost (README); an adapter trained on the 단답형 prompt (stage 2) may want it on.")
+    sa_statement_weight: float = Field(0.2761, ge=0, description="Weight of the statement score: the question turned into a statement with the candidate in its wh-word's place ('X는 국영 TV를 통해 [candidate]를 약속했는가?'), its log-likelihood (candidate and the words after it) right after the passages and the words before the gap. A small model copies what followed those words in the passage, so the answer's continuation is likely; one pass over the candidates, skipped when this and sa_statement_mean_weight are 0. Fitted with the feature weights on the train articles of the KorQuAD reading set (README).")
+    sa_statement_mean_weight: float = Field(0.631, ge=0, description="Weight of the statement score per token (the same pass as sa_statement_weight).")
     sa_feature_weights: dict[str, float] = Field(default_factory=lambda: dict(SPAN_FEATURE_WEIGHTS), description="Weights of what is known of a candidate without the model (closeness to the question's words, the sentence sharing most of them, the particle after it, its answer type; names in krqa/generation/spans.py FEATURES), added to the model's score and used alone to prune the candidates. Defaults fitted on the train articles of the KorQuAD reading set (bench/tune_span_weights.py).")
     sa_snap_ratio: float = Field(0.8, ge=0, le=1, description="hybrid: a generated answer at least this similar (difflib ratio, spaces ignored) to a candidate span is replaced by that span.")
     batch_size: int = Field(8, ge=1, description="Prompts per generate call.")
