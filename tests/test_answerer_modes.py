@@ -74,9 +74,9 @@ def test_cloze_scores_one_order_and_listed_scores_every_order(tiny_cfg, generato
         def __init__(self, inner) -> None:
             self.inner, self.tokenizer, self.prompts = inner, inner.tokenizer, []
 
-        def score_options(self, prompts, continuations, decoding=None):
+        def score_options(self, prompts, continuations, decoding=None, stop=False):
             self.prompts += prompts
-            return self.inner.score_options(prompts, continuations)
+            return self.inner.score_options(prompts, continuations, stop=stop)
 
     for target, orders in (("cloze", 1), ("text", 4)):
         counting = Counting(generator)

@@ -22,7 +22,7 @@ import numpy as np
 from krqa.errors import InputError
 from krqa.generation import spans as span_mod
 from krqa.generation.config import GenerationConfig, effective_mc_target
-from krqa.generation.base import DEFAULT_DECODING, CallOff, Decoding, Generator, Sinks, TextSink, cut_at_stop
+from krqa.generation.base import DEFAULT_DECODING, CallOff, ContinuationScore, Decoding, Generator, Sinks, TextSink, cut_at_stop
 from krqa.qa.answers import desc_problem, postprocess
 from krqa.qa.choice import average_orders, normalise, pick, rotations, softmax
 from krqa.qa.data import DESC, MC, SHORT, QAItem
@@ -63,6 +63,38 @@ def gate(hits: Sequence[Hit], min_score: float | None) -> tuple[list[Hit], int]:
 # A bracket opened near the end of the text so far may be the start of a prompt marker ('[질문]'), which
 # post-processing cuts; it is held back until it closes or grows too long to be one.
 _OPEN_MARK = re.compile(r"\[[^\]\n]{0,8}$")
+
+
+@dataclass
+class _ScoreBatch:
+    """Prompts and their continuations gathered over a batch of items, scored in one ``score_options`` call; ``add``
+    returns the row an item reads its scores from afterwards."""
+
+    texts: list[str] = field(default_factory=list)
+    continuations: list[list[str]] = field(default_factory=list)
+    scores: list[list[ContinuationScore]] = field(default_factory=list)
+
+    def add(self, text: str, continuations: list[str]) -> int:
+        self.texts.append(text)
+        self.continuations.append(continuations)
+        return len(self.texts) - 1
+
+    def run(self, generator: Generator, decoding: Decoding, stop: bool) -> None:
+        if self.texts:
+            self.scores = list(generator.score_options(self.texts, self.continuations, decoding, stop=stop))
+
+
+@dataclass
+class _SpanPlan:
+    """One 단답형 item's span extraction: its prompt, candidates, and its rows in the cloze and statement batches
+    (None where that pass is off or the item has no candidate)."""
+
+    prompt: Prompt
+    cands: list[span_mod.Candidate]
+    found: int
+    cloze: int | None = None
+    reference: int | None = None
+    statement: int | None = None
 
 
 class _Answering:
@@ -211,35 +243,31 @@ class Answerer:
         """Every order of every item's options in one scoring call, plus a reference prompt per order when the
         normalisation needs one (content-free for 'calibrated', no passages for 'pmi' when there are passages)."""
         g = self.gen_cfg
-        texts: list[str] = []
-        conts: list[list[str]] = []
-        plans: list[tuple[list[list[int]], list[Prompt], bool]] = []
-        for item, ctx in zip(items, contexts):
+        batch = _ScoreBatch()
+        # per item: its option orders, their prompts, and each order's rows in the batch (scored, reference or None)
+        plans: list[tuple[list[list[int]], list[Prompt], list[tuple[int, int | None]]]] = []
+        for item, ctx in zip(items, contexts, strict=True):
             ctx = ctx[: g.mc_max_passages]
             # A cloze prompt does not show the options, so their order cannot bias it: one order is enough.
             orders = rotations(len(item.options), 1 if g.mc_target == "cloze" else g.mc_permutations)
-            prompts = []
+            prompts, rows = [], []
             for order in orders:
                 shown = [item.options[o] for o in order]
                 prompt = self.builder.build_prompt(item, ctx, options=shown)
                 prompts.append(prompt)
                 targets = [self._target(opt, pos) for pos, opt in enumerate(shown)]
-                texts.append(prompt.text)
-                conts.append(targets)
                 reference = self._reference_prompt(item, shown, prompt)
-                if reference is not None:
-                    texts.append(reference)
-                    conts.append(targets)
-            plans.append((orders, prompts, self._reference_prompt(item, [item.options[o] for o in orders[0]], prompts[0]) is not None))
+                rows.append((batch.add(prompt.text, targets), batch.add(reference, targets) if reference is not None else None))
+            plans.append((orders, prompts, rows))
         started = time.perf_counter()
-        scores = iter(self.generator.score_options(texts, conts, decoding))
+        batch.run(self.generator, decoding, stop=False)
         ms = round((time.perf_counter() - started) * 1000.0, 3)
         out = []
-        for item, ctx, (orders, prompts, has_reference) in zip(items, contexts, plans, strict=True):
+        for ctx, (orders, prompts, rows) in zip(contexts, plans, strict=True):
             per_order = []
-            for _ in orders:
-                row = next(scores)
-                ref = [s.logprob for s in next(scores)] if has_reference else None
+            for scored, reference in rows:
+                row = batch.scores[scored]
+                ref = [s.logprob for s in batch.scores[reference]] if reference is not None else None
                 per_order.append(normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row], g.mc_normalization, ref, g.mc_pmi_weight))
             final = average_orders(orders, per_order)
             raw = json.dumps({"option_scores": [round(float(x), 4) for x in final]}, ensure_ascii=False)
@@ -260,53 +288,52 @@ class Answerer:
         be generated instead (no candidate, or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's
         generated answers (the candidate among the spans, and the answer kept when extraction gives none)."""
         g = self.gen_cfg
-        texts: list[str] = []
-        conts: list[list[str]] = []
-        plans: list[tuple[Prompt, list[span_mod.Candidate], int, bool]] = []
-        statements = g.sa_statement_weight > 0 or g.sa_statement_mean_weight > 0
-        st_texts: list[str] = []
-        st_conts: list[list[str]] = []
+        cloze = _ScoreBatch()
+        statement = _ScoreBatch()
+        plans: list[_SpanPlan] = []
         for n, (item, ctx) in enumerate(zip(items, contexts, strict=True)):
             ctx = ctx[: g.sa_max_passages]
             prompt = self.builder.build_prompt(item, ctx)
             mine = greedy[n].answer if greedy is not None and greedy[n] is not None else None
             passages = self.builder.passage_texts(ctx, prompt)
             cands, found = span_mod.item_candidates(passages, item.stem, g.sa_max_candidates, g.sa_feature_weights, mine, g.sa_snap_ratio)
-            # The no-passage pass only matters when its share is subtracted: with sa_pmi_weight 0 (the fitted default) pmi
-            # is the plain sum, and the pass would double the scoring for nothing.
-            has_reference = bool(cands) and g.sa_lm_weight > 0 and ((g.sa_normalization == "pmi" and g.sa_pmi_weight > 0 and prompt.contexts_used > 0)
-                                             or g.sa_normalization == "calibrated")
-            if cands and g.sa_lm_weight > 0:
-                texts.append(prompt.text)
-                conts.append([c.text for c in cands])
-                if has_reference:
-                    texts.append(self.builder.content_free(item) if g.sa_normalization == "calibrated" else self.builder.build_prompt(item, []).text)
-                    conts.append([c.text for c in cands])
-            if cands and statements:
+            plan = _SpanPlan(prompt, cands, found)
+            plans.append(plan)
+            if not cands:
+                continue
+            texts = [c.text for c in cands]
+            if g.sa_lm_weight > 0:
+                plan.cloze = cloze.add(prompt.text, texts)
+                # The no-passage pass only matters when its share is subtracted: with sa_pmi_weight 0 pmi is the plain
+                # sum, and the pass would double the scoring for nothing.
+                if g.sa_normalization == "calibrated":
+                    plan.reference = cloze.add(self.builder.content_free(item), texts)
+                elif g.sa_normalization == "pmi" and g.sa_pmi_weight > 0 and prompt.contexts_used > 0:
+                    plan.reference = cloze.add(self.builder.build_prompt(item, []).text, texts)
+            if g.sa_statement_weight > 0 or g.sa_statement_mean_weight > 0:
                 prefix, rest = span_mod.statement_parts(item.stem)
-                st_texts.append(span_mod.statement_prompt(passages, prefix))
-                st_conts.append([span_mod.statement_continuation(c.text, prefix, rest) for c in cands])
-            plans.append((prompt, cands, found, has_reference))
+                plan.statement = statement.add(span_mod.statement_prompt(passages, prefix),
+                                               [span_mod.statement_continuation(t, prefix, rest) for t in texts])
         started = time.perf_counter()
-        scores = iter(self.generator.score_options(texts, conts, decoding, stop=True) if texts else [])
+        cloze.run(self.generator, decoding, stop=True)
         # The statement is a plain sentence of the passage's kind, not an answer: no end of answer follows it.
-        st_scores = iter(self.generator.score_options(st_texts, st_conts, decoding) if st_texts else [])
+        statement.run(self.generator, decoding, stop=False)
         ms = round((time.perf_counter() - started) * 1000.0, 3)
         out: list[AnswerResult | None] = []
-        for n, (ctx, (prompt, cands, found, has_reference)) in enumerate(zip(contexts, plans, strict=True)):
+        for n, (ctx, plan) in enumerate(zip(contexts, plans, strict=True)):
+            prompt, cands, found = plan.prompt, plan.cands, plan.found
             if not cands:
                 out.append(None)
                 continue
             final = np.array([c.prune_score for c in cands])
-            if g.sa_lm_weight > 0:
-                row = next(scores)
-                ref = [s.logprob for s in next(scores)] if has_reference else None
+            if plan.cloze is not None:
+                row = cloze.scores[plan.cloze]
+                ref = [s.logprob for s in cloze.scores[plan.reference]] if plan.reference is not None else None
                 final = final + g.sa_lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
                                                            g.sa_normalization, ref, g.sa_pmi_weight)
-            if statements:
-                st = next(st_scores)
+            if plan.statement is not None:
                 final = final + np.array([g.sa_statement_weight * s.logprob + g.sa_statement_mean_weight * s.logprob / max(s.n_tokens, 1)
-                                          for s in st])
+                                          for s in statement.scores[plan.statement]])
             best = pick(final) - 1
             if g.sa_min_score is not None and float(final[best]) < g.sa_min_score:
                 out.append(None)
