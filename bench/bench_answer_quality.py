@@ -122,10 +122,10 @@ def reading(work: Path, args: argparse.Namespace) -> None:
         "--sample", str(args.per_type), "--out", str(work / "ablate-reading"))
 
 
-def sa_rows(run_dir: Path | None, top_k: int, modes: list[str], cloze_weight: float = 0.0) -> list[dict]:
+def sa_rows(run_dir: Path | None, top_k: int, modes: list[str]) -> list[dict]:
     """단답형 answered by generation, by span extraction and by both (hybrid): the base model without and with
-    passages, and stage 2 with passages when the reading run has its adapter; with ``cloze_weight``, stage 2 also
-    extracts with the cloze pass on (the 단답형 prompt stage 2 was trained on, at that ``sa_lm_weight``)."""
+    passages, and stage 2 with passages when the reading run has its adapter; stage 2 also extracts without the
+    cloze pass that its adapter turns on (``sa_adapter_lm_weight`` 0), to show what the pass adds."""
     rows = [{"name": "base · no-RAG · generate", "rag": False, "adapter": None, "top_k": None, "set": {"generation.sa_mode": "generate"}}]
     models = [("base", None)]
     if run_dir is not None and (run_dir / "stage2" / "adapter" / "adapter_config.json").is_file():
@@ -133,9 +133,9 @@ def sa_rows(run_dir: Path | None, top_k: int, modes: list[str], cloze_weight: fl
     for name, adapter in models:
         for mode in modes:
             rows.append({"name": f"{name} · RAG k={top_k} · {mode}", "rag": True, "adapter": adapter, "top_k": top_k, "set": {"generation.sa_mode": mode}})
-        if adapter is not None and cloze_weight > 0:
-            rows.append({"name": f"{name} · RAG k={top_k} · extract + cloze {cloze_weight}", "rag": True, "adapter": adapter, "top_k": top_k,
-                         "set": {"generation.sa_mode": "extract", "generation.sa_lm_weight": cloze_weight}})
+        if adapter is not None:
+            rows.append({"name": f"{name} · RAG k={top_k} · extract, no cloze pass", "rag": True, "adapter": adapter, "top_k": top_k,
+                         "set": {"generation.sa_mode": "extract", "generation.sa_adapter_lm_weight": 0}})
     return rows
 
 
@@ -161,7 +161,7 @@ def sa(work: Path, args: argparse.Namespace) -> None:
     modes = [m.strip() for m in args.sa_modes.split(",")]
 
     def table(run_dir: Path | None) -> None:
-        variants = _write_variants(work / "variants-sa.yaml", sa_rows(run_dir, args.top_k, modes, args.sa_cloze_weight))
+        variants = _write_variants(work / "variants-sa.yaml", sa_rows(run_dir, args.top_k, modes))
         run("ablate", "-c", "configs/cpu-demo.yaml", *sets, "--qa", str(qa), "--variants", str(variants), "--sample", str(args.per_type),
             "--out", str(work / "ablate-sa"))
 
@@ -287,8 +287,6 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--click-items", type=int, default=300)
     parser.add_argument("--sa-modes", default="extract,hybrid,generate", help="sa: the generation.sa_mode rows with passages, in order.")
-    parser.add_argument("--sa-cloze-weight", type=float, default=0.0,
-                        help="sa: one more stage-2 row, extraction with the cloze pass at this generation.sa_lm_weight (0: none).")
     parser.add_argument("--sa-train", action="store_true",
                         help="sa: train stage 1 and 2 first (--train-items, --steps) with the BM25 retriever, for the stage-2 rows.")
     parser.add_argument("--check-items", type=int, default=100, help="sa: held-out 단답형 items outside the table's sample for the predict/evaluate check (0: skip).")

@@ -203,6 +203,31 @@ def test_extract_picks_the_best_scored_candidate(tiny_cfg, generator, pmi_weight
     assert res.span["score"] == pytest.approx(float(final.max()), abs=1e-3)
 
 
+def test_an_adapter_turns_the_cloze_pass_on_at_its_own_weight(tiny_cfg, tmp_path) -> None:
+    """Stage 2 learnt the 단답형 prompt: while its adapter is on, the cloze pass is weighed by sa_adapter_lm_weight
+    (the same scores as sa_lm_weight at that value); without an adapter, or with the request turning it off,
+    sa_lm_weight holds (0 here: no cloze pass)."""
+    from peft import LoraConfig, get_peft_model
+
+    from krqa.generation import lm
+    from krqa.generation.base import Decoding
+    from krqa.generation.factory import make_generator
+
+    model = get_peft_model(lm.load_model(tiny_cfg.model, for_training=True),
+                           LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False))
+    model.save_pretrained(str(tmp_path / "adapter"))
+    tuned = make_generator(tiny_cfg.model, tiny_cfg.generation, adapter=str(tmp_path / "adapter"))
+    plain = make_generator(tiny_cfg.model, tiny_cfg.generation)
+
+    def score(generator, lm_weight: float, adapter_weight: float | None, decoding: Decoding = Decoding()) -> float:
+        answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5, sa_lm_weight=lm_weight,
+                             sa_adapter_lm_weight=adapter_weight)
+        return answerer.answer_items([ITEM], rag=True, decoding=decoding)[0].span["score"]
+
+    assert score(tuned, 0.0, 2.0) == score(tuned, 2.0, None) != score(tuned, 0.0, None)
+    assert score(tuned, 0.0, 2.0, Decoding(use_adapter=False)) == score(plain, 0.0, 2.0) == score(plain, 0.0, None) != score(plain, 2.0, None)
+
+
 def test_fallbacks_no_passage_and_floor(tiny_cfg, generator) -> None:
     no_rag = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract").answer_items([ITEM], rag=False)[0]
     assert no_rag.method == "extract-fallback" and no_rag.problem == "no passage" and no_rag.span is None

@@ -284,10 +284,14 @@ class Answerer:
         (the passages, then the question as a statement with the candidate in the gap: what a small model reads
         best, since it copies how the passage went on), and the features that need no model (where it sits against
         the question's words, the particle after it; ``sa_feature_weights``). A trained model answers the cloze
-        well; an untrained one rarely, and the features alone miss what the passage says. None where the item must
-        be generated instead (no candidate, or the winner under ``sa_min_score``); ``greedy`` holds hybrid mode's
-        generated answers (the candidate among the spans, and the answer kept when extraction gives none)."""
+        well (``sa_adapter_lm_weight`` weighs it while an adapter is on); an untrained one rarely, and the features
+        alone miss what the passage says. None where the item must be generated instead (no candidate, or the winner
+        under ``sa_min_score``); ``greedy`` holds hybrid mode's generated answers (the candidate among the spans, and
+        the answer kept when extraction gives none)."""
         g = self.gen_cfg
+        lm_weight = g.sa_lm_weight
+        if g.sa_adapter_lm_weight is not None and self.generator.adapter is not None and decoding.use_adapter:
+            lm_weight = g.sa_adapter_lm_weight
         cloze = _ScoreBatch()
         statement = _ScoreBatch()
         plans: list[_SpanPlan] = []
@@ -302,7 +306,7 @@ class Answerer:
             if not cands:
                 continue
             texts = [c.text for c in cands]
-            if g.sa_lm_weight > 0:
+            if lm_weight > 0:
                 plan.cloze = cloze.add(prompt.text, texts)
                 # The no-passage pass only matters when its share is subtracted: with sa_pmi_weight 0 pmi is the plain
                 # sum, and the pass would double the scoring for nothing.
@@ -329,7 +333,7 @@ class Answerer:
             if plan.cloze is not None:
                 row = cloze.scores[plan.cloze]
                 ref = [s.logprob for s in cloze.scores[plan.reference]] if plan.reference is not None else None
-                final = final + g.sa_lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
+                final = final + lm_weight * normalise([s.logprob for s in row], [s.n_tokens for s in row], [s.n_chars for s in row],
                                                            g.sa_normalization, ref, g.sa_pmi_weight)
             if plan.statement is not None:
                 final = final + np.array([g.sa_statement_weight * s.logprob + g.sa_statement_mean_weight * s.logprob / max(s.n_tokens, 1)
