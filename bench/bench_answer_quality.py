@@ -33,6 +33,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import korquad_reading
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
@@ -142,20 +144,14 @@ def sa_rows(run_dir: Path | None, top_k: int, modes: list[str]) -> list[dict]:
 def sa(work: Path, args: argparse.Namespace) -> None:
     """단답형 on the held-out reading set: generate / extract / hybrid (candidate recall beside EM), then the check
     of the issue on held-out items outside the table's sample: `krqa predict` without and with retrieval
-    (span extraction), scored by `krqa evaluate`. Uses the reading part's index and, when trained, its stage 2."""
+    (span extraction), scored by `krqa evaluate`. BM25 over the part's paragraphs (``korquad_reading``), the same
+    retriever for every row and for stage 2's training (``--sa-train``)."""
     from krqa.ablation import sample_items
     from krqa.qa.data import SHORT, load_items, save_items
 
-    # BM25 only: on the shared 2-core machine the hybrid index's encoding took over half an hour; KorQuAD questions
-    # share their words with their paragraph, and the same retriever serves every row of the table.
-    index = work / "index-korquad-bm25"
-    sets = ["--set", f"index.dir={index}", "--set", "index.dense.backend=none", "--set", "retrieval.mode=bm25"]
-    if not (work / "reading" / "heldout.json").is_file():
-        run("data", "reading-set", str(KORQUAD), "--out", str(work / "reading"))
-    if not (index / "manifest.json").is_file():
-        run("build-index", "-c", "configs/cpu-demo.yaml", "--corpus", str(KORQUAD), "--out", str(index), *sets[2:])
-    held = [i for i in load_items(work / "reading" / "heldout.json") if i.question_type == SHORT]
-    qa = work / "reading" / "heldout-sa.json"
+    reading_dir, sets = korquad_reading.prepare(work)
+    held = [i for i in load_items(reading_dir / "heldout.json") if i.question_type == SHORT]
+    qa = reading_dir / "heldout-sa.json"
     if not qa.is_file():
         save_items(held, qa)
     modes = [m.strip() for m in args.sa_modes.split(",")]
@@ -170,7 +166,7 @@ def sa(work: Path, args: argparse.Namespace) -> None:
     table(None if args.sa_train else work / "run-reading")
     if args.check_items > 0:
         table_ids = {i.id for i in sample_items(held, args.per_type, 0)}
-        rest = work / "reading" / "heldout-sa-check.json"
+        rest = reading_dir / "heldout-sa-check.json"
         if not rest.is_file():
             save_items([i for i in held if i.id not in table_ids][: args.check_items], rest)
         for name, flags in (("no-rag", ["--no-rag"]), ("rag-extract", ["--rag", "--set", "generation.sa_mode=extract"])):

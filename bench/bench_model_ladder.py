@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import korquad_reading
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 NIKL_DEV = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_dev+.json"
@@ -208,17 +210,12 @@ def reading(work: Path, args: argparse.Namespace) -> str:
     from krqa.ablation import sample_items
     from krqa.qa.data import load_items, save_items
 
-    index, reading_dir = work / "index-korquad-bm25", work / "reading"
-    bm25 = ["--set", "index.dense.backend=none", "--set", "retrieval.mode=bm25"]
-    if not (reading_dir / "heldout.json").is_file():
-        subprocess.run([sys.executable, "-m", "krqa", "data", "reading-set", str(KORQUAD), "--out", str(reading_dir)], check=True, cwd=REPO)
-    if not (index / "manifest.json").is_file():
-        subprocess.run([sys.executable, "-m", "krqa", "build-index", *DEMO, "--corpus", str(KORQUAD), "--out", str(index), *bm25], check=True, cwd=REPO)
+    reading_dir, sets = korquad_reading.prepare(work)
     qa = work / f"reading-heldout-{args.reading_items}.json"
     if not qa.is_file():
         save_items(sample_items(load_items(reading_dir / "heldout.json"), args.reading_items, 0), qa)
     n = len(json.loads(qa.read_text(encoding="utf-8")))
-    config = [*DEMO, "--set", f"index.dir={index.resolve()}", *bm25]
+    config = [*DEMO, *sets]
     return (f"### Held-out reading set ({n} items: {args.reading_items} 선다형, {args.reading_items} 단답형), with and without passages\n\n"
             + compare(work, qa, f"reading{args.reading_items}", _rows(args.rag_rows, "--rag-rows"), config=config))
 
