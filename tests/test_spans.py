@@ -217,7 +217,7 @@ def test_an_adapter_turns_the_cloze_pass_on_at_its_own_weight(tiny_cfg, tmp_path
                            LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM", init_lora_weights=False))
     model.save_pretrained(str(tmp_path / "adapter"))
     tuned = make_generator(tiny_cfg.model, tiny_cfg.generation, adapter=str(tmp_path / "adapter"))
-    plain = make_generator(tiny_cfg.model, tiny_cfg.generation)
+    plain = make_generator(tiny_cfg.model, tiny_cfg.generation, adapter="")  # as predict and ablate pass "no adapter"
 
     def score(generator, lm_weight: float, adapter_weight: float | None, decoding: Decoding = Decoding()) -> float:
         answerer = _answerer(tiny_cfg, generator, _Fixed(PASSAGE), sa_mode="extract", sa_max_candidates=5, sa_lm_weight=lm_weight,
