@@ -4,9 +4,10 @@ The issue's budget: per item at most 3x a greedy generation of 16 new tokens of 
 the same 단답형 prompts (KorQuAD reading items with their paragraph as the passage, as the extractor
 sees the top passage: the question's own paragraph), the same model and batch size; generation is forced to 16 new tokens (``min_new_tokens``)
 so it never stops early. Timed, each through the Answerer's own code: greedy generation; ``extract`` (Kiwi
-candidates, pruning to ``generation.sa_max_candidates``, one prefill per prompt shared by the candidates, and the
-no-passage reference prompt for pmi); ``hybrid`` (the generation, then extraction with the generated answer among
-the candidates). Median of ``--runs`` interleaved runs; ratios are from the same run.
+candidates, pruning to ``generation.sa_max_candidates``, the statement pass and, with ``sa_lm_weight`` > 0 (what a
+LoRA adapter turns on through ``sa_adapter_lm_weight``), the cloze pass; one prefill per prompt shared by its
+candidates); ``hybrid`` (the generation, then extraction with the generated answer among the candidates). Median
+of ``--runs`` interleaved runs; ratios are from the same run.
 
     .venv/bin/python bench/bench_span_scoring.py [--config configs/cpu-demo.yaml] [--items 8] [--runs 3]
 """
@@ -66,7 +67,7 @@ def main() -> None:
     def hybrid() -> None:
         answerer._extract(items, contexts, DEFAULT_DECODING, generate())
 
-    cases = {"greedy generation, 16 new tokens": generate, "extract (candidates + pmi scoring)": extract, "hybrid (generation + extract)": hybrid}
+    cases = {"greedy generation, 16 new tokens": generate, "extract (candidates, features, model passes)": extract, "hybrid (generation + extract)": hybrid}
     for fn in cases.values():
         fn()  # warm-up (Kiwi's model, the tokenizer's caches)
     times: dict[str, list[float]] = {k: [] for k in cases}
@@ -79,7 +80,8 @@ def main() -> None:
     g = cfg.generation
     print(f"## bench_span_scoring: {cfg.model.base}, {torch.get_num_threads()} torch threads on {os.cpu_count()} cores, batch {args.batch_size}")
     print(f"{len(items)} 단답형 prompts with one passage (median {statistics.median(n_tokens):.0f} tokens), up to {g.sa_max_candidates} candidates, "
-          f"{g.sa_normalization}; median of {args.runs} runs\n")
+          f"statement pass {'on' if g.sa_statement_weight or g.sa_statement_mean_weight else 'off'}, cloze pass weight {g.sa_lm_weight}; "
+          f"median of {args.runs} runs\n")
     print("| method | median s | ms / question | vs generation |")
     print("| --- | ---: | ---: | ---: |")
     for name in cases:
