@@ -15,8 +15,9 @@ from krqa.generation.config import GenerationConfig, ModelConfig
 
 def make_generator(model: ModelConfig, generation: GenerationConfig, adapter: str | None = None, streaming: bool = False) -> Generator:
     """The engine ``generation.backend``; ``adapter`` defaults to ``model.adapter`` ('' for none). ``streaming``
-    (the service) picks vLLM's async engine, which hands out answers token by token."""
-    adapter = adapter if adapter is not None else model.adapter
+    (the service) picks vLLM's async engine, which hands out answers token by token. The engine's ``adapter`` is
+    None when there is none, however the caller said so: the answerer reads it to know a LoRA is loaded."""
+    adapter = (adapter if adapter is not None else model.adapter) or None
     if adapter and not Path(adapter).is_dir():
         raise InputError(f"adapter {adapter}: directory not found")
     if generation.backend == "transformers":

@@ -37,7 +37,7 @@ class TransformersGenerator(Generator):
         self.model = load_model(model, adapter=adapter)
         self.device = resolve_device(model.device)
         self.model_name = model.base
-        self.adapter = adapter or None  # "" (no adapter, as the CLI passes it) reads as None everywhere
+        self.adapter = adapter
         self.eos_ids = self.stop_token_ids(getattr(self.model.generation_config, "eos_token_id", None))
 
     def generate_timed(self, prompts: list[str], question_types: list[str], sample_seed: int | None = None,

@@ -55,7 +55,7 @@ class VllmGenerator(Generator):
         base = resolve_lm(model.base, model.cache_dir)
         self.tokenizer = load_tokenizer(model)
         self.model_name = model.base
-        self.adapter = adapter or None  # "" (no adapter, as the CLI passes it) reads as None everywhere
+        self.adapter = adapter
         lora: dict[str, Any] = {}
         self.lora_request = None
         if adapter:
