@@ -37,7 +37,7 @@ import korquad_reading
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
-KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
+KORQUAD = korquad_reading.KORQUAD
 NIKL = SHARED / "nikl_culture_qa"
 CLICK = SHARED / "click" / "Dataset"
 KRQA = [sys.executable, "-m", "krqa"]

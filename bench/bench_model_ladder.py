@@ -49,7 +49,7 @@ SHARED = REPO.parent / "shared" / "data"
 NIKL_DEV = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_dev+.json"
 NIKL_TRAIN = SHARED / "nikl_culture_qa" / "korean_culture_qa_V1.0_train+.json"
 CLICK = SHARED / "click" / "Dataset"
-KORQUAD = SHARED / "korquad" / "KorQuAD_v1.0_dev_part_a.json"
+KORQUAD = korquad_reading.KORQUAD
 MODELS = {"Gemma-3-270m": "gguf:gemma3-270m", "Qwen2.5-Coder-1.5B-Instruct": "gguf:qwen2.5-coder-1.5b-instruct"}
 # Table rows: the settings each one overrides, and whether it retrieves (RAG rows take the index of the part's config).
 ROWS = {
